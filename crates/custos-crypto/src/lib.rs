@@ -1,0 +1,1 @@
+//! custos-crypto (being written).

@@ -1,0 +1,1 @@
+//! custos-scanner (being written).

@@ -1,0 +1,1 @@
+//! custos-server (being written).

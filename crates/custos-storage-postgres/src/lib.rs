@@ -1,0 +1,1 @@
+//! custos-storage-postgres (being written).

@@ -1,0 +1,1 @@
+//! custos-storage-sqlite (being written).

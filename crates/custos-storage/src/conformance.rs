@@ -1,0 +1,1 @@
+//! custos-storage conformance suite.
