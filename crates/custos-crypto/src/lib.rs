@@ -41,6 +41,8 @@ mod keyring;
 mod random;
 mod root;
 pub mod shamir;
+#[cfg(test)]
+mod test_support;
 
 pub use blob::{FORMAT_VERSION, HEADER_LEN, MIN_BLOB_LEN, NONCE_LEN, SealedBlob, TAG_LEN};
 pub use error::CryptoError;
