@@ -4,7 +4,7 @@ use crate::Keyring;
 
 /// Decodes lower- or upper-case hex; panics on bad input, which is fine in tests.
 pub(crate) fn from_hex(hex: &str) -> Vec<u8> {
-    assert!(hex.len() % 2 == 0, "odd-length hex");
+    assert!(hex.len().is_multiple_of(2), "odd-length hex");
     (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("valid hex"))

@@ -57,10 +57,7 @@ fn flipping_any_single_byte_fails_to_open() {
             let mut corrupted = blob.clone();
             corrupted[index] ^= mask;
             let result = keyring.open(PATH, &corrupted);
-            assert!(
-                result.is_err(),
-                "index {index} mask {mask:#x} still opened"
-            );
+            assert!(result.is_err(), "index {index} mask {mask:#x} still opened");
         }
     }
 }
@@ -125,7 +122,10 @@ fn rotation_keeps_old_terms_and_seals_with_the_new_one() {
         b"new"
     );
     // The older keyring does not hold term 3.
-    assert_eq!(first.open(PATH, &new_blob), Err(CryptoError::UnknownTerm(3)));
+    assert_eq!(
+        first.open(PATH, &new_blob),
+        Err(CryptoError::UnknownTerm(3))
+    );
 }
 
 #[test]
@@ -199,7 +199,10 @@ fn decode_rejects_broken_invariants() {
         assert_eq!(Keyring::decode(&bytes).map(|_| ()), Err(expected));
     };
     check(&|b| b[0] = 2, CryptoError::UnsupportedVersion(2));
-    check(&|b| b.push(0), CryptoError::Malformed("trailing bytes after keyring"));
+    check(
+        &|b| b.push(0),
+        CryptoError::Malformed("trailing bytes after keyring"),
+    );
     check(
         &|b| b[5..9].copy_from_slice(&0u32.to_be_bytes()),
         CryptoError::Malformed("keyring holds no keys"),
@@ -360,6 +363,8 @@ fn v1_vector_still_opens() {
     let root_key =
         crate::RootKey::from_bytes(&from_hex(vector_field(&vector, "root_key"))).expect("root key");
     let sealed_keyring = from_hex(vector_field(&vector, "sealed_keyring"));
-    let opened_keyring = root_key.open_keyring(&sealed_keyring).expect("open keyring");
+    let opened_keyring = root_key
+        .open_keyring(&sealed_keyring)
+        .expect("open keyring");
     assert_eq!(opened_keyring.encode(), keyring.encode());
 }
