@@ -1,18 +1,6 @@
 //! The keyring: the data keys of the barrier, by term, and sealing/opening with them.
 //!
-//! # Encoding (version 1)
-//!
-//! [`Keyring::encode`] writes, all integers big-endian:
-//!
-//! | bytes                | content                                         |
-//! |----------------------|-------------------------------------------------|
-//! | `0`                  | encoding version, `1`                           |
-//! | `1..5`               | active term, `u32`                              |
-//! | `5..9`               | number of keys `n`, `u32`, at least 1           |
-//! | then `n` × 44 bytes  | term `u32`, `installed_at` `i64`, key 32 bytes  |
-//!
-//! Terms are strictly increasing, start at 1 or later (0 is the root key's), and the active
-//! term is the last, highest one. [`Keyring::decode`] checks all of this and the exact length.
+//! The binary encoding is documented on [`Keyring::encode`].
 
 #[cfg(test)]
 mod tests;
@@ -114,7 +102,22 @@ impl Keyring {
         blob.open_with(&key.key, path)
     }
 
-    /// The versioned binary encoding described in the module docs; it contains every key.
+    /// The versioned binary encoding of every key, for sealing with [`crate::RootKey`].
+    ///
+    /// # Encoding (version 1)
+    ///
+    /// All integers are big-endian. The output holds every key in the clear, so it is only
+    /// ever written sealed by the root key.
+    ///
+    /// | bytes                | content                                         |
+    /// |----------------------|-------------------------------------------------|
+    /// | `0`                  | encoding version, `1`                           |
+    /// | `1..5`               | active term, `u32`                              |
+    /// | `5..9`               | number of keys `n`, `u32`, at least 1           |
+    /// | then `n` × 44 bytes  | term `u32`, `installed_at` `i64`, key 32 bytes  |
+    ///
+    /// Terms are strictly increasing, start at 1 or later (0 is the root key's), and the active
+    /// term is the last, highest one. [`Keyring::decode`] checks all of this and the exact length.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(
             ENCODING_HEADER_LEN + self.keys.len() * ENCODED_KEY_LEN,

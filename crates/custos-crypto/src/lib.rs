@@ -30,7 +30,7 @@
 //! the 5-byte header (version and term) followed by the storage path bytes, so a blob copied
 //! to another path, or relabelled with another term, fails to open.
 //!
-//! The keyring's own encoding is documented on [`Keyring::encode`]'s module. Both formats are
+//! The keyring's own encoding is documented on [`Keyring::encode`]. Both formats are
 //! pinned by the vector in `testdata/barrier/v1_blob.txt`: a blob written by an old release
 //! must still open.
 
