@@ -34,7 +34,10 @@ fn root_key() -> &'static RootKey {
 fuzz_target!(|data: &[u8]| {
     if let Ok(blob) = SealedBlob::parse(data) {
         assert!(data.len() >= custos_crypto::MIN_BLOB_LEN);
-        assert_eq!(blob.plaintext_len() + custos_crypto::MIN_BLOB_LEN, data.len());
+        assert_eq!(
+            blob.plaintext_len() + custos_crypto::MIN_BLOB_LEN,
+            data.len()
+        );
     }
     if let Ok(keyring) = Keyring::decode(data) {
         // Whatever decodes must encode back to the same bytes.
