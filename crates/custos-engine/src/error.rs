@@ -1,0 +1,44 @@
+//! `EngineError`: the vocabulary the HTTP layer maps to status codes, in one place.
+
+use custos_storage::StorageError;
+
+/// Everything an engine operation can fail with. Variants say what happened; the server maps
+/// each to a status code and a stable error code, and never shows `Internal` details to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request itself is wrong (bad parameters, malformed key); the message is for the client.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// An unseal key could not be used; the message is for the client.
+    #[error("{0}")]
+    InvalidUnsealKey(String),
+    /// Missing, unknown or insufficient token. Deliberately says nothing more.
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("custos is sealed")]
+    Sealed,
+    #[error("custos is not initialized")]
+    NotInitialized,
+    #[error("custos is already initialized")]
+    AlreadyInitialized,
+    /// Storage cannot be reached: the request fails closed and may be retried.
+    #[error("storage is unavailable, try again later")]
+    Unavailable(#[source] StorageError),
+    /// A bug or corrupt data. The message is logged, never sent to the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StorageError> for EngineError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Unavailable { .. } => EngineError::Unavailable(error),
+            // Conflicts are handled where a transaction expects them; one reaching here is a bug.
+            StorageError::Conflict | StorageError::Corrupt(_) | StorageError::Invalid(_) => {
+                EngineError::Internal(error.to_string())
+            }
+        }
+    }
+}
