@@ -149,16 +149,19 @@ fn print_report(backend: &str, report: &mut Report) {
         report.latencies_us[rank.clamp(1, len) - 1]
     };
     let seconds = report.elapsed.as_secs_f64();
-    let line = serde_json::json!({
-        "backend": backend,
-        "op": report.op,
-        "concurrency": report.concurrency,
-        "ops": report.ops,
-        "seconds": (seconds * 1000.0).round() / 1000.0,
-        "ops_per_sec": ((report.ops as f64) / seconds).round(),
-        "p50_us": percentile(0.50),
-        "p99_us": percentile(0.99),
-    });
+    // Fields in a fixed order, so the lines read well side by side.
+    let line = format!(
+        "{{\"backend\":{},\"op\":\"{}\",\"concurrency\":{},\"ops\":{},\"seconds\":{:.3},\
+         \"ops_per_sec\":{:.0},\"p50_us\":{},\"p99_us\":{}}}",
+        serde_json::Value::from(backend),
+        report.op,
+        report.concurrency,
+        report.ops,
+        seconds,
+        (report.ops as f64) / seconds,
+        percentile(0.50),
+        percentile(0.99),
+    );
     println!("{line}");
 }
 
