@@ -96,6 +96,37 @@ fn pool_error(err: deadpool_postgres::PoolError) -> StorageError {
     StorageError::unavailable("postgres: no connection available", err)
 }
 
+/// A failed attempt, and whether it may be retried on another connection: the server had
+/// dropped the connection (restart, failover, idle kill) before anything could be committed.
+struct Failed {
+    error: StorageError,
+    stale: bool,
+}
+
+impl From<StorageError> for Failed {
+    fn from(error: StorageError) -> Self {
+        Failed {
+            error,
+            stale: false,
+        }
+    }
+}
+
+/// Like [`pg_error`], remembering whether the connection was dead. Only for steps that cannot
+/// have committed anything: never for the `COMMIT` of a transaction that wrote.
+fn failed(err: tokio_postgres::Error, what: &str) -> Failed {
+    let stale = err.is_closed()
+        || err.code().is_some_and(|code| {
+            *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || code.code().starts_with("08")
+        });
+    Failed {
+        error: pg_error(err, what),
+        stale,
+    }
+}
+
 fn corrupt_column(err: tokio_postgres::Error, column: &str) -> StorageError {
     StorageError::Corrupt(format!("stored {column} cannot be read: {err}"))
 }
@@ -259,31 +290,53 @@ impl PostgresStorage {
         self.pool.get().await.map_err(pool_error)
     }
 
-    async fn try_commit(&self, txn: &Transaction) -> Result<Revision, StorageError> {
+    /// Runs `attempt`, again on another connection while it fails on a connection the server
+    /// had dropped. Each dead connection fails once and leaves the pool (`is_closed`), so one
+    /// more attempt than the pool size always reaches a fresh connection.
+    async fn retrying<T, F, Fut>(&self, attempt: F) -> Result<T, StorageError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, Failed>>,
+    {
+        let attempts = self.pool.status().max_size + 1;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(Failed { stale: true, error }) if tries < attempts => {
+                    tracing::debug!(attempt = tries, error = %error, "retrying on another postgres connection");
+                }
+                Err(failed) => return Err(failed.error),
+            }
+        }
+    }
+
+    async fn try_commit(&self, txn: &Transaction) -> Result<Revision, Failed> {
         let plan = Plan::new(txn);
         let mut client = self.client().await?;
         let db = client
             .transaction()
             .await
-            .map_err(|err| pg_error(err, "begin"))?;
+            .map_err(|err| failed(err, "begin"))?;
         if !plan.lock_ids.is_empty() {
             let lock = db
                 .prepare_cached(LOCK_KEYS_SQL)
                 .await
-                .map_err(|err| pg_error(err, "prepare lock"))?;
+                .map_err(|err| failed(err, "prepare lock"))?;
             db.execute(&lock, &[&plan.lock_ids])
                 .await
-                .map_err(|err| pg_error(err, "lock keys"))?;
+                .map_err(|err| failed(err, "lock keys"))?;
         }
         if !plan.condition_keys.is_empty() {
             let check = db
                 .prepare_cached(CONDITIONS_SQL)
                 .await
-                .map_err(|err| pg_error(err, "prepare conditions"))?;
+                .map_err(|err| failed(err, "prepare conditions"))?;
             let rows = db
                 .query(&check, &[&plan.condition_keys])
                 .await
-                .map_err(|err| pg_error(err, "check conditions"))?;
+                .map_err(|err| failed(err, "check conditions"))?;
             let mut current = HashMap::with_capacity(rows.len());
             for row in &rows {
                 let key: &str = row.try_get(0).map_err(|err| corrupt_column(err, "key"))?;
@@ -297,63 +350,58 @@ impl PostgresStorage {
                 Condition::Revision(key, expected) => current.get(key.as_str()) == Some(expected),
             });
             if !holds {
-                // Dropping `db` rolls back; say so explicitly to free the locks right away.
-                db.rollback()
-                    .await
-                    .map_err(|err| pg_error(err, "rollback"))?;
-                return Err(StorageError::Conflict);
+                // The conditions failed and nothing was written, whether or not the rollback
+                // (which frees the locks right away) reaches the server.
+                if let Err(err) = db.rollback().await {
+                    tracing::debug!(error = %err, "postgres rollback after a conflict failed");
+                }
+                return Err(StorageError::Conflict.into());
             }
         }
         if txn.ops.is_empty() {
             let row = db
                 .query_one(CURRENT_REVISION_SQL, &[])
                 .await
-                .map_err(|err| pg_error(err, "read revision"))?;
+                .map_err(|err| failed(err, "read revision"))?;
             let current: i64 = row
                 .try_get(0)
                 .map_err(|err| corrupt_column(err, "revision counter"))?;
-            db.commit().await.map_err(|err| pg_error(err, "commit"))?;
+            // Nothing was written, so even this commit may be retried.
+            db.commit().await.map_err(|err| failed(err, "commit"))?;
             return u64::try_from(current).map(Revision).map_err(|_| {
-                StorageError::Corrupt(format!("revision counter {current} is negative"))
+                StorageError::Corrupt(format!("revision counter {current} is negative")).into()
             });
         }
         let write = db
             .prepare_cached(WRITE_SQL)
             .await
-            .map_err(|err| pg_error(err, "prepare write"))?;
+            .map_err(|err| failed(err, "prepare write"))?;
         let row = db
             .query_one(
                 &write,
                 &[&plan.put_keys, &plan.put_values, &plan.delete_keys],
             )
             .await
-            .map_err(|err| pg_error(err, "write"))?;
+            .map_err(|err| failed(err, "write"))?;
         let revision: i64 = row
             .try_get(0)
             .map_err(|err| corrupt_column(err, "revision counter"))?;
         let revision = parse_revision(revision)?;
+        // A failed COMMIT of a write may still have committed: report it, never retry it.
         db.commit().await.map_err(|err| pg_error(err, "commit"))?;
         Ok(revision)
     }
-}
 
-#[async_trait::async_trait]
-impl Storage for PostgresStorage {
-    fn backend_name(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        validate_key(key)?;
+    async fn try_get(&self, key: &str) -> Result<Option<Entry>, Failed> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached("SELECT value, revision FROM custos_entries WHERE key = $1")
             .await
-            .map_err(|err| pg_error(err, "prepare get"))?;
+            .map_err(|err| failed(err, "prepare get"))?;
         let row = client
             .query_opt(&statement, &[&key])
             .await
-            .map_err(|err| pg_error(err, "get"))?;
+            .map_err(|err| failed(err, "get"))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -367,12 +415,12 @@ impl Storage for PostgresStorage {
         }))
     }
 
-    async fn list(
+    async fn try_list(
         &self,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<ListPage, StorageError> {
+    ) -> Result<ListPage, Failed> {
         // PostgreSQL text cannot hold NUL and no key contains one: a prefix with NUL matches
         // nothing, and an `after` with NUL sorts like its part before the NUL.
         if prefix.contains('\0') {
@@ -401,7 +449,7 @@ impl Storage for PostgresStorage {
                          ORDER BY key LIMIT $3"
                     ))
                     .await
-                    .map_err(|err| pg_error(err, "prepare list"))?;
+                    .map_err(|err| failed(err, "prepare list"))?;
                 client.query(&statement, &[&lower, upper, &fetch]).await
             }
             None => {
@@ -410,11 +458,11 @@ impl Storage for PostgresStorage {
                         "SELECT key FROM custos_entries WHERE {lower_sql} ORDER BY key LIMIT $2"
                     ))
                     .await
-                    .map_err(|err| pg_error(err, "prepare list"))?;
+                    .map_err(|err| failed(err, "prepare list"))?;
                 client.query(&statement, &[&lower, &fetch]).await
             }
         }
-        .map_err(|err| pg_error(err, "list"))?;
+        .map_err(|err| failed(err, "list"))?;
         let mut keys = Vec::with_capacity(rows.len());
         for row in &rows {
             keys.push(
@@ -424,6 +472,27 @@ impl Storage for PostgresStorage {
         }
         Ok(page_from(keys, limit))
     }
+}
+
+#[async_trait::async_trait]
+impl Storage for PostgresStorage {
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        validate_key(key)?;
+        self.retrying(|| self.try_get(key)).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, StorageError> {
+        self.retrying(|| self.try_list(prefix, after, limit)).await
+    }
 
     async fn commit(&self, txn: Transaction) -> Result<Revision, StorageError> {
         validate_transaction(&txn)?;
@@ -432,7 +501,7 @@ impl Storage for PostgresStorage {
                 to_db_revision(*revision)?;
             }
         }
-        self.try_commit(&txn).await
+        self.retrying(|| self.try_commit(&txn)).await
     }
 }
 

@@ -3,7 +3,7 @@
 //! A backend's integration test instantiates it once with a factory that makes a fresh, empty
 //! store for every case:
 //!
-//! ```ignore
+//! ```text
 //! custos_storage::conformance_tests!(async || Arc::new(SqliteStorage::open_in_memory().unwrap()));
 //! ```
 //!
@@ -58,6 +58,7 @@ macro_rules! conformance_tests {
             case_list_pagination_visits_every_key_once,
             case_list_empty_prefix_lists_all,
             case_list_after_outside_prefix,
+            case_list_with_the_largest_limit,
             case_failed_condition_applies_nothing,
             case_absent_condition,
             case_stale_revision_is_a_conflict,
@@ -315,6 +316,21 @@ pub async fn case_list_after_outside_prefix(storage: Arc<dyn Storage>) {
     assert_eq!(within.keys, ["p/2", "p/3"]);
     let beyond = check(storage.list("p/", Some("p0"), 0).await, "after past prefix");
     assert!(beyond.keys.is_empty());
+}
+
+pub async fn case_list_with_the_largest_limit(storage: Arc<dyn Storage>) {
+    for key in ["l/1", "l/2"] {
+        check(storage.put(key, Vec::new()).await, key);
+    }
+    let page = check(
+        storage.list("l/", None, usize::MAX).await,
+        "usize::MAX limit",
+    );
+    assert_eq!(page.keys, ["l/1", "l/2"]);
+    assert_eq!(page.next_after, None);
+    let page = check(storage.list("l/", None, 1).await, "limit 1");
+    assert_eq!(page.keys, ["l/1"]);
+    assert_eq!(page.next_after.as_deref(), Some("l/1"));
 }
 
 pub async fn case_failed_condition_applies_nothing(storage: Arc<dyn Storage>) {

@@ -104,7 +104,8 @@ impl Transaction {
 
     #[must_use]
     pub fn require_revision(mut self, key: impl Into<String>, revision: Revision) -> Self {
-        self.conditions.push(Condition::Revision(key.into(), revision));
+        self.conditions
+            .push(Condition::Revision(key.into(), revision));
         self
     }
 
