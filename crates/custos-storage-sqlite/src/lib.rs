@@ -91,6 +91,7 @@ impl SqliteStorage {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        create_private(path)?;
         let mut connection = Connection::open_with_flags(path, flags)
             .map_err(|err| open_error(path, err, "open database"))?;
         configure(&connection, &options).map_err(|err| open_error(path, err, "configure"))?;
@@ -171,6 +172,23 @@ impl SqliteStorage {
                 answer.await.map_err(|_| writer::writer_gone())?
             }
         }
+    }
+}
+
+/// Creates the database file readable by its owner only, when it does not exist yet. SQLite
+/// gives the `-wal` and `-shm` files the mode of the database file, so they stay private too.
+fn create_private(path: &Path) -> Result<(), StorageError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(StorageError::unavailable(
+            format!("cannot create {}", path.display()),
+            err,
+        )),
     }
 }
 

@@ -254,3 +254,6 @@ pub(crate) fn apply_ops(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -143,12 +143,21 @@ fn commit_group(connection: &mut Connection, group: &mut Vec<PendingCommit>, cou
         Err(err) => {
             tracing::error!(requests = size, error = %err, "sqlite group commit failed");
             for pending in group.drain(..) {
-                let _ = pending.reply.send(Err(StorageError::Unavailable {
-                    message: format!("sqlite group commit failed: {err}"),
-                    source: None,
-                }));
+                let _ = pending.reply.send(Err(group_failure(&err)));
             }
         }
+    }
+}
+
+/// The error each request of a failed group gets: the group's, with the same kind (a corrupt
+/// counter stays `Corrupt`), and `Unavailable` for everything else, since nothing committed.
+fn group_failure(err: &StorageError) -> StorageError {
+    match err {
+        StorageError::Corrupt(message) => StorageError::Corrupt(message.clone()),
+        other => StorageError::Unavailable {
+            message: format!("sqlite group commit failed: {other}"),
+            source: None,
+        },
     }
 }
 

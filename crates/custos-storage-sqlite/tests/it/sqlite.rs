@@ -186,10 +186,7 @@ async fn a_corrupt_revision_counter_fails_commits_cleanly() {
         .expect("break counter");
     let result = storage.put("b", Vec::new()).await;
     assert!(
-        matches!(
-            result,
-            Err(StorageError::Unavailable { .. } | StorageError::Corrupt(_))
-        ),
+        matches!(result, Err(StorageError::Corrupt(_))),
         "{result:?}"
     );
     assert_eq!(storage.get("b").await.expect("get"), None);
@@ -245,4 +242,18 @@ fn the_schema_is_versioned() {
         .pragma_query_value(None, "journal_mode", |row| row.get(0))
         .expect("journal_mode");
     assert_eq!(mode, "wal");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_new_database_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("custos.db");
+    drop(open(&path));
+    let mode = std::fs::metadata(&path)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }
