@@ -15,7 +15,10 @@
 //!    commit order, and write every op at that revision in one statement.
 //!
 //! Every writer goes through these locks, so a condition checked in step 2 still holds at
-//! COMMIT. `synchronous_commit` is left at the server's setting (on by default): an `Ok` is durable.
+//! COMMIT. Revisions are unique and, for any one key, grow in commit order; two commits on
+//! unrelated keys running at the same time may commit in the other order than their revisions.
+//! A request that fails on a connection the server had dropped, before it could commit
+//! anything, is retried on another connection, so a server restart costs no errors. `synchronous_commit` is left at the server's setting (on by default): an `Ok` is durable.
 
 mod schema;
 
