@@ -129,7 +129,7 @@ fn tls_config(config: &ClientConfig) -> Result<rustls::ClientConfig, ClientError
         .with_safe_default_protocol_versions()
         .map_err(|error| ClientError::Config(error.to_string()))?
         .with_root_certificates(roots);
-    let mut tls = match (&config.client_cert, &config.client_key) {
+    let tls = match (&config.client_cert, &config.client_key) {
         (Some(cert), Some(key)) => {
             let chain = read_pem_certs(cert)?;
             let key = PrivateKeyDer::from_pem_file(key)
@@ -145,7 +145,6 @@ fn tls_config(config: &ClientConfig) -> Result<rustls::ClientConfig, ClientError
             ));
         }
     };
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tls)
 }
 

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `custos` binary on port 0, driven over TLS by `custos-client`.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+mod support;
+
+mod cli;
+mod crash;
+mod lifecycle;
+mod outage;
+mod tls;
