@@ -30,7 +30,9 @@ use custos_storage::{
     Condition, Entry, ListPage, Op, Revision, Storage, StorageError, Transaction, page_from,
     validate_key, validate_transaction,
 };
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
@@ -231,6 +233,34 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// Reads the current revision of every key the conditions name and checks them all.
+async fn conditions_hold<C: GenericClient>(
+    db: &C,
+    plan: &Plan<'_>,
+    txn: &Transaction,
+) -> Result<bool, Failed> {
+    let check = db
+        .prepare_cached(CONDITIONS_SQL)
+        .await
+        .map_err(|err| failed(err, "prepare conditions"))?;
+    let rows = db
+        .query(&check, &[&plan.condition_keys])
+        .await
+        .map_err(|err| failed(err, "check conditions"))?;
+    let mut current = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let key: &str = row.try_get(0).map_err(|err| corrupt_column(err, "key"))?;
+        let revision: i64 = row
+            .try_get(1)
+            .map_err(|err| corrupt_column(err, "revision"))?;
+        current.insert(key, parse_revision(revision)?);
+    }
+    Ok(txn.conditions.iter().all(|condition| match condition {
+        Condition::Absent(key) => !current.contains_key(key.as_str()),
+        Condition::Revision(key, expected) => current.get(key.as_str()) == Some(expected),
+    }))
+}
+
 const LOCK_KEYS_SQL: &str = "SELECT pg_advisory_xact_lock(id) FROM unnest($1::bigint[]) WITH ORDINALITY AS t(id, n) \
      ORDER BY n";
 const CONDITIONS_SQL: &str = "SELECT key, revision FROM custos_entries WHERE key = ANY($1)";
@@ -318,6 +348,12 @@ impl PostgresStorage {
     async fn try_commit(&self, txn: &Transaction) -> Result<Revision, Failed> {
         let plan = Plan::new(txn);
         let mut client = self.client().await?;
+        // A condition that already fails fails for good (revisions are never reused), so a
+        // lock-free check first lets losing compare-and-swaps return at once instead of queueing
+        // for the locks of the key they lost. The check under the locks below is the real one.
+        if !plan.condition_keys.is_empty() && !conditions_hold(&client, &plan, txn).await? {
+            return Err(StorageError::Conflict.into());
+        }
         let db = client
             .transaction()
             .await
@@ -331,35 +367,13 @@ impl PostgresStorage {
                 .await
                 .map_err(|err| failed(err, "lock keys"))?;
         }
-        if !plan.condition_keys.is_empty() {
-            let check = db
-                .prepare_cached(CONDITIONS_SQL)
-                .await
-                .map_err(|err| failed(err, "prepare conditions"))?;
-            let rows = db
-                .query(&check, &[&plan.condition_keys])
-                .await
-                .map_err(|err| failed(err, "check conditions"))?;
-            let mut current = HashMap::with_capacity(rows.len());
-            for row in &rows {
-                let key: &str = row.try_get(0).map_err(|err| corrupt_column(err, "key"))?;
-                let revision: i64 = row
-                    .try_get(1)
-                    .map_err(|err| corrupt_column(err, "revision"))?;
-                current.insert(key, parse_revision(revision)?);
+        if !plan.condition_keys.is_empty() && !conditions_hold(&db, &plan, txn).await? {
+            // The conditions failed and nothing was written, whether or not the rollback
+            // (which frees the locks right away) reaches the server.
+            if let Err(err) = db.rollback().await {
+                tracing::debug!(error = %err, "postgres rollback after a conflict failed");
             }
-            let holds = txn.conditions.iter().all(|condition| match condition {
-                Condition::Absent(key) => !current.contains_key(key.as_str()),
-                Condition::Revision(key, expected) => current.get(key.as_str()) == Some(expected),
-            });
-            if !holds {
-                // The conditions failed and nothing was written, whether or not the rollback
-                // (which frees the locks right away) reaches the server.
-                if let Err(err) = db.rollback().await {
-                    tracing::debug!(error = %err, "postgres rollback after a conflict failed");
-                }
-                return Err(StorageError::Conflict.into());
-            }
+            return Err(StorageError::Conflict.into());
         }
         if txn.ops.is_empty() {
             let row = db
