@@ -53,6 +53,7 @@ macro_rules! conformance_tests {
             case_revisions_increase_and_are_shared_by_one_transaction,
             case_delete_removes_and_missing_delete_is_ok,
             case_later_op_on_same_key_wins,
+            case_large_transaction_shares_one_revision,
             case_list_by_prefix_is_sorted_and_exclusive,
             case_list_prefix_with_wildcard_characters_is_literal,
             case_list_pagination_visits_every_key_once,
@@ -214,6 +215,30 @@ pub async fn case_later_op_on_same_key_wins(storage: Arc<dyn Storage>) {
     assert_eq!(value_of(&*storage, "k1").await, Some(b"second".to_vec()));
     assert_eq!(value_of(&*storage, "k2").await, None);
     assert_eq!(value_of(&*storage, "k3").await, Some(b"back".to_vec()));
+}
+
+pub async fn case_large_transaction_shares_one_revision(storage: Arc<dyn Storage>) {
+    let mut txn = Transaction::new();
+    for i in 0..1000u32 {
+        txn = txn.put(format!("bulk/{i:04}"), i.to_be_bytes().to_vec());
+    }
+    let revision = check(storage.commit(txn).await, "bulk commit");
+    let keys = list_all(&*storage, "bulk/", 0).await;
+    assert_eq!(keys.len(), 1000);
+    for i in [0u32, 1, 500, 999] {
+        let entry = check(storage.get(&format!("bulk/{i:04}")).await, "get").expect("present");
+        assert_eq!(entry.revision, revision);
+        assert_eq!(entry.value, i.to_be_bytes());
+    }
+    let mut txn = Transaction::new().require_absent("bulk/0500");
+    for i in 0..1000u32 {
+        txn = txn.delete(format!("bulk/{i:04}"));
+    }
+    assert_conflict(
+        storage.commit(txn).await,
+        "bulk delete with a failing condition",
+    );
+    assert_eq!(list_all(&*storage, "bulk/", 0).await.len(), 1000);
 }
 
 pub async fn case_list_by_prefix_is_sorted_and_exclusive(storage: Arc<dyn Storage>) {
