@@ -1,6 +1,15 @@
 //! `sys/*` request and response bodies: health, seal status, init, unseal, key status, leader.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Go clients send `null` for unset slices and strings; treat it like an absent field.
+fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
 
 /// `GET /v1/sys/health`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -65,13 +74,13 @@ pub struct InitStatusResponse {
 /// `PUT /v1/sys/init`. Unknown fields are ignored, as Vault does.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct InitRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub secret_shares: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub secret_threshold: u32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
     pub pgp_keys: Vec<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
     pub root_token_pgp_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_shares: Option<u32>,
@@ -102,9 +111,9 @@ impl std::fmt::Debug for InitResponse {
 pub struct UnsealRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "std::ops::Not::not")]
     pub reset: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "std::ops::Not::not")]
     pub migrate: bool,
 }
 

@@ -17,7 +17,8 @@ pub enum EngineError {
     PermissionDenied,
     #[error("{0} not found")]
     NotFound(String),
-    #[error("custos is sealed")]
+    /// Vault's exact wording: the `vault`/`bao` CLI recognises a sealed server by this text.
+    #[error("Vault is sealed")]
     Sealed,
     #[error("custos is not initialized")]
     NotInitialized,

@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/unseal", post(sys::unseal).put(sys::unseal))
         .route("/seal", post(sys::seal).put(sys::seal))
         .route("/rotate", post(sys::rotate).put(sys::rotate))
+        .route("/rotate/keyring", post(sys::rotate).put(sys::rotate))
         .route("/key-status", get(sys::key_status))
         .route("/leader", get(sys::leader));
     Router::new()

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 /// custos: secrets manager, API-key platform and secret scanner, speaking Vault's HTTP API.
 #[derive(Debug, Parser)]
-#[command(name = "custos", version, about, long_about = None, propagate_version = true)]
+#[command(name = "custos", version = custos_api::VERSION, about, long_about = None, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

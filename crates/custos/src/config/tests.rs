@@ -119,3 +119,16 @@ fn secrets_do_not_show_in_debug() {
     let config = resolve(raw).unwrap();
     assert!(!format!("{config:?}").contains("hunter2"));
 }
+
+#[test]
+fn example_configs_in_docs_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config");
+    let sqlite = parse_file(&std::fs::read_to_string(root.join("sqlite.toml")).unwrap()).unwrap();
+    let config = resolve(sqlite).unwrap();
+    assert!(matches!(config.storage, StorageConfig::Sqlite { .. }));
+    assert!(matches!(config.log_format, LogFormat::Json));
+    let postgres =
+        parse_file(&std::fs::read_to_string(root.join("postgres.toml")).unwrap()).unwrap();
+    assert_eq!(postgres.storage.backend.as_deref(), Some("postgres"));
+    assert!(postgres.storage.url_file.is_some());
+}
