@@ -4,6 +4,7 @@
 
 mod support;
 
+mod bao_cli;
 mod cli;
 mod crash;
 mod lifecycle;
