@@ -169,7 +169,8 @@ fn apply_group(
     let mut txn = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|err| sqlite_error(err, "begin group"))?;
-    let mut counter = rows::store_revision(&txn)?;
+    let first_counter = rows::store_revision(&txn)?;
+    let mut counter = first_counter;
     let mut results = Vec::with_capacity(group.len());
     for pending in group {
         let result = apply_one(&mut txn, &pending.txn, &mut counter);
@@ -185,7 +186,9 @@ fn apply_group(
         }
         results.push(result);
     }
-    rows::set_store_revision(&txn, counter)?;
+    if counter != first_counter {
+        rows::set_store_revision(&txn, counter)?;
+    }
     txn.commit()
         .map_err(|err| sqlite_error(err, "commit group"))?;
     Ok(results)
