@@ -209,13 +209,7 @@ fn open_error(path: &Path, err: rusqlite::Error, what: &str) -> StorageError {
             path.display()
         ));
     }
-    let message = format!("{what} {}", path.display());
-    match sqlite_error(err, &message) {
-        StorageError::Unavailable { message, source } => {
-            StorageError::Unavailable { message, source }
-        }
-        other => other,
-    }
+    sqlite_error(err, &format!("{what} {}", path.display()))
 }
 
 #[async_trait::async_trait]
