@@ -9,4 +9,5 @@ mod cli;
 mod crash;
 mod lifecycle;
 mod outage;
+mod tidy;
 mod tls;
