@@ -67,16 +67,20 @@ pub(crate) fn validate_split(shares: u32, threshold: u32) -> Result<(u8, u8), En
     if threshold < 1 {
         return Err(invalid("threshold must be at least one"));
     }
-    if shares > 255 {
-        return Err(invalid("shares must be less than 256"));
-    }
-    if threshold > shares {
-        return Err(invalid("threshold cannot be larger than shares"));
-    }
+    // Vault's order (`SealConfig.Validate`), so doubly-invalid input gets Vault's message.
     if shares > 1 && threshold < 2 {
         return Err(invalid(
             "threshold must be greater than one for multiple shares",
         ));
+    }
+    if shares > 255 {
+        return Err(invalid("shares must be less than 256"));
+    }
+    if threshold > 255 {
+        return Err(invalid("threshold must be less than 256"));
+    }
+    if threshold > shares {
+        return Err(invalid("threshold cannot be larger than shares"));
     }
     // Both fit: shares <= 255 and threshold <= shares.
     Ok((shares as u8, threshold as u8))

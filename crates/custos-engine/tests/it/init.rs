@@ -53,6 +53,24 @@ async fn shares_above_255_are_refused_with_vaults_message() {
 }
 
 #[tokio::test]
+async fn doubly_invalid_splits_get_the_message_vault_checks_first() {
+    // Vault's `SealConfig.Validate` checks "threshold 1 with several shares" before the bounds,
+    // and the threshold bound before "threshold above shares".
+    assert_eq!(
+        init_error(256, 1).await,
+        "invalid seal configuration: threshold must be greater than one for multiple shares"
+    );
+    assert_eq!(
+        init_error(255, 256).await,
+        "invalid seal configuration: threshold must be less than 256"
+    );
+    assert_eq!(
+        init_error(300, 300).await,
+        "invalid seal configuration: shares must be less than 256"
+    );
+}
+
+#[tokio::test]
 async fn the_largest_split_is_accepted() {
     let h = Harness::new();
     let output = h.init(255, 255).await;

@@ -6,6 +6,7 @@ mod auth;
 mod body;
 mod health;
 mod init;
+mod internal;
 mod key_status;
 mod matrix;
 mod sealed;
