@@ -78,9 +78,17 @@ pub struct InitRequest {
     pub secret_shares: u32,
     #[serde(default, deserialize_with = "nullable")]
     pub secret_threshold: u32,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub pgp_keys: Vec<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub root_token_pgp_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_shares: Option<u32>,
@@ -111,9 +119,17 @@ impl std::fmt::Debug for InitResponse {
 pub struct UnsealRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub reset: bool,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub migrate: bool,
 }
 

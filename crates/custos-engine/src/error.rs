@@ -17,12 +17,13 @@ pub enum EngineError {
     PermissionDenied,
     #[error("{0} not found")]
     NotFound(String),
-    /// Vault's exact wording: the `vault`/`bao` CLI recognises a sealed server by this text.
+    /// Seal-state messages use Vault's exact wording: the `vault`/`bao` CLI recognises a sealed
+    /// server by this text, and scripts written for Vault match on the others.
     #[error("Vault is sealed")]
     Sealed,
-    #[error("custos is not initialized")]
+    #[error("Vault is not initialized")]
     NotInitialized,
-    #[error("custos is already initialized")]
+    #[error("Vault is already initialized")]
     AlreadyInitialized,
     /// Storage cannot be reached: the request fails closed and may be retried.
     #[error("storage is unavailable, try again later")]

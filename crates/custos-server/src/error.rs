@@ -24,8 +24,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("request timed out")]
     Timeout,
+    /// No handler for this path outside the API (`/v2/...`): Vault's empty error list.
     #[error("not found")]
     NotFound,
+    /// No handler for this API path (Vault's wording).
+    #[error("no handler for route {0:?}. route entry not found.")]
+    NoRoute(String),
     #[error("method not allowed")]
     MethodNotAllowed,
 }
@@ -102,8 +106,13 @@ impl ApiError {
                 ErrorCode::Timeout,
                 Some(self.to_string()),
             ),
-            // Vault answers unknown paths and methods with an empty error list.
+            // Vault answers unknown methods with an empty error list.
             ApiError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+            ApiError::NoRoute(_) => (
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                Some(self.to_string()),
+            ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 ErrorCode::MethodNotAllowed,

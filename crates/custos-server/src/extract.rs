@@ -33,7 +33,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         } else {
             &bytes
         };
-        serde_json::from_slice(bytes)
+        // Vault accepts only a JSON object as a request body; serde alone would also read a
+        // struct from an array.
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|error| ApiError::InvalidJson(error.to_string()))?;
+        if !value.is_object() {
+            return Err(ApiError::InvalidJson(
+                "the request body must be a JSON object".into(),
+            ));
+        }
+        serde_json::from_value(value)
             .map(JsonBody)
             .map_err(|error| ApiError::InvalidJson(error.to_string()))
     }

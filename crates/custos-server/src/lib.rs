@@ -79,13 +79,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Unknown paths: 503 while sealed (as Vault: nothing is reachable), else 404.
-async fn fallback(State(state): State<AppState>) -> ApiError {
-    if state.engine.is_sealed() {
-        custos_engine::EngineError::Sealed.into()
-    } else {
-        ApiError::NotFound
+/// Unknown paths, as Vault answers them: 503 while sealed, 403 without a valid token (so the
+/// route table cannot be probed anonymously), else 404 naming the route.
+async fn fallback(
+    State(state): State<AppState>,
+    token: extract::Token,
+    uri: axum::http::Uri,
+) -> ApiError {
+    let Some(route) = uri.path().strip_prefix("/v1/") else {
+        return ApiError::NotFound;
+    };
+    if let Err(error) = state.engine.authenticate(token.as_deref()).await {
+        return error.into();
     }
+    ApiError::NoRoute(route.to_owned())
 }
 
 async fn method_not_allowed() -> ApiError {

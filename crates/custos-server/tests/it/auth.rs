@@ -67,9 +67,42 @@ async fn x_vault_token_takes_precedence_over_bearer() {
 }
 
 #[tokio::test]
-async fn unknown_paths_are_404_with_an_empty_error_list_when_unsealed() {
+async fn unknown_api_paths_are_404_naming_the_route_for_a_valid_token() {
     let (server, init) = unsealed().await;
-    for uri in ["/v1/secret/data/foo", "/v1/sys/nope", "/v2/sys/health", "/"] {
+    for (uri, route) in [
+        ("/v1/secret/data/foo", "secret/data/foo"),
+        ("/v1/sys/nope", "sys/nope"),
+    ] {
+        let reply = server
+            .send(req(Method::GET, uri).token(&init.root_token))
+            .await;
+        let message = format!("no handler for route {route:?}. route entry not found.");
+        reply.assert_error(StatusCode::NOT_FOUND, "not_found", &[message.as_str()]);
+    }
+}
+
+#[tokio::test]
+async fn unknown_api_paths_are_403_without_a_valid_token() {
+    // As Vault: the route table cannot be probed anonymously.
+    let (server, _) = unsealed().await;
+    for token in [None, Some("not-a-token")] {
+        let mut request = req(Method::GET, "/v1/secret/data/foo");
+        if let Some(token) = token {
+            request = request.token(token);
+        }
+        let reply = server.send(request).await;
+        reply.assert_error(
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            &["permission denied"],
+        );
+    }
+}
+
+#[tokio::test]
+async fn paths_outside_the_api_are_404_with_an_empty_error_list() {
+    let (server, init) = unsealed().await;
+    for uri in ["/v2/sys/health", "/"] {
         let reply = server
             .send(req(Method::GET, uri).token(&init.root_token))
             .await;

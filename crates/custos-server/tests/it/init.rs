@@ -140,7 +140,7 @@ async fn a_second_init_is_400_already_initialised() {
     reply.assert_error(
         StatusCode::BAD_REQUEST,
         "already_initialized",
-        &["custos is already initialized"],
+        &["Vault is already initialized"],
     );
 }
 
