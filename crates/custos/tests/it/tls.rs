@@ -1,5 +1,7 @@
 //! TLS and mTLS on the real listener.
 
+use std::process::Command;
+
 use custos_client::ClientError;
 
 use crate::support::{self, TestPki, TestServer};
@@ -104,4 +106,40 @@ async fn tls_disable_serves_plain_http_with_a_warning() {
     assert!(client.seal_status().await.unwrap().sealed);
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(log_text.contains("TLS is disabled"), "{log_text}");
+}
+
+#[test]
+fn tls_negotiates_http2_and_still_serves_http1() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("skipped tls_negotiates_http2_and_still_serves_http1: curl not installed");
+        return;
+    }
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        &format!(
+            "{}[storage]\nbackend = \"memory\"\n",
+            pki.listener_section(false)
+        ),
+    );
+    let server = TestServer::with_config(&config, &dir.path().join("server.log"));
+    let url = format!("{}/v1/sys/seal-status", server.address);
+    for (flag, expected) in [("--http2", "2 200"), ("--http1.1", "1.1 200")] {
+        let output = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+                flag,
+            ])
+            .arg("--cacert")
+            .arg(pki.path("ca.pem"))
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), expected, "{flag}");
+    }
 }
