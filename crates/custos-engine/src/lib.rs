@@ -7,6 +7,7 @@
 mod barrier;
 mod clock;
 mod error;
+pub mod logical;
 mod seal;
 mod token;
 
@@ -82,7 +83,7 @@ pub enum UnsealInput {
 }
 
 struct Unsealed {
-    barrier: Barrier,
+    barrier: Arc<Barrier>,
     token_hasher: KeyedHasher,
     active_since: Timestamp,
 }
@@ -377,7 +378,7 @@ impl Engine {
         let token_hasher =
             KeyedHasher::from_bytes(&hmac_key.value).map_err(internal("token key"))?;
         Ok(Unsealed {
-            barrier,
+            barrier: Arc::new(barrier),
             token_hasher,
             active_since: self.now(),
         })
