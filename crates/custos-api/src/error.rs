@@ -35,11 +35,12 @@ pub enum ErrorCode {
     InvalidUnsealKey,
     StorageUnavailable,
     Timeout,
+    Conflict,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidJson,
         ErrorCode::PayloadTooLarge,
@@ -52,6 +53,7 @@ impl ErrorCode {
         ErrorCode::InvalidUnsealKey,
         ErrorCode::StorageUnavailable,
         ErrorCode::Timeout,
+        ErrorCode::Conflict,
         ErrorCode::Internal,
     ];
 
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::InvalidUnsealKey => "invalid_unseal_key",
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::Internal => "internal",
         }
     }

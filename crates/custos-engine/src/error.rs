@@ -25,6 +25,12 @@ pub enum EngineError {
     NotInitialized,
     #[error("Vault is already initialized")]
     AlreadyInitialized,
+    /// No mount serves this path.
+    #[error("no handler for route {0:?}. route entry not found.")]
+    NoRoute(String),
+    /// A storage compare-and-swap lost a race; the operation may be retried from a fresh read.
+    #[error("the data changed concurrently, try again")]
+    Conflict,
     /// Storage cannot be reached: the request fails closed and may be retried.
     #[error("storage is unavailable, try again later")]
     Unavailable(#[source] StorageError),
@@ -37,8 +43,8 @@ impl From<StorageError> for EngineError {
     fn from(error: StorageError) -> Self {
         match error {
             StorageError::Unavailable { .. } => EngineError::Unavailable(error),
-            // Conflicts are handled where a transaction expects them; one reaching here is a bug.
-            StorageError::Conflict | StorageError::Corrupt(_) | StorageError::Invalid(_) => {
+            StorageError::Conflict => EngineError::Conflict,
+            StorageError::Corrupt(_) | StorageError::Invalid(_) => {
                 EngineError::Internal(error.to_string())
             }
         }

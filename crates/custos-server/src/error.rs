@@ -60,6 +60,16 @@ impl ApiError {
                     Some(error.to_string()),
                 ),
                 E::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+                E::NoRoute(_) => (
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::NotFound,
+                    Some(error.to_string()),
+                ),
+                E::Conflict => (
+                    StatusCode::CONFLICT,
+                    ErrorCode::Conflict,
+                    Some(error.to_string()),
+                ),
                 E::Sealed => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::Sealed,
