@@ -36,11 +36,12 @@ pub enum ErrorCode {
     StorageUnavailable,
     Timeout,
     Conflict,
+    Expired,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidJson,
         ErrorCode::PayloadTooLarge,
@@ -54,6 +55,7 @@ impl ErrorCode {
         ErrorCode::StorageUnavailable,
         ErrorCode::Timeout,
         ErrorCode::Conflict,
+        ErrorCode::Expired,
         ErrorCode::Internal,
     ];
 
@@ -72,6 +74,7 @@ impl ErrorCode {
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::Expired => "secret_expired",
             ErrorCode::Internal => "internal",
         }
     }

@@ -25,12 +25,23 @@ pub enum EngineError {
     NotInitialized,
     #[error("Vault is already initialized")]
     AlreadyInitialized,
+    /// The path exists but does not take this operation.
+    #[error("unsupported operation")]
+    MethodNotAllowed,
     /// No mount serves this path.
     #[error("no handler for route {0:?}. route entry not found.")]
     NoRoute(String),
     /// A storage compare-and-swap lost a race; the operation may be retried from a fresh read.
     #[error("the data changed concurrently, try again")]
     Conflict,
+    /// The path exists but does not support this operation (Vault answers 405); the message is
+    /// for the client.
+    #[error("{0}")]
+    UnsupportedOperation(String),
+    /// The secret's `expires_at` custom metadata has passed; the message (for the client) says
+    /// when. Reads may override it with `allow_expired=true`.
+    #[error("{0}")]
+    Expired(String),
     /// Storage cannot be reached: the request fails closed and may be retried.
     #[error("storage is unavailable, try again later")]
     Unavailable(#[source] StorageError),

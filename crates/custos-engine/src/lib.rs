@@ -7,13 +7,21 @@
 mod barrier;
 mod clock;
 mod error;
+pub mod kv;
 pub mod logical;
+mod mounts;
+mod pipeline;
 mod seal;
+mod sys;
 mod token;
 
 pub use barrier::{Barrier, KeyInfo, Plain};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::EngineError;
+pub use mounts::{MountConfig, MountEntry};
+pub use pipeline::{
+    AuditEvent, AuditSink, Authorizer, MAX_PATH_LEN, NoAudit, Request, RootOnly, validate_path,
+};
 pub use token::Caller;
 
 use std::sync::{Arc, RwLock};
@@ -86,6 +94,23 @@ struct Unsealed {
     barrier: Arc<Barrier>,
     token_hasher: KeyedHasher,
     active_since: Timestamp,
+    mounts: RwLock<Arc<mounts::MountTable>>,
+}
+
+impl Unsealed {
+    fn mounts(&self) -> Arc<mounts::MountTable> {
+        self.mounts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_mounts(&self, table: mounts::MountTable) {
+        *self
+            .mounts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
+    }
 }
 
 enum State {
@@ -96,11 +121,29 @@ enum State {
 struct Inner {
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
+    authorizer: Arc<dyn Authorizer>,
+    audit: Arc<dyn AuditSink>,
+    limits: Limits,
     state: RwLock<State>,
     /// Serialises init, unseal and seal; readers never wait for it.
     transition: tokio::sync::Mutex<()>,
     /// The seal configuration, once known (it never changes after init).
     seal_config: RwLock<Option<SealConfig>>,
+}
+
+/// Size limits the engine enforces on requests.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The largest value a secrets engine stores for one request, in bytes (encoded).
+    pub max_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_value_bytes: 1024 * 1024,
+        }
+    }
 }
 
 /// The engine. Cheap to clone; all clones share one state.
@@ -128,10 +171,25 @@ impl Engine {
             inner: Arc::new(Inner {
                 storage,
                 clock,
+                authorizer: Arc::new(RootOnly),
+                audit: Arc::new(NoAudit),
+                limits: Limits::default(),
                 state: RwLock::new(State::Sealed(Pending::default())),
                 transition: tokio::sync::Mutex::new(()),
                 seal_config: RwLock::new(None),
             }),
+        }
+    }
+
+    /// An engine with its own limits (the defaults suit tests).
+    pub fn with_limits(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>, limits: Limits) -> Engine {
+        let engine = Engine::new(storage, clock);
+        let Ok(mut inner) = Arc::try_unwrap(engine.inner) else {
+            unreachable!("a freshly built engine has one owner")
+        };
+        inner.limits = limits;
+        Engine {
+            inner: Arc::new(inner),
         }
     }
 
@@ -377,10 +435,20 @@ impl Engine {
             .ok_or_else(|| EngineError::Internal("token key missing from storage".into()))?;
         let token_hasher =
             KeyedHasher::from_bytes(&hmac_key.value).map_err(internal("token key"))?;
+        let table = match barrier.get(mounts::MOUNTS_PATH).await? {
+            Some(plain) => serde_json::from_slice(&plain.value).map_err(|error| {
+                EngineError::Internal(format!("mount table is corrupt: {error}"))
+            })?,
+            None => mounts::MountTable {
+                version: 1,
+                entries: Vec::new(),
+            },
+        };
         Ok(Unsealed {
             barrier: Arc::new(barrier),
             token_hasher,
             active_since: self.now(),
+            mounts: RwLock::new(Arc::new(table)),
         })
     }
 
@@ -457,10 +525,98 @@ impl Engine {
         Ok(output)
     }
 
+    /// Runs one logical request through the pipeline: authenticate, authorise, audit, route.
+    /// `Ok(None)` means nothing is at that path.
+    #[tracing::instrument(skip_all, fields(operation = ?request.operation, path = %request.path))]
+    pub async fn handle(
+        &self,
+        request: Request,
+    ) -> Result<Option<logical::LogicalResponse>, EngineError> {
+        let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
+        // Authenticate first, so an anonymous caller learns nothing, not even that a path is
+        // malformed.
+        let caller = self.authenticate(request.token.as_deref()).await?;
+        pipeline::validate_path(&request.path)?;
+        self.inner
+            .authorizer
+            .authorize(&caller, request.operation, &request.path)?;
+        let request_id = request.request_id.clone();
+        let path = request.path.clone();
+        let operation = request.operation;
+        let mut event = AuditEvent {
+            request_id: &request_id,
+            operation,
+            path: &path,
+            caller: &caller.display_name,
+            outcome: None,
+        };
+        self.inner.audit.record(&event).await?;
+        let result = self.route(&unsealed, request).await;
+        event.outcome = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+        self.inner.audit.record(&event).await?;
+        result
+    }
+
+    async fn route(
+        &self,
+        unsealed: &Unsealed,
+        request: Request,
+    ) -> Result<Option<logical::LogicalResponse>, EngineError> {
+        if let Some(rest) = request.path.strip_prefix("sys/") {
+            let rest = rest.to_owned();
+            return self.handle_sys(unsealed, &rest, request).await;
+        }
+        let table = unsealed.mounts();
+        let Some(entry) = table.route(&request.path) else {
+            return Err(EngineError::NoRoute(request.path));
+        };
+        let backend = mounts::backend_for(entry)?;
+        let context = logical::MountContext {
+            storage: logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid),
+            mount_path: entry.path.clone(),
+            options: entry.options.clone(),
+            now: self.now(),
+            max_value_bytes: self.inner.limits.max_value_bytes,
+        };
+        let mount_path = entry.path.clone();
+        drop(table);
+        backend
+            .handle(&context, pipeline::to_logical(request, &mount_path))
+            .await
+    }
+
+    /// Mounts a secrets engine as the root token would (dev mode mounts `secret/` this way).
+    pub async fn mount(
+        &self,
+        token: &str,
+        path: &str,
+        kind: &str,
+        options: &[(&str, &str)],
+    ) -> Result<(), EngineError> {
+        let options: serde_json::Map<String, serde_json::Value> = options
+            .iter()
+            .map(|(key, value)| {
+                (
+                    (*key).to_owned(),
+                    serde_json::Value::String((*value).to_owned()),
+                )
+            })
+            .collect();
+        let request = Request::new(logical::Operation::Update, format!("sys/mounts/{path}"))
+            .token(token)
+            .data(serde_json::json!({ "type": kind, "options": options }));
+        self.handle(request).await.map(drop)
+    }
+
     /// Checks that storage answers (for health checks).
     pub async fn ping_storage(&self) -> Result<(), EngineError> {
         Ok(self.inner.storage.ping().await?)
     }
+}
+
+/// A random UUID for ids that must not collide (mounts, accessors).
+pub(crate) fn random_id() -> Result<String, EngineError> {
+    custos_crypto::random_uuid().map_err(|error| EngineError::Internal(format!("random: {error}")))
 }
 
 /// A fresh request id (a random UUID), for responses and logs.

@@ -24,12 +24,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("request timed out")]
     Timeout,
-    /// No handler for this path outside the API (`/v2/...`): Vault's empty error list.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A path outside the API (`/v2/...`), or a missing secret: Vault's empty error list.
     #[error("not found")]
     NotFound,
-    /// No handler for this API path (Vault's wording).
-    #[error("no handler for route {0:?}. route entry not found.")]
-    NoRoute(String),
+
     #[error("method not allowed")]
     MethodNotAllowed,
 }
@@ -60,6 +60,21 @@ impl ApiError {
                     Some(error.to_string()),
                 ),
                 E::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+                E::UnsupportedOperation(message) => (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    ErrorCode::MethodNotAllowed,
+                    Some(message.clone()),
+                ),
+                E::Expired(message) => (
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::Expired,
+                    Some(message.clone()),
+                ),
+                E::MethodNotAllowed => (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    ErrorCode::MethodNotAllowed,
+                    Some(error.to_string()),
+                ),
                 E::NoRoute(_) => (
                     StatusCode::NOT_FOUND,
                     ErrorCode::NotFound,
@@ -111,6 +126,11 @@ impl ApiError {
                 ErrorCode::PayloadTooLarge,
                 Some(self.to_string()),
             ),
+            ApiError::UnsupportedMediaType(message) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::InvalidRequest,
+                Some(message.clone()),
+            ),
             ApiError::Timeout => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Timeout,
@@ -118,11 +138,6 @@ impl ApiError {
             ),
             // Vault answers unknown methods with an empty error list.
             ApiError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
-            ApiError::NoRoute(_) => (
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                Some(self.to_string()),
-            ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 ErrorCode::MethodNotAllowed,

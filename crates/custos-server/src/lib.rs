@@ -6,6 +6,7 @@
 mod error;
 mod extract;
 mod listener;
+mod logical;
 mod sys;
 mod tls;
 
@@ -20,7 +21,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use custos_engine::Engine;
 use tracing::Instrument;
 
@@ -55,21 +56,22 @@ pub struct RequestId(pub String);
 
 /// Builds the full router. Tests drive it with `oneshot`, without a socket.
 pub fn router(state: AppState) -> Router {
-    let sys = Router::new()
-        .route("/health", get(sys::health).head(sys::health))
-        .route("/seal-status", get(sys::seal_status))
+    // The seal life cycle endpoints have their own handlers (they work while sealed and without a
+    // token); every other `/v1/` path goes through the engine's request pipeline.
+    Router::new()
+        .route("/v1/sys/health", get(sys::health).head(sys::health))
+        .route("/v1/sys/seal-status", get(sys::seal_status))
         .route(
-            "/init",
+            "/v1/sys/init",
             get(sys::init_status).put(sys::init).post(sys::init),
         )
-        .route("/unseal", post(sys::unseal).put(sys::unseal))
-        .route("/seal", post(sys::seal).put(sys::seal))
-        .route("/rotate", post(sys::rotate).put(sys::rotate))
-        .route("/rotate/keyring", post(sys::rotate).put(sys::rotate))
-        .route("/key-status", get(sys::key_status))
-        .route("/leader", get(sys::leader));
-    Router::new()
-        .nest("/v1/sys", sys)
+        .route("/v1/sys/unseal", post(sys::unseal).put(sys::unseal))
+        .route("/v1/sys/seal", post(sys::seal).put(sys::seal))
+        .route("/v1/sys/rotate", post(sys::rotate).put(sys::rotate))
+        .route("/v1/sys/rotate/keyring", post(sys::rotate).put(sys::rotate))
+        .route("/v1/sys/key-status", get(sys::key_status))
+        .route("/v1/sys/leader", get(sys::leader))
+        .route("/v1/{*path}", any(logical::handle))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -79,20 +81,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Unknown paths, as Vault answers them: 503 while sealed, 403 without a valid token (so the
-/// route table cannot be probed anonymously), else 404 naming the route.
-async fn fallback(
-    State(state): State<AppState>,
-    token: extract::Token,
-    uri: axum::http::Uri,
-) -> ApiError {
-    let Some(route) = uri.path().strip_prefix("/v1/") else {
-        return ApiError::NotFound;
-    };
-    if let Err(error) = state.engine.authenticate(token.as_deref()).await {
-        return error.into();
-    }
-    ApiError::NoRoute(route.to_owned())
+/// Paths outside `/v1/`: 404 with Vault's empty error list.
+async fn fallback() -> ApiError {
+    ApiError::NotFound
 }
 
 async fn method_not_allowed() -> ApiError {

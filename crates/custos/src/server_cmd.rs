@@ -195,6 +195,11 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .dev_init(args.dev_root_token_id.clone().map(Zeroizing::new))
             .await
             .context("dev mode initialisation failed")?;
+        // As Vault's dev mode: a KV v2 engine at secret/.
+        engine
+            .mount(&output.root_token, "secret", "kv", &[("version", "2")])
+            .await
+            .context("dev mode could not mount secret/")?;
         print_dev_banner(&api_address, &output);
     }
 

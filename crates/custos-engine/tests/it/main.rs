@@ -4,6 +4,7 @@
 
 mod auth;
 mod init;
+mod mounts;
 mod properties;
 mod restart;
 mod rotate;

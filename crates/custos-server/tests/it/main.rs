@@ -8,6 +8,7 @@ mod health;
 mod init;
 mod internal;
 mod key_status;
+mod logical;
 mod matrix;
 mod sealed;
 mod support;

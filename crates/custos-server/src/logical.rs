@@ -1,0 +1,138 @@
+//! `/v1/<path>` for everything that is not a seal life cycle endpoint: turns the HTTP request into
+//! an engine [`Request`] and the engine's answer into Vault's response envelope.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Request as HttpRequest, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use custos_engine::logical::{LogicalResponse, Operation};
+use custos_engine::{EngineError, Request};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::{AppState, RequestId, extract};
+
+const MERGE_PATCH: &str = "application/merge-patch+json";
+
+/// Maps the method (and `?list=true`) to an operation, as Vault does.
+fn operation(method: &Method, query: &BTreeMap<String, String>) -> Result<Operation, ApiError> {
+    let list = query
+        .get("list")
+        .is_some_and(|value| matches!(value.as_str(), "true" | "1" | "t" | "T" | "TRUE" | "True"));
+    Ok(match method.as_str() {
+        "GET" if list => Operation::List,
+        "GET" => Operation::Read,
+        "LIST" => Operation::List,
+        "PUT" | "POST" => Operation::Update,
+        "PATCH" => Operation::Patch,
+        "DELETE" => Operation::Delete,
+        _ => return Err(ApiError::MethodNotAllowed),
+    })
+}
+
+fn parse_query(raw: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(BTreeMap::new());
+    };
+    serde_urlencoded_pairs(raw)
+}
+
+/// Decodes `a=1&b=x%20y` without another dependency: axum's `Query` does the decoding.
+fn serde_urlencoded_pairs(raw: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let uri: axum::http::Uri = format!("/?{raw}")
+        .parse()
+        .map_err(|_| ApiError::InvalidRequest("malformed query string".into()))?;
+    axum::extract::Query::<BTreeMap<String, String>>::try_from_uri(&uri)
+        .map(|query| query.0)
+        .map_err(|error| ApiError::InvalidRequest(format!("malformed query string: {error}")))
+}
+
+/// `/v1/*`: the logical request pipeline.
+pub(crate) async fn handle(
+    State(state): State<AppState>,
+    request: HttpRequest,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    let path = parts
+        .uri
+        .path()
+        .strip_prefix("/v1/")
+        .ok_or(ApiError::NotFound)?
+        .to_owned();
+    let query = parse_query(parts.uri.query())?;
+    let operation = operation(&parts.method, &query)?;
+    let headers: &HeaderMap = &parts.headers;
+    let merge_patch = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .split(';')
+                .next()
+                .is_some_and(|t| t.trim() == MERGE_PATCH)
+        });
+    if operation == Operation::Patch && !merge_patch {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "PATCH requires the Content-Type header to be {MERGE_PATCH:?}"
+        )));
+    }
+    let data = match operation {
+        Operation::Update | Operation::Create | Operation::Patch => {
+            extract::read_json_object(body, state.max_request_bytes).await?
+        }
+        // Vault ignores bodies on reads, lists and deletes, but they still count against the
+        // size limit; reading them would only waste time, so they are dropped unread.
+        _ => None,
+    };
+    let token = extract::token_from_headers(headers);
+    let mut request = Request::new(operation, path.clone());
+    request.data = data;
+    request.query = query;
+    request.token = token;
+    request.merge_patch = merge_patch;
+    request.request_id = request_id.clone();
+    let answer = state.engine.handle(request).await?;
+    Ok(render(&request_id, &path, answer))
+}
+
+/// Vault's response envelope; `sys/` answers also carry their data at the top level, as Vault's
+/// do for backwards compatibility.
+fn render(request_id: &str, path: &str, answer: Option<LogicalResponse>) -> Response {
+    let Some(answer) = answer else {
+        return ApiError::Engine(EngineError::NotFound(path.to_owned())).into_response();
+    };
+    let Some(data) = answer.data else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let mut body = Map::new();
+    if path.starts_with("sys/") {
+        body.extend(data.clone());
+    }
+    body.insert("request_id".into(), Value::String(request_id.to_owned()));
+    body.insert("lease_id".into(), Value::String(String::new()));
+    body.insert("renewable".into(), Value::Bool(false));
+    body.insert("lease_duration".into(), Value::from(0));
+    body.insert("data".into(), Value::Object(data));
+    body.insert("wrap_info".into(), Value::Null);
+    body.insert(
+        "warnings".into(),
+        if answer.warnings.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(answer.warnings.into_iter().map(Value::String).collect())
+        },
+    );
+    body.insert("auth".into(), Value::Null);
+    let status = if answer.missing {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
+    (status, axum::Json(Value::Object(body))).into_response()
+}
