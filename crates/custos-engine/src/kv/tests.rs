@@ -1,0 +1,1 @@
+//! Tests of the shared kv helpers and of KV v1.
