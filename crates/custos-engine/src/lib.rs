@@ -14,6 +14,7 @@ mod pipeline;
 mod seal;
 mod sys;
 mod token;
+mod wrapping;
 
 pub use barrier::{Barrier, KeyInfo, Plain};
 pub use clock::{Clock, FakeClock, SystemClock};
@@ -533,6 +534,9 @@ impl Engine {
         request: Request,
     ) -> Result<Option<logical::LogicalResponse>, EngineError> {
         let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
+        if let Some(answer) = self.unauthenticated_wrapping(&unsealed, &request).await {
+            return answer;
+        }
         // Authenticate first, so an anonymous caller learns nothing, not even that a path is
         // malformed.
         let caller = self.authenticate(request.token.as_deref()).await?;
@@ -543,6 +547,7 @@ impl Engine {
         let request_id = request.request_id.clone();
         let path = request.path.clone();
         let operation = request.operation;
+        let wrap_ttl = request.wrap_ttl.map(wrapping::check_ttl).transpose()?;
         let mut event = AuditEvent {
             request_id: &request_id,
             operation,
@@ -551,7 +556,15 @@ impl Engine {
             outcome: None,
         };
         self.inner.audit.record(&event).await?;
-        let result = self.route(&unsealed, request).await;
+        let mut result = self.route(&unsealed, request).await;
+        if let (Some(ttl), Ok(Some(answer))) = (wrap_ttl, &result) {
+            // Only answers that carry data are wrapped; `sys/wrapping/wrap` wrapped already.
+            if answer.data.is_some() && answer.wrap_info.is_none() && !answer.missing {
+                if let Ok(Some(answer)) = result {
+                    result = self.wrap(&unsealed, answer, ttl, &path).await.map(Some);
+                }
+            }
+        }
         event.outcome = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
         self.inner.audit.record(&event).await?;
         result
@@ -562,6 +575,17 @@ impl Engine {
         unsealed: &Unsealed,
         request: Request,
     ) -> Result<Option<logical::LogicalResponse>, EngineError> {
+        if let Some(operation) = request.path.strip_prefix("sys/wrapping/") {
+            let operation = operation.trim_end_matches('/').to_owned();
+            return self
+                .handle_wrapping(
+                    unsealed,
+                    &operation,
+                    request.data.as_ref(),
+                    request.wrap_ttl,
+                )
+                .await;
+        }
         if let Some(rest) = request.path.strip_prefix("sys/") {
             let rest = rest.to_owned();
             return self.handle_sys(unsealed, &rest, request).await;
@@ -583,6 +607,35 @@ impl Engine {
         backend
             .handle(&context, pipeline::to_logical(request, &mount_path))
             .await
+    }
+
+    /// `sys/wrapping/lookup`, and `sys/wrapping/unwrap` with the wrapping token as the request
+    /// token, need no other authentication. `None` means "not one of those".
+    async fn unauthenticated_wrapping(
+        &self,
+        unsealed: &Unsealed,
+        request: &Request,
+    ) -> Option<Result<Option<logical::LogicalResponse>, EngineError>> {
+        let path = request.path.trim_end_matches('/');
+        let body_token = request
+            .data
+            .as_ref()
+            .and_then(|data| data.get("token"))
+            .is_some_and(|token| !token.is_null() && token.as_str() != Some(""));
+        match path {
+            "sys/wrapping/lookup" => Some(
+                self.wrapping_lookup(unsealed, request.data.as_ref(), request.token.as_deref())
+                    .await,
+            ),
+            "sys/wrapping/unwrap" if !body_token => {
+                let token = request.token.as_deref().filter(|token| !token.is_empty());
+                Some(match token {
+                    Some(token) => self.unwrap_with_token(unsealed, token).await,
+                    None => Err(EngineError::PermissionDenied),
+                })
+            }
+            _ => None,
+        }
     }
 
     /// Mounts a secrets engine as the root token would (dev mode mounts `secret/` this way).

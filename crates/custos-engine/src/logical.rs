@@ -83,6 +83,28 @@ pub struct LogicalResponse {
     /// The answer describes something that is not there (a deleted or destroyed KV version):
     /// rendered as 404 *with* this body, as Vault does.
     pub missing: bool,
+    /// Set when the response was wrapped: `data` is then `None` and the client gets this.
+    pub wrap_info: Option<WrapInfo>,
+}
+
+/// Vault's `wrap_info`: the single-use token that unwraps a response.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrapInfo {
+    pub token: String,
+    pub accessor: String,
+    pub ttl: u64,
+    pub creation_time: String,
+    pub creation_path: String,
+}
+
+impl std::fmt::Debug for WrapInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrapInfo")
+            .field("accessor", &self.accessor)
+            .field("ttl", &self.ttl)
+            .field("creation_path", &self.creation_path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LogicalResponse {
@@ -91,6 +113,7 @@ impl LogicalResponse {
             data: Some(data),
             warnings: Vec::new(),
             missing: false,
+            wrap_info: None,
         }
     }
 

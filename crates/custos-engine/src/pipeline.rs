@@ -28,6 +28,8 @@ pub struct Request {
     pub merge_patch: bool,
     /// Set by the HTTP layer from `X-Request-Id` generation, for audit and responses.
     pub request_id: String,
+    /// `X-Vault-Wrap-TTL` in seconds: wrap the answer behind a single-use token.
+    pub wrap_ttl: Option<u64>,
 }
 
 impl Request {
@@ -40,6 +42,7 @@ impl Request {
             token: None,
             merge_patch: false,
             request_id: String::new(),
+            wrap_ttl: None,
         }
     }
 

@@ -91,27 +91,67 @@ pub(crate) async fn handle(
         _ => None,
     };
     let token = extract::token_from_headers(headers);
+    let wrap_ttl = match headers.get("x-vault-wrap-ttl") {
+        None => None,
+        Some(value) => Some(parse_wrap_ttl(value.to_str().unwrap_or_default())?),
+    };
     let mut request = Request::new(operation, path.clone());
     request.data = data;
     request.query = query;
     request.token = token;
     request.merge_patch = merge_patch;
     request.request_id = request_id.clone();
+    request.wrap_ttl = wrap_ttl;
     let answer = state.engine.handle(request).await?;
     Ok(render(&request_id, &path, answer))
 }
 
-/// Vault's response envelope; `sys/` answers also carry their data at the top level, as Vault's
-/// do for backwards compatibility.
+/// Vault's older `sys/` endpoints repeat their data at the top level of the answer; newer ones
+/// (`sys/internal/*`, `sys/wrapping/*`) do not. Clients read both, so match exactly.
+fn flattens(path: &str) -> bool {
+    path.starts_with("sys/mounts") || path.starts_with("sys/remount")
+}
+
+/// `X-Vault-Wrap-TTL`: seconds (`300`) or a duration (`5m`, `1h30m`).
+fn parse_wrap_ttl(text: &str) -> Result<u64, ApiError> {
+    let text = text.trim();
+    let invalid = || ApiError::InvalidRequest(format!("invalid X-Vault-Wrap-TTL {text:?}"));
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    let duration: jiff::SignedDuration = text.parse().map_err(|_| invalid())?;
+    u64::try_from(duration.as_secs()).map_err(|_| invalid())
+}
+
+/// Vault's response envelope.
 fn render(request_id: &str, path: &str, answer: Option<LogicalResponse>) -> Response {
     let Some(answer) = answer else {
         return ApiError::Engine(EngineError::NotFound(path.to_owned())).into_response();
     };
+    if let Some(wrap) = answer.wrap_info {
+        let body = serde_json::json!({
+            "request_id": request_id,
+            "lease_id": "",
+            "renewable": false,
+            "lease_duration": 0,
+            "data": null,
+            "wrap_info": {
+                "token": wrap.token,
+                "accessor": wrap.accessor,
+                "ttl": wrap.ttl,
+                "creation_time": wrap.creation_time,
+                "creation_path": wrap.creation_path,
+            },
+            "warnings": null,
+            "auth": null,
+        });
+        return (StatusCode::OK, axum::Json(body)).into_response();
+    }
     let Some(data) = answer.data else {
         return StatusCode::NO_CONTENT.into_response();
     };
     let mut body = Map::new();
-    if path.starts_with("sys/") {
+    if flattens(path) {
         body.extend(data.clone());
     }
     body.insert("request_id".into(), Value::String(request_id.to_owned()));

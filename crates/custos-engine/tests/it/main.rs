@@ -12,3 +12,4 @@ mod storage;
 mod support;
 mod uninitialised;
 mod unseal;
+mod wrapping;
