@@ -331,6 +331,8 @@ impl Engine {
             policies: vec!["root".into()],
             display_name: "root".into(),
             created_time: now.as_second(),
+            accessor: random_id()?,
+            issue_time_nanos: now.as_nanosecond(),
         };
         let entry_json = serde_json::to_vec(&entry)
             .map_err(|error| EngineError::Internal(format!("encoding token: {error}")))?;
@@ -556,7 +558,7 @@ impl Engine {
             outcome: None,
         };
         self.inner.audit.record(&event).await?;
-        let mut result = self.route(&unsealed, request).await;
+        let mut result = self.route(&unsealed, request, &caller).await;
         if let (Some(ttl), Ok(Some(answer))) = (wrap_ttl, &result) {
             // Only answers that carry data are wrapped; `sys/wrapping/wrap` wrapped already.
             if answer.data.is_some() && answer.wrap_info.is_none() && !answer.missing {
@@ -574,7 +576,16 @@ impl Engine {
         &self,
         unsealed: &Unsealed,
         request: Request,
+        caller: &Caller,
     ) -> Result<Option<logical::LogicalResponse>, EngineError> {
+        if request.path.trim_end_matches('/') == "auth/token/lookup-self" {
+            return match request.operation {
+                logical::Operation::Read | logical::Operation::Update => Ok(Some(
+                    token::lookup_self(caller, request.token.as_deref().unwrap_or_default()),
+                )),
+                _ => Err(EngineError::MethodNotAllowed),
+            };
+        }
         if let Some(operation) = request.path.strip_prefix("sys/wrapping/") {
             let operation = operation.trim_end_matches('/').to_owned();
             return self

@@ -19,6 +19,12 @@ pub(crate) struct TokenEntry {
     pub(crate) policies: Vec<String>,
     pub(crate) display_name: String,
     pub(crate) created_time: i64,
+    /// A public handle for the token (lookups, revocation, audit) that is not the token.
+    #[serde(default)]
+    pub(crate) accessor: String,
+    /// Nanoseconds since the epoch, for `issue_time`.
+    #[serde(default)]
+    pub(crate) issue_time_nanos: i128,
 }
 
 pub(crate) fn token_path(hasher: &KeyedHasher, token: &str) -> String {
@@ -38,6 +44,9 @@ pub(crate) fn new_token() -> Result<String, EngineError> {
 pub struct Caller {
     pub policies: Vec<String>,
     pub display_name: String,
+    pub accessor: String,
+    pub created_time: i64,
+    pub issue_time_nanos: i128,
 }
 
 impl Caller {
@@ -51,6 +60,36 @@ impl From<TokenEntry> for Caller {
         Caller {
             policies: entry.policies,
             display_name: entry.display_name,
+            accessor: entry.accessor,
+            created_time: entry.created_time,
+            issue_time_nanos: entry.issue_time_nanos,
         }
     }
+}
+
+/// `auth/token/lookup-self`: what Vault clients call to check a token (hvac's
+/// `is_authenticated`, Terraform's provider at start-up, `vault login`).
+pub(crate) fn lookup_self(caller: &Caller, token: &str) -> crate::logical::LogicalResponse {
+    let issue_time = jiff::Timestamp::from_nanosecond(caller.issue_time_nanos)
+        .map(|time| time.to_string())
+        .unwrap_or_default();
+    crate::pipeline::object(serde_json::json!({
+        "accessor": caller.accessor,
+        "creation_time": caller.created_time,
+        "creation_ttl": 0,
+        "display_name": caller.display_name,
+        "entity_id": "",
+        "expire_time": null,
+        "explicit_max_ttl": 0,
+        "id": token,
+        "issue_time": issue_time,
+        "meta": null,
+        "num_uses": 0,
+        "orphan": true,
+        "path": "auth/token/root",
+        "policies": caller.policies,
+        "renewable": false,
+        "ttl": 0,
+        "type": "service",
+    }))
 }

@@ -59,12 +59,14 @@ pub(crate) async fn handle(
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
-    let path = parts
+    let raw_path = parts
         .uri
         .path()
         .strip_prefix("/v1/")
-        .ok_or(ApiError::NotFound)?
-        .to_owned();
+        .ok_or(ApiError::NotFound)?;
+    // Decoded as Go's net/http decodes it for Vault, so `%2E%2E` is `..` (and refused) and
+    // `my%20secret` is `my secret`.
+    let path = percent_decode(raw_path)?;
     let query = parse_query(parts.uri.query())?;
     let operation = operation(&parts.method, &query)?;
     let headers: &HeaderMap = &parts.headers;
@@ -104,6 +106,27 @@ pub(crate) async fn handle(
     request.wrap_ttl = wrap_ttl;
     let answer = state.engine.handle(request).await?;
     Ok(render(&request_id, &path, answer))
+}
+
+/// Decodes `%XX` escapes; the result must be UTF-8.
+fn percent_decode(raw: &str) -> Result<String, ApiError> {
+    let invalid = || ApiError::InvalidRequest(format!("invalid path: malformed escape in {raw:?}"));
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        if byte == b'%' {
+            let hex = bytes.get(index + 1..index + 3).ok_or_else(invalid)?;
+            let text = std::str::from_utf8(hex).map_err(|_| invalid())?;
+            decoded.push(u8::from_str_radix(text, 16).map_err(|_| invalid())?);
+            index += 3;
+        } else {
+            decoded.push(byte);
+            index += 1;
+        }
+    }
+    String::from_utf8(decoded)
+        .map_err(|_| ApiError::InvalidRequest("invalid path: not UTF-8 once decoded".into()))
 }
 
 /// Vault's older `sys/` endpoints repeat their data at the top level of the answer; newer ones
@@ -175,4 +198,20 @@ fn render(request_id: &str, path: &str, answer: Option<LogicalResponse>) -> Resp
         StatusCode::OK
     };
     (status, axum::Json(Value::Object(body))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a/%2E%2E/b").unwrap(), "a/../b");
+        assert_eq!(percent_decode("my%20secret").unwrap(), "my secret");
+        assert_eq!(percent_decode("caf%C3%A9").unwrap(), "café");
+        assert!(percent_decode("bad%2").is_err());
+        assert!(percent_decode("bad%zz").is_err());
+        assert!(percent_decode("bad%FF").is_err());
+        assert!(percent_decode("%").is_err());
+    }
 }

@@ -7,6 +7,7 @@ mod support;
 mod bao_cli;
 mod cli;
 mod crash;
+mod hvac;
 mod lifecycle;
 mod outage;
 mod tidy;
