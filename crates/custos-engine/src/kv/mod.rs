@@ -22,6 +22,25 @@ use crate::logical::{LogicalResponse, MountStorage};
 
 /// How many keys one storage list call fetches while walking a folder.
 const LIST_PAGE: usize = 1000;
+/// The longest secret path, in bytes: with the mount prefix and a version suffix, storage keys
+/// stay well below [`custos_storage::MAX_KEY_LEN`].
+pub(crate) const MAX_PATH_BYTES: usize = 2048;
+
+/// Refuses paths no storage key can hold, so they fail as a client error and not deep in storage.
+pub(crate) fn check_path_limits(path: &str) -> Result<(), EngineError> {
+    if path.len() > MAX_PATH_BYTES {
+        return Err(EngineError::InvalidRequest(format!(
+            "the path is {} bytes long, the limit is {MAX_PATH_BYTES} bytes",
+            path.len()
+        )));
+    }
+    if path.contains('\0') {
+        return Err(EngineError::InvalidRequest(
+            "the path contains a NUL character".into(),
+        ));
+    }
+    Ok(())
+}
 
 /// Formats a time as Vault does (Go's `time.RFC3339Nano`): UTC, `Z`, and only as many
 /// fractional digits as needed (`2018-03-22T02:24:06.945319214Z`, `2018-03-22T02:24:06Z`).

@@ -352,3 +352,13 @@ async fn v1_values_are_encrypted_at_rest() {
         );
     }
 }
+
+#[tokio::test]
+async fn v1_refuses_paths_storage_cannot_hold() {
+    let harness = Harness::new();
+    let long = "a".repeat(3000);
+    let message = invalid(v1(&harness, Operation::Update, &long, json!({"k": "v"})).await);
+    assert!(message.contains("limit is 2048 bytes"), "{message}");
+    let message = invalid(v1(&harness, Operation::Read, "a\0b", Value::Null).await);
+    assert!(message.contains("NUL"), "{message}");
+}

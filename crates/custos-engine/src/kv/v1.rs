@@ -6,7 +6,9 @@
 use serde_json::{Map, Value};
 
 use crate::EngineError;
-use crate::kv::{decode, encode_limited, folder_prefix, list_children, unsupported};
+use crate::kv::{
+    check_path_limits, decode, encode_limited, folder_prefix, list_children, unsupported,
+};
 use crate::logical::{LogicalBackend, LogicalRequest, LogicalResponse, MountContext, Operation};
 
 /// Where the secrets live below the mount.
@@ -29,6 +31,7 @@ impl LogicalBackend for KvV1 {
         request: LogicalRequest,
     ) -> Result<Option<LogicalResponse>, EngineError> {
         let path = request.path.as_str();
+        check_path_limits(path)?;
         if request.operation == Operation::List {
             let prefix = format!("{DATA_PREFIX}{}", folder_prefix(path));
             return list_children(&ctx.storage, &prefix).await;

@@ -37,8 +37,8 @@ use serde_json::{Map, Value};
 
 use crate::EngineError;
 use crate::kv::{
-    decode, encode_limited, folder_prefix, format_go_duration, format_time, list_children,
-    parse_bool, parse_duration_seconds, parse_go_duration, parse_int, unsupported,
+    check_path_limits, decode, encode_limited, folder_prefix, format_go_duration, format_time,
+    list_children, parse_bool, parse_duration_seconds, parse_go_duration, parse_int, unsupported,
 };
 use crate::logical::{
     LogicalBackend, LogicalRequest, LogicalResponse, MountContext, MountStorage, Operation,
@@ -283,9 +283,6 @@ impl KeyMetadata {
         );
         self.current_version = number;
         self.updated_time = now;
-        if self.versions.len() == 1 && number == 1 {
-            self.created_time = now;
-        }
         let max_versions = if self.max_versions != 0 {
             self.max_versions
         } else if config.max_versions != 0 {
@@ -663,7 +660,7 @@ fn validate_custom_metadata(map: &BTreeMap<String, String>) -> Result<(), Engine
         }
         if !printable(key) {
             problems.push(format!(
-                "{CUSTOM_METADATA_ERROR_PREFIX}: key {key:?} contains unprintable characters"
+                "{CUSTOM_METADATA_ERROR_PREFIX}: key {key:?} ({key}) contains unprintable characters"
             ));
         }
         if !printable(value) {
@@ -820,6 +817,7 @@ impl LogicalBackend for KvV2 {
         ) {
             return Ok(None);
         }
+        check_path_limits(path)?;
         if !is_secret_path(path) {
             return match request.operation {
                 Operation::Read => Ok(None),

@@ -1636,3 +1636,54 @@ async fn concurrent_writers_without_cas_lose_no_update() {
         json!(WRITERS)
     );
 }
+
+#[tokio::test]
+async fn overlong_and_nul_paths_are_client_errors() {
+    let harness = Harness::new();
+    let long = format!("data/{}", "a".repeat(3000));
+    let message = invalid(
+        call(
+            &harness,
+            Operation::Update,
+            &long,
+            json!({"data": {"k": "v"}}),
+        )
+        .await,
+    );
+    assert!(message.contains("limit is 2048 bytes"), "{message}");
+    let message = invalid(call(&harness, Operation::Read, "data/a\0b", Value::Null).await);
+    assert!(message.contains("NUL"), "{message}");
+    assert!(harness.mount_keys().await.is_empty());
+}
+
+#[tokio::test]
+async fn metadata_created_before_data_keeps_its_created_time() {
+    let mut harness = Harness::new();
+    no_content(
+        call(
+            &harness,
+            Operation::Update,
+            "metadata/k",
+            json!({"max_versions": 3}),
+        )
+        .await,
+    );
+    let created = harness.now;
+    harness.advance(SignedDuration::from_secs(30));
+    // cas=0 works on a key that has metadata but no version yet.
+    let written = data_of(
+        call(
+            &harness,
+            Operation::Update,
+            "data/k",
+            json!({"data": {"a": "1"}, "options": {"cas": 0}}),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(written["version"], json!(1));
+    let meta = metadata(&harness, "k").await;
+    assert_eq!(meta["created_time"], json!(created.to_string()));
+    assert_eq!(meta["updated_time"], json!(harness.now.to_string()));
+    assert_eq!(meta["max_versions"], json!(3));
+}
