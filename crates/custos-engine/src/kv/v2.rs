@@ -369,6 +369,15 @@ impl Snapshot {
     }
 }
 
+/// One secret's metadata, for reads that do not depend on the mount's config.
+async fn load_meta(storage: &MountStorage, path: &str) -> Result<Option<KeyMetadata>, EngineError> {
+    let key = meta_key(path);
+    match storage.get(&key).await? {
+        Some(entry) => Ok(Some(decode(&key, &entry.value)?)),
+        None => Ok(None),
+    }
+}
+
 async fn load_config(storage: &MountStorage) -> Result<(Config, Option<Revision>), EngineError> {
     match storage.get(CONFIG_KEY).await? {
         Some(entry) => Ok((decode(CONFIG_KEY, &entry.value)?, Some(entry.revision))),
@@ -912,8 +921,7 @@ async fn read_data(
     path: &str,
 ) -> Result<Option<LogicalResponse>, EngineError> {
     let version = requested_version(request)?;
-    let snapshot = Snapshot::load(&ctx.storage, path).await?;
-    let Some(meta) = snapshot.meta else {
+    let Some(meta) = load_meta(&ctx.storage, path).await? else {
         return Ok(None);
     };
     check_expiry(request, path, &meta, ctx.now)?;
@@ -1105,9 +1113,8 @@ async fn read_metadata(
     ctx: &MountContext,
     path: &str,
 ) -> Result<Option<LogicalResponse>, EngineError> {
-    let snapshot = Snapshot::load(&ctx.storage, path).await?;
-    Ok(snapshot
-        .meta
+    Ok(load_meta(&ctx.storage, path)
+        .await?
         .map(|meta| LogicalResponse::data(meta.to_json())))
 }
 
@@ -1187,8 +1194,7 @@ async fn read_subkeys(
             })?
         }
     };
-    let snapshot = Snapshot::load(&ctx.storage, path).await?;
-    let Some(meta) = snapshot.meta else {
+    let Some(meta) = load_meta(&ctx.storage, path).await? else {
         return Ok(None);
     };
     let number = version.unwrap_or(meta.current_version);

@@ -1687,3 +1687,54 @@ async fn metadata_created_before_data_keeps_its_created_time() {
     assert_eq!(meta["updated_time"], json!(harness.now.to_string()));
     assert_eq!(meta["max_versions"], json!(3));
 }
+
+fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i32>().prop_map(Value::from),
+        "[a-c]{0,2}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-d]", inner, 0..4)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #[test]
+    fn merge_patch_is_idempotent_and_removes_nulled_keys(
+        target in json_value(),
+        patch in json_value(),
+    ) {
+        let mut once = target;
+        merge_patch(&mut once, &patch);
+        let mut twice = once.clone();
+        merge_patch(&mut twice, &patch);
+        proptest::prop_assert_eq!(&once, &twice);
+        if let (Value::Object(patch), Value::Object(merged)) = (&patch, &once) {
+            for (key, value) in patch {
+                if value.is_null() {
+                    proptest::prop_assert!(!merged.contains_key(key));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn subkeys_keep_every_key_and_no_value(data in json_value(), depth in 0_u64..4) {
+        if let Value::Object(data) = data {
+            let keys = super::subkeys(&data, depth, 1);
+            proptest::prop_assert_eq!(
+                keys.keys().collect::<Vec<_>>(),
+                data.keys().collect::<Vec<_>>()
+            );
+            let text = Value::Object(keys).to_string();
+            proptest::prop_assert!(!text.contains("true") && !text.contains('['));
+        }
+    }
+}
