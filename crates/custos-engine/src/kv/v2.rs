@@ -6,9 +6,9 @@
 //!
 //! # Storage layout (keys relative to the mount's storage)
 //!
-//! - `config`: the mount's [`Config`] as JSON (`max_versions`, `cas_required`,
+//! - `config`: the mount's `Config` as JSON (`max_versions`, `cas_required`,
 //!   `delete_version_after` in seconds, negative when disabled). Absent means all defaults.
-//! - `meta/<path>`: the secret's [`KeyMetadata`] as JSON: settings, custom metadata, current and
+//! - `meta/<path>`: the secret's `KeyMetadata` as JSON: settings, custom metadata, current and
 //!   oldest version, and one entry per kept version (created/deletion time, destroyed flag).
 //!   Listing `metadata/<folder>` walks these keys.
 //! - `ver/<path>/<version>`: one version's data as JSON `{"data": {...}}`. The version is the
