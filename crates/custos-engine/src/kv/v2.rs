@@ -872,24 +872,13 @@ async fn handle_config(
             Ok(Some(LogicalResponse::data(data)))
         }
         Operation::Create | Operation::Update | Operation::Patch => {
-            let field = |name: &str| request.field(name).filter(|value| !value.is_null());
-            let max_versions = field("max_versions")
-                .map(|value| {
-                    let number = parse_int("max_versions", &value)?;
-                    u32::try_from(number).map_err(|_| {
-                        EngineError::InvalidRequest(format!(
-                            "max_versions must be between 0 and {}, got {number}",
-                            u32::MAX
-                        ))
-                    })
-                })
-                .transpose()?;
-            let cas_required = field("cas_required")
-                .map(|value| parse_bool("cas_required", &value))
-                .transpose()?;
-            let delete_version_after = field("delete_version_after")
-                .map(|value| parse_duration_seconds("delete_version_after", &value))
-                .transpose()?;
+            // The mount's settings have the same names and types as a secret's.
+            let MetadataChange {
+                max_versions,
+                cas_required,
+                delete_version_after,
+                ..
+            } = MetadataChange::parse(request, false)?;
             for _ in 0..MAX_ATTEMPTS {
                 let (mut config, revision) = load_config(&ctx.storage).await?;
                 if let Some(max_versions) = max_versions {
