@@ -17,6 +17,9 @@ pub struct HealthResponse {
     pub initialized: bool,
     pub sealed: bool,
     pub standby: bool,
+    /// Vault Enterprise's read replicas; always false here, but clients (vaultrs) require it.
+    #[serde(default)]
+    pub performance_standby: bool,
     pub replication_performance_mode: String,
     pub replication_dr_mode: String,
     pub server_time_utc: i64,

@@ -559,13 +559,15 @@ impl Engine {
         };
         self.inner.audit.record(&event).await?;
         let mut result = self.route(&unsealed, request, &caller).await;
-        if let (Some(ttl), Ok(Some(answer))) = (wrap_ttl, &result) {
-            // Only answers that carry data are wrapped; `sys/wrapping/wrap` wrapped already.
-            if answer.data.is_some() && answer.wrap_info.is_none() && !answer.missing {
-                if let Ok(Some(answer)) = result {
-                    result = self.wrap(&unsealed, answer, ttl, &path).await.map(Some);
-                }
-            }
+        // Only answers that carry data are wrapped; `sys/wrapping/wrap` wrapped already.
+        let wrappable = |answer: &logical::LogicalResponse| {
+            answer.data.is_some() && answer.wrap_info.is_none() && !answer.missing
+        };
+        if let (Some(ttl), Ok(Some(answer))) = (wrap_ttl, &result)
+            && wrappable(answer)
+            && let Ok(Some(answer)) = result
+        {
+            result = self.wrap(&unsealed, answer, ttl, &path).await.map(Some);
         }
         event.outcome = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
         self.inner.audit.record(&event).await?;

@@ -73,6 +73,7 @@ pub(crate) async fn health(
         initialized: status.initialized,
         sealed: status.sealed,
         standby: status.sealed,
+        performance_standby: false,
         replication_performance_mode: "disabled".into(),
         replication_dr_mode: "disabled".into(),
         server_time_utc: state.engine.now().as_second(),

@@ -12,3 +12,4 @@ mod lifecycle;
 mod outage;
 mod tidy;
 mod tls;
+mod vaultrs_compat;
