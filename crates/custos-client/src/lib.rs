@@ -23,6 +23,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// The method and status types of [`Client::raw`], so callers need no `hyper` dependency.
+pub mod http {
+    pub use hyper::{Method, StatusCode};
+}
+
 /// How to reach and authenticate to a server.
 #[derive(Clone, Default)]
 pub struct ClientConfig {
@@ -192,6 +197,61 @@ impl Client {
         }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|error| ClientError::Config(format!("bad request for {uri}: {error}")))?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|error| {
+                let mut message = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(inner) = source {
+                    message = format!("{message}: {inner}");
+                    source = inner.source();
+                }
+                ClientError::Transport {
+                    address: self.address.clone(),
+                    message,
+                }
+            })?;
+            let status = response.status();
+            let code = response
+                .headers()
+                .get(ERROR_CODE_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|error| ClientError::Transport {
+                    address: self.address.clone(),
+                    message: error.to_string(),
+                })?
+                .to_bytes();
+            Ok((status, code, body))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    /// Like [`Client::raw`], with the body's `Content-Type` chosen by the caller (PATCH requests
+    /// need `application/merge-patch+json`).
+    pub async fn raw_with_content_type(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, Option<String>, Bytes), ClientError> {
+        let uri = format!("{}/v1/{}", self.address, path.trim_start_matches('/'));
+        let mut request = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header(hyper::header::CONTENT_TYPE, content_type);
+        if let Some(token) = &self.token {
+            request = request.header(TOKEN_HEADER, token);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
             .map_err(|error| ClientError::Config(format!("bad request for {uri}: {error}")))?;
         let exchange = async {
             let response = self.http.request(request).await.map_err(|error| {

@@ -226,6 +226,12 @@ impl Engine {
                 _ => Err(EngineError::MethodNotAllowed),
             };
         }
+        if rest == "posture/secrets" {
+            return match operation {
+                Operation::Read => self.secrets_posture(unsealed, &request).await.map(Some),
+                _ => Err(EngineError::MethodNotAllowed),
+            };
+        }
         if let Some(path) = rest.strip_prefix("internal/ui/mounts/") {
             return match operation {
                 Operation::Read => self.ui_mount(unsealed, path).map(Some),
@@ -233,6 +239,46 @@ impl Engine {
             };
         }
         Err(EngineError::NoRoute(request.path))
+    }
+
+    /// `sys/posture/secrets` (custos only): secrets of every KV v2 mount that are expired,
+    /// expire within `within` (default 7 days), or are due for rotation.
+    async fn secrets_posture(
+        &self,
+        unsealed: &Unsealed,
+        request: &Request,
+    ) -> Result<LogicalResponse, EngineError> {
+        let within = match request.query.get("within") {
+            None => jiff::SignedDuration::from_hours(7 * 24),
+            Some(text) => {
+                let seconds = parse_ttl(text).ok_or_else(|| {
+                    EngineError::InvalidRequest(format!("within {text:?} is not a duration"))
+                })?;
+                jiff::SignedDuration::from_secs(i64::try_from(seconds).unwrap_or(i64::MAX))
+            }
+        };
+        let now = self.now();
+        let table = unsealed.mounts();
+        let mut findings = Vec::new();
+        for entry in &table.entries {
+            if entry.kind != "kv" || entry.options.get("version").map(String::as_str) != Some("2") {
+                continue;
+            }
+            let storage = crate::logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid);
+            for finding in crate::kv::v2::posture(&storage, now, within).await? {
+                let mut json = finding.to_json();
+                json.insert("mount".into(), Value::String(entry.path.clone()));
+                json.insert(
+                    "path".into(),
+                    Value::String(format!("{}{}", entry.path, finding.path)),
+                );
+                findings.push(Value::Object(json));
+            }
+        }
+        Ok(object(json!({
+            "within_seconds": within.as_secs(),
+            "secrets": findings,
+        })))
     }
 
     fn list_mounts(&self, unsealed: &Unsealed) -> LogicalResponse {

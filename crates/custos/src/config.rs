@@ -48,6 +48,15 @@ pub(crate) struct RawConfig {
     pub(crate) storage: RawStorage,
     #[serde(default)]
     pub(crate) log: RawLog,
+    #[serde(default)]
+    pub(crate) secrets: RawSecrets,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecrets {
+    /// The largest secret one request may store, in bytes (JSON-encoded).
+    pub(crate) max_value_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -131,6 +140,7 @@ pub(crate) struct Config {
     pub(crate) storage: StorageConfig,
     pub(crate) log_level: String,
     pub(crate) log_format: LogFormat,
+    pub(crate) max_secret_bytes: usize,
 }
 
 /// Overlays `top` on `base`: every field `top` sets wins.
@@ -164,6 +174,9 @@ pub(crate) fn merge(base: RawConfig, top: RawConfig) -> RawConfig {
         log: RawLog {
             level: pick!(log.level),
             format: pick!(log.format),
+        },
+        secrets: RawSecrets {
+            max_value_bytes: pick!(secrets.max_value_bytes),
         },
     }
 }
@@ -233,6 +246,9 @@ pub(crate) fn from_env(env: &dyn EnvSource) -> anyhow::Result<RawConfig> {
         log: RawLog {
             level: env.var("CUSTOS_LOG_LEVEL"),
             format: env.var("CUSTOS_LOG_FORMAT"),
+        },
+        secrets: RawSecrets {
+            max_value_bytes: number("CUSTOS_MAX_SECRET_BYTES")?,
         },
     })
 }
@@ -348,6 +364,11 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
         storage,
         log_level: raw.log.level.unwrap_or_else(|| "info".into()),
         log_format,
+        max_secret_bytes: match raw.secrets.max_value_bytes {
+            None => 1024 * 1024,
+            Some(0) => bail!("secrets.max_value_bytes must be positive"),
+            Some(bytes) => bytes,
+        },
     })
 }
 

@@ -178,7 +178,13 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     };
     let storage = open_storage(&config.storage).await?;
-    let engine = Engine::new(storage, Arc::new(SystemClock));
+    let engine = Engine::with_limits(
+        storage,
+        Arc::new(SystemClock),
+        custos_engine::Limits {
+            max_value_bytes: config.max_secret_bytes,
+        },
+    );
 
     let listener = tokio::net::TcpListener::bind(config.address)
         .await

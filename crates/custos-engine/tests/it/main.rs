@@ -5,6 +5,7 @@
 mod auth;
 mod init;
 mod mounts;
+mod posture;
 mod properties;
 mod restart;
 mod rotate;

@@ -148,3 +148,50 @@ fn unreachable_server_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_size_limit_is_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        "[listener]\naddress = \"127.0.0.1:0\"\ntls_disable = true\n[storage]\nbackend = \"memory\"\n[secrets]\nmax_value_bytes = 256\n",
+    );
+    let server = TestServer::with_config(&config, &dir.path().join("server.log"));
+    let anonymous = custos_client::Client::new(custos_client::ClientConfig {
+        address: server.address.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    let (keys, token) = support::init(&anonymous, 1, 1).await;
+    support::unseal(&anonymous, &keys).await;
+    let root = custos_client::Client::new(custos_client::ClientConfig {
+        address: server.address.clone(),
+        token: Some(token),
+        ..Default::default()
+    })
+    .unwrap();
+    let post = custos_client::http::Method::POST;
+    root.call::<serde_json::Value>(
+        post.clone(),
+        "sys/mounts/kv",
+        Some(&serde_json::json!({"type": "kv-v2"})),
+    )
+    .await
+    .unwrap();
+    let small = serde_json::json!({"data": {"k": "x".repeat(50)}});
+    root.call::<serde_json::Value>(post.clone(), "kv/data/small", Some(&small))
+        .await
+        .unwrap();
+    let big = serde_json::json!({"data": {"k": "x".repeat(1000)}});
+    match root
+        .call::<serde_json::Value>(post, "kv/data/big", Some(&big))
+        .await
+        .unwrap_err()
+    {
+        custos_client::ClientError::Api { status, errors, .. } => {
+            assert_eq!(status, 400);
+            assert!(errors[0].contains("256"), "{errors:?}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
