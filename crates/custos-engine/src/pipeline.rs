@@ -170,3 +170,43 @@ pub(crate) fn object(value: Value) -> LogicalResponse {
         _ => LogicalResponse::default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_checked() {
+        for good in [
+            "secret",
+            "secret/",
+            "secret/data/app",
+            "a b/c",
+            "caf\u{e9}/x",
+        ] {
+            assert!(validate_path(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "", "/", "a//b", "/a", "a/./b", "a/..", "..", "a\u{0}b", "a\nb",
+        ] {
+            assert!(validate_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_path(&"a".repeat(MAX_PATH_LEN)).is_ok());
+        assert!(validate_path(&"a".repeat(MAX_PATH_LEN + 1)).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn validation_never_panics(path in "\\PC{0,64}") {
+            let _ = validate_path(&path);
+        }
+
+        #[test]
+        fn accepted_paths_have_no_dot_or_empty_segments(path in "[a-z./]{0,24}") {
+            if validate_path(&path).is_ok() {
+                let body = path.strip_suffix('/').unwrap_or(&path);
+                proptest::prop_assert!(body.split('/').all(|s| !s.is_empty() && s != "." && s != ".."));
+            }
+        }
+    }
+}

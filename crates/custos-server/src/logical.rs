@@ -214,4 +214,20 @@ mod tests {
         assert!(percent_decode("bad%FF").is_err());
         assert!(percent_decode("%").is_err());
     }
+
+    fn encode(text: &str) -> String {
+        text.bytes().map(|byte| format!("%{byte:02X}")).collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn percent_decoding_never_panics(raw in ".{0,64}") {
+            let _ = percent_decode(&raw);
+        }
+
+        #[test]
+        fn percent_decoding_inverts_encoding(text in "\\PC{0,32}") {
+            proptest::prop_assert_eq!(percent_decode(&encode(&text)).unwrap(), text);
+        }
+    }
 }
