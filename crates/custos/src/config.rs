@@ -84,6 +84,8 @@ pub(crate) struct RawStorage {
     pub(crate) url_file: Option<PathBuf>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) connect_timeout: Option<String>,
+    /// Bytes of read cache in front of the backend (0 turns it off).
+    pub(crate) cache_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -114,6 +116,7 @@ pub(crate) enum StorageConfig {
     Memory,
     Sqlite {
         path: PathBuf,
+        cache_bytes: usize,
     },
     Postgres {
         url: Secret,
@@ -170,6 +173,7 @@ pub(crate) fn merge(base: RawConfig, top: RawConfig) -> RawConfig {
             url_file: pick!(storage.url_file),
             max_connections: pick!(storage.max_connections),
             connect_timeout: pick!(storage.connect_timeout),
+            cache_bytes: pick!(storage.cache_bytes),
         },
         log: RawLog {
             level: pick!(log.level),
@@ -242,6 +246,7 @@ pub(crate) fn from_env(env: &dyn EnvSource) -> anyhow::Result<RawConfig> {
             url_file: path("CUSTOS_STORAGE_URL_FILE"),
             max_connections: number("CUSTOS_STORAGE_MAX_CONNECTIONS")?,
             connect_timeout: env.var("CUSTOS_STORAGE_CONNECT_TIMEOUT"),
+            cache_bytes: number("CUSTOS_STORAGE_CACHE_BYTES")?,
         },
         log: RawLog {
             level: env.var("CUSTOS_LOG_LEVEL"),
@@ -319,7 +324,13 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
         "memory" | "inmem" => StorageConfig::Memory,
         "sqlite" => StorageConfig::Sqlite {
             path: storage.path.unwrap_or_else(|| PathBuf::from("custos.db")),
+            cache_bytes: storage.cache_bytes.unwrap_or(64 * 1024 * 1024),
         },
+        "postgres" | "postgresql" if storage.cache_bytes.is_some_and(|bytes| bytes > 0) => {
+            bail!(
+                "storage.cache_bytes is not available with PostgreSQL yet: other nodes' writes would not invalidate it"
+            )
+        }
         "postgres" | "postgresql" => {
             let url = match (storage.url, storage.url_file) {
                 (Some(_), Some(_)) => bail!("set storage.url or storage.url_file, not both"),

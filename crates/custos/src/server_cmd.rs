@@ -106,7 +106,7 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
 async fn open_storage(config: &StorageConfig) -> anyhow::Result<Arc<dyn Storage>> {
     Ok(match config {
         StorageConfig::Memory => Arc::new(MemoryStorage::new()),
-        StorageConfig::Sqlite { path } => {
+        StorageConfig::Sqlite { path, cache_bytes } => {
             let path = path.clone();
             let storage = tokio::task::spawn_blocking(move || {
                 custos_storage_sqlite::SqliteStorage::open(
@@ -116,7 +116,15 @@ async fn open_storage(config: &StorageConfig) -> anyhow::Result<Arc<dyn Storage>
                 .with_context(|| format!("cannot open SQLite storage at {}", path.display()))
             })
             .await??;
-            Arc::new(storage)
+            if *cache_bytes == 0 {
+                Arc::new(storage)
+            } else {
+                // Only this process writes a SQLite file, so the cache sees every write.
+                Arc::new(custos_storage::CachedStorage::new(
+                    Arc::new(storage),
+                    *cache_bytes,
+                ))
+            }
         }
         StorageConfig::Postgres {
             url,

@@ -48,6 +48,21 @@ mod memory {
     ));
 }
 
+mod cached_memory {
+    custos_storage::conformance_tests!(async || std::sync::Arc::new(
+        custos_storage::CachedStorage::new(
+            std::sync::Arc::new(custos_storage::MemoryStorage::new()),
+            1 << 20,
+        )
+    ));
+}
+
+mod cached_sqlite_file {
+    custos_storage::conformance_tests!(async || std::sync::Arc::new(
+        custos_storage::CachedStorage::new(std::sync::Arc::new(super::FileStorage::new()), 1 << 20)
+    ));
+}
+
 mod sqlite_in_memory {
     custos_storage::conformance_tests!(async || std::sync::Arc::new(
         custos_storage_sqlite::SqliteStorage::open_in_memory().expect("open in memory")

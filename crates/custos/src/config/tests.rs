@@ -37,7 +37,7 @@ fn env_overrides_file_and_flags_override_env() {
     assert_eq!(config.address.to_string(), "127.0.0.1:9000");
     assert_eq!(config.log_level, "debug");
     assert!(
-        matches!(config.storage, StorageConfig::Sqlite { ref path } if path == Path::new("/var/lib/custos/custos.db"))
+        matches!(config.storage, StorageConfig::Sqlite { ref path, .. } if path == Path::new("/var/lib/custos/custos.db"))
     );
     assert!(matches!(config.tls, TlsConfig::Enabled(_)));
 }
@@ -131,4 +131,21 @@ fn example_configs_in_docs_are_valid() {
         parse_file(&std::fs::read_to_string(root.join("postgres.toml")).unwrap()).unwrap();
     assert_eq!(postgres.storage.backend.as_deref(), Some("postgres"));
     assert!(postgres.storage.url_file.is_some());
+}
+
+#[test]
+fn the_read_cache_is_on_for_sqlite_and_refused_for_postgres() {
+    let raw = from_env(&env(&[("CUSTOS_TLS_DISABLE", "1")])).unwrap();
+    assert!(matches!(
+        resolve(raw).unwrap().storage,
+        StorageConfig::Sqlite { cache_bytes, .. } if cache_bytes == 64 * 1024 * 1024
+    ));
+    let raw = from_env(&env(&[
+        ("CUSTOS_TLS_DISABLE", "1"),
+        ("CUSTOS_STORAGE_BACKEND", "postgres"),
+        ("CUSTOS_STORAGE_URL", "postgres://127.0.0.1/custos"),
+        ("CUSTOS_STORAGE_CACHE_BYTES", "1024"),
+    ]))
+    .unwrap();
+    assert!(format!("{:#}", resolve(raw).unwrap_err()).contains("cache_bytes"));
 }
