@@ -2,8 +2,16 @@
 //! storage backend, installs the log subscriber and chooses exit codes.
 
 mod config;
+mod connection;
+mod dotenv;
+mod dotenv_cmd;
+mod kv_client;
+mod kv_cmd;
 mod operator;
+mod output;
+mod run_cmd;
 mod server_cmd;
+mod yaml;
 
 use std::process::ExitCode;
 
@@ -33,6 +41,14 @@ enum Command {
         #[command(flatten)]
         client: operator::ClientArgs,
     },
+    /// Read and write KV secrets, as `vault kv` does (exit code 2 when a secret is missing).
+    Kv(kv_cmd::KvArgs),
+    /// Run a command with secrets as environment variables; they are never written to disk.
+    Run(run_cmd::RunArgs),
+    /// Print a secret as a .env file, JSON or YAML.
+    Export(dotenv_cmd::ExportArgs),
+    /// Write the variables of a .env file into a secret, as one new version.
+    Import(dotenv_cmd::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +68,10 @@ fn main() -> ExitCode {
             Command::Server(args) => server_cmd::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Operator { command, client } => operator::run(command, &client).await,
             Command::Status { client } => operator::status(&client).await,
+            Command::Kv(args) => kv_cmd::run(args).await,
+            Command::Run(args) => run_cmd::run(args).await,
+            Command::Export(args) => dotenv_cmd::export(args).await,
+            Command::Import(args) => dotenv_cmd::import(args).await,
         }
     });
     match result {

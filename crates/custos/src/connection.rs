@@ -1,0 +1,71 @@
+//! How the secret commands (`kv`, `run`, `export`, `import`) reach the server: the same flags
+//! and environment variables as `custos operator`, without its table/json `--format`, because
+//! these commands have formats of their own.
+
+use std::path::PathBuf;
+
+use custos_client::{Client, ClientConfig};
+
+/// Address, token and TLS material of the server.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ConnectionArgs {
+    /// Server address [env: CUSTOS_ADDR, falls back to VAULT_ADDR; default https://127.0.0.1:8200]
+    #[arg(long, global = true, value_name = "URL")]
+    address: Option<String>,
+    /// Token [env: CUSTOS_TOKEN, falls back to VAULT_TOKEN]
+    #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM bundle of CAs that signed the server's certificate [env: CUSTOS_CACERT or VAULT_CACERT]
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// PEM client certificate for mTLS [env: CUSTOS_CLIENT_CERT or VAULT_CLIENT_CERT]
+    #[arg(long, global = true, value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+    /// PEM key of the client certificate [env: CUSTOS_CLIENT_KEY or VAULT_CLIENT_KEY]
+    #[arg(long, global = true, value_name = "FILE")]
+    client_key: Option<PathBuf>,
+}
+
+/// The first non-empty variable of the two.
+fn env_either(primary: &str, fallback: &str) -> Option<String> {
+    std::env::var(primary)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .or_else(|| {
+            std::env::var(fallback)
+                .ok()
+                .filter(|value| !value.is_empty())
+        })
+}
+
+impl ConnectionArgs {
+    /// A client for these flags, each falling back to its environment variables.
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        let path_env = |primary, fallback| env_either(primary, fallback).map(PathBuf::from);
+        let config = ClientConfig {
+            address: self
+                .address
+                .clone()
+                .or_else(|| env_either("CUSTOS_ADDR", "VAULT_ADDR"))
+                .unwrap_or_else(|| "https://127.0.0.1:8200".into()),
+            token: self
+                .token
+                .clone()
+                .or_else(|| env_either("CUSTOS_TOKEN", "VAULT_TOKEN")),
+            ca_cert: self
+                .ca_cert
+                .clone()
+                .or_else(|| path_env("CUSTOS_CACERT", "VAULT_CACERT")),
+            client_cert: self
+                .client_cert
+                .clone()
+                .or_else(|| path_env("CUSTOS_CLIENT_CERT", "VAULT_CLIENT_CERT")),
+            client_key: self
+                .client_key
+                .clone()
+                .or_else(|| path_env("CUSTOS_CLIENT_KEY", "VAULT_CLIENT_KEY")),
+            timeout: None,
+        };
+        Ok(Client::new(config)?)
+    }
+}
