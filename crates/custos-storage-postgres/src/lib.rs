@@ -33,6 +33,9 @@ use custos_storage::{
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
 };
+mod notify;
+pub use notify::Invalidation;
+
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
@@ -73,6 +76,8 @@ impl fmt::Debug for PostgresConfig {
 /// Storage in a PostgreSQL database, through a pool of connections.
 pub struct PostgresStorage {
     pool: Pool,
+    /// For the LISTEN connection of [`PostgresStorage::invalidations`].
+    pg_config: tokio_postgres::Config,
 }
 
 impl fmt::Debug for PostgresStorage {
@@ -293,7 +298,7 @@ impl PostgresStorage {
             pg_config.application_name("custos");
         }
         let manager = Manager::from_config(
-            pg_config,
+            pg_config.clone(),
             NoTls,
             ManagerConfig {
                 // A connection the server closed is noticed (`is_closed`) and replaced when it
@@ -309,7 +314,7 @@ impl PostgresStorage {
             .recycle_timeout(Some(config.connect_timeout))
             .build()
             .map_err(|err| StorageError::Invalid(format!("cannot build the pool: {err}")))?;
-        let storage = PostgresStorage { pool };
+        let storage = PostgresStorage { pool, pg_config };
         let mut client = storage.client().await?;
         schema::migrate(&mut client).await?;
         tracing::debug!(
@@ -317,6 +322,15 @@ impl PostgresStorage {
             "postgres storage connected"
         );
         Ok(storage)
+    }
+
+    /// Starts listening for the writes of every node (this one included) and returns them as
+    /// they commit. [`Invalidation::All`] arrives at every (re)connection of the listener, since
+    /// writes may have been missed. The listener stops when the receiver is dropped.
+    pub fn invalidations(&self) -> tokio::sync::mpsc::UnboundedReceiver<Invalidation> {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(notify::listen(self.pg_config.clone(), sender));
+        receiver
     }
 
     async fn client(&self) -> Result<Object, StorageError> {
@@ -404,6 +418,16 @@ impl PostgresStorage {
             .try_get(0)
             .map_err(|err| corrupt_column(err, "revision counter"))?;
         let revision = parse_revision(revision)?;
+        // Delivered to listeners when (and only if) this transaction commits.
+        let keys = txn.ops.iter().map(|op| match op {
+            custos_storage::Op::Put(key, _) | custos_storage::Op::Delete(key) => key.as_str(),
+        });
+        db.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&notify::CHANNEL, &notify::payload(keys)],
+        )
+        .await
+        .map_err(|err| failed(err, "notify"))?;
         // A failed COMMIT of a write may still have committed: report it, never retry it.
         db.commit().await.map_err(|err| pg_error(err, "commit"))?;
         Ok(revision)

@@ -28,6 +28,8 @@ struct Cache {
     bytes: usize,
     /// Bumped by every commit, after its invalidations.
     generation: u64,
+    /// Off while remote invalidations cannot be received.
+    suspended: bool,
     hits: u64,
     misses: u64,
 }
@@ -114,12 +116,23 @@ impl CachedStorage {
         }
     }
 
-    /// Drops everything (for example after losing a stream of remote invalidations).
+    /// Drops everything and (again) caches from now on.
     pub fn clear(&self) {
         let mut cache = self.lock();
         cache.entries.clear();
         cache.bytes = 0;
         cache.generation += 1;
+        cache.suspended = false;
+    }
+
+    /// Drops everything and stops caching until [`CachedStorage::clear`]: for when remote
+    /// invalidations can no longer be received. Reads go to storage meanwhile.
+    pub fn suspend(&self) {
+        let mut cache = self.lock();
+        cache.entries.clear();
+        cache.bytes = 0;
+        cache.generation += 1;
+        cache.suspended = true;
     }
 
     /// Forgets these keys (remote invalidations).
@@ -150,7 +163,7 @@ impl Storage for CachedStorage {
         };
         let entry = self.inner.get(key).await?;
         let mut cache = self.lock();
-        if cache.generation == generation {
+        if cache.generation == generation && !cache.suspended {
             let budget = self.budget;
             cache.insert(key.to_owned(), entry.clone(), budget);
         }

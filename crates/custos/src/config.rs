@@ -122,6 +122,7 @@ pub(crate) enum StorageConfig {
         url: Secret,
         max_connections: usize,
         connect_timeout: Duration,
+        cache_bytes: usize,
     },
 }
 
@@ -326,11 +327,6 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
             path: storage.path.unwrap_or_else(|| PathBuf::from("custos.db")),
             cache_bytes: storage.cache_bytes.unwrap_or(64 * 1024 * 1024),
         },
-        "postgres" | "postgresql" if storage.cache_bytes.is_some_and(|bytes| bytes > 0) => {
-            bail!(
-                "storage.cache_bytes is not available with PostgreSQL yet: other nodes' writes would not invalidate it"
-            )
-        }
         "postgres" | "postgresql" => {
             let url = match (storage.url, storage.url_file) {
                 (Some(_), Some(_)) => bail!("set storage.url or storage.url_file, not both"),
@@ -348,6 +344,7 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
                     .map(|text| parse_duration("storage.connect_timeout", &text))
                     .transpose()?
                     .unwrap_or(Duration::from_secs(5)),
+                cache_bytes: storage.cache_bytes.unwrap_or(64 * 1024 * 1024),
             }
         }
         other => bail!("storage.backend = {other:?} is not one of sqlite, postgres, memory"),

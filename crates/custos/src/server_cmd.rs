@@ -130,15 +130,37 @@ async fn open_storage(config: &StorageConfig) -> anyhow::Result<Arc<dyn Storage>
             url,
             max_connections,
             connect_timeout,
+            cache_bytes,
         } => {
             let mut pg = custos_storage_postgres::PostgresConfig::new(url.0.as_str());
             pg.max_connections = *max_connections;
             pg.connect_timeout = *connect_timeout;
-            Arc::new(
-                custos_storage_postgres::PostgresStorage::connect(pg)
-                    .await
-                    .context("cannot connect to PostgreSQL storage")?,
-            )
+            let storage = custos_storage_postgres::PostgresStorage::connect(pg)
+                .await
+                .context("cannot connect to PostgreSQL storage")?;
+            if *cache_bytes == 0 {
+                return Ok(Arc::new(storage));
+            }
+            // Other nodes write the same database: their commits reach this cache through
+            // LISTEN/NOTIFY, and a listener that reconnects clears it.
+            let mut invalidations = storage.invalidations();
+            let cached = Arc::new(custos_storage::CachedStorage::new(
+                Arc::new(storage),
+                *cache_bytes,
+            ));
+            let follower = cached.clone();
+            tokio::spawn(async move {
+                while let Some(invalidation) = invalidations.recv().await {
+                    match invalidation {
+                        custos_storage_postgres::Invalidation::All => follower.clear(),
+                        custos_storage_postgres::Invalidation::Lost => follower.suspend(),
+                        custos_storage_postgres::Invalidation::Keys(keys) => {
+                            follower.invalidate(keys.iter().map(String::as_str));
+                        }
+                    }
+                }
+            });
+            cached
         }
     })
 }

@@ -4,5 +4,6 @@
 //! fresh database that is dropped when the test ends.
 
 mod conformance;
+mod invalidation;
 mod postgres;
 mod support;

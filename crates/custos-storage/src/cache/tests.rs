@@ -163,3 +163,24 @@ async fn remote_invalidation_and_clear() {
     assert_eq!(cached.get("a").await.unwrap().unwrap().value, b"3");
     assert_eq!(cached.stats().entries, 1);
 }
+
+#[tokio::test]
+async fn a_suspended_cache_reads_through_until_cleared() {
+    let inner = Arc::new(MemoryStorage::new());
+    let cached = CachedStorage::new(inner.clone(), 1 << 20);
+    cached.put("a", b"1".to_vec()).await.unwrap();
+    let _ = cached.get("a").await.unwrap();
+    cached.suspend();
+    inner.put("a", b"2".to_vec()).await.unwrap();
+    assert_eq!(cached.get("a").await.unwrap().unwrap().value, b"2");
+    inner.put("a", b"3".to_vec()).await.unwrap();
+    assert_eq!(
+        cached.get("a").await.unwrap().unwrap().value,
+        b"3",
+        "nothing cached while suspended"
+    );
+    assert_eq!(cached.stats().entries, 0);
+    cached.clear();
+    let _ = cached.get("a").await.unwrap();
+    assert_eq!(cached.stats().entries, 1);
+}

@@ -134,7 +134,7 @@ fn example_configs_in_docs_are_valid() {
 }
 
 #[test]
-fn the_read_cache_is_on_for_sqlite_and_refused_for_postgres() {
+fn the_read_cache_is_on_by_default_and_can_be_turned_off() {
     let raw = from_env(&env(&[("CUSTOS_TLS_DISABLE", "1")])).unwrap();
     assert!(matches!(
         resolve(raw).unwrap().storage,
@@ -144,8 +144,11 @@ fn the_read_cache_is_on_for_sqlite_and_refused_for_postgres() {
         ("CUSTOS_TLS_DISABLE", "1"),
         ("CUSTOS_STORAGE_BACKEND", "postgres"),
         ("CUSTOS_STORAGE_URL", "postgres://127.0.0.1/custos"),
-        ("CUSTOS_STORAGE_CACHE_BYTES", "1024"),
+        ("CUSTOS_STORAGE_CACHE_BYTES", "0"),
     ]))
     .unwrap();
-    assert!(format!("{:#}", resolve(raw).unwrap_err()).contains("cache_bytes"));
+    assert!(matches!(
+        resolve(raw).unwrap().storage,
+        StorageConfig::Postgres { cache_bytes: 0, .. }
+    ));
 }
