@@ -1,6 +1,8 @@
 //! Cross-node cache invalidation: one node's writes reach another node's read cache through
 //! LISTEN/NOTIFY, and a listener that loses its connection makes the cache start over.
 
+#![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
 use std::sync::Arc;
 use std::time::Duration;
 
