@@ -1,4 +1,5 @@
 //! Unit and property tests for the API key format.
+#![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
 use proptest::prelude::*;
 
