@@ -1,0 +1,352 @@
+//! The `Detector`: compiled rules and the matching pipeline for one buffer.
+//!
+//! Pipeline: keyword prefilter (one Aho-Corasick pass over the buffer) → regexes of the
+//! triggered rules only → per-candidate checks (entropy, allowlists, placeholders, checksum)
+//! → overlap resolution (specific rules beat generic ones, earlier rules beat later ones).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+use crate::checks::{generic_value_plausible, shannon_entropy, validate};
+use crate::rules::{AllowlistSpec, RuleError, RuleSet, Validation};
+
+/// Upper bound on detections of one rule in one buffer, so a pathological file (a million
+/// JWTs in a log) cannot exhaust memory; the scanner reports the cap when it is hit.
+const MAX_DETECTIONS_PER_RULE: usize = 1000;
+
+/// Size limit for one compiled regex (the `regex` crate's default is 10 MiB).
+const REGEX_SIZE_LIMIT: usize = 32 * 1024 * 1024;
+
+/// One match that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// Index of the rule in the detector.
+    pub rule: usize,
+    /// Byte range of the secret in the buffer.
+    pub secret: Range<usize>,
+    /// Byte range of the whole regex match.
+    pub whole: Range<usize>,
+    /// Whether a checksum proved the secret genuine.
+    pub validated: bool,
+    /// Shannon entropy of the secret, bits per byte.
+    pub entropy: f64,
+}
+
+struct CompiledAllowlist {
+    paths: Option<RegexSet>,
+    regexes: Option<RegexSet>,
+    stopwords: Vec<Vec<u8>>,
+}
+
+impl CompiledAllowlist {
+    fn new(id: &str, spec: &AllowlistSpec) -> Result<Self, RuleError> {
+        let set = |patterns: &[String]| -> Result<Option<RegexSet>, RuleError> {
+            if patterns.is_empty() {
+                return Ok(None);
+            }
+            RegexSetBuilder::new(patterns)
+                .unicode(false)
+                .build()
+                .map(Some)
+                .map_err(|error| RuleError::Invalid {
+                    id: id.to_owned(),
+                    message: format!("allowlist regex: {error}"),
+                })
+        };
+        Ok(Self {
+            paths: set(&spec.paths)?,
+            regexes: set(&spec.regexes)?,
+            stopwords: spec
+                .stopwords
+                .iter()
+                .filter(|word| !word.is_empty())
+                .map(|word| word.to_ascii_lowercase().into_bytes())
+                .collect(),
+        })
+    }
+
+    fn allows_path(&self, path: &str) -> bool {
+        self.paths
+            .as_ref()
+            .is_some_and(|set| set.is_match(path.as_bytes()))
+    }
+
+    fn allows_secret(&self, secret: &[u8], lowercase: &[u8]) -> bool {
+        self.regexes
+            .as_ref()
+            .is_some_and(|set| set.is_match(secret))
+            || self
+                .stopwords
+                .iter()
+                .any(|word| memchr::memmem::find(lowercase, word).is_some())
+    }
+}
+
+struct CompiledRule {
+    id: Arc<str>,
+    description: Arc<str>,
+    regex: Regex,
+    group: usize,
+    entropy: f64,
+    validate: Option<Validation>,
+    generic: bool,
+    allow: CompiledAllowlist,
+}
+
+/// Compiled rules, shared read-only by all scanning threads.
+pub struct Detector {
+    rules: Vec<CompiledRule>,
+    prefilter: Option<AhoCorasick>,
+    /// Aho-Corasick pattern id → rules that listed that keyword.
+    pattern_rules: Vec<Vec<usize>>,
+    /// Rules without keywords: their regexes run on every buffer.
+    unfiltered: Vec<usize>,
+    global: CompiledAllowlist,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector")
+            .field("rules", &self.rules.len())
+            .field("keywords", &self.pattern_rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Detector {
+    /// Compiles a rule set once; the result is cheap to share across threads.
+    ///
+    /// # Errors
+    /// [`RuleError::Invalid`] for a bad regex, a secret group the regex lacks, or a
+    /// duplicate keyword list entry that is empty.
+    pub fn new(set: &RuleSet) -> Result<Self, RuleError> {
+        let mut rules = Vec::with_capacity(set.rules.len());
+        let mut keywords: Vec<Vec<u8>> = Vec::new();
+        let mut pattern_rules: Vec<Vec<usize>> = Vec::new();
+        let mut unfiltered = Vec::new();
+        for (index, spec) in set.rules.iter().enumerate() {
+            let invalid = |message: String| RuleError::Invalid {
+                id: spec.id.clone(),
+                message,
+            };
+            let regex = RegexBuilder::new(&spec.regex)
+                .unicode(false)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|error| invalid(format!("regex: {error}")))?;
+            let groups = regex.captures_len() - 1;
+            let group = spec.secret_group.unwrap_or(if groups >= 1 { 1 } else { 0 });
+            if group > groups {
+                return Err(invalid(format!(
+                    "secret_group {group} but the regex has {groups} groups"
+                )));
+            }
+            if !(0.0..=8.0).contains(&spec.entropy) {
+                return Err(invalid("entropy must be between 0 and 8".to_owned()));
+            }
+            if spec.keywords.is_empty() {
+                unfiltered.push(index);
+            }
+            for keyword in &spec.keywords {
+                if keyword.is_empty() {
+                    return Err(invalid("empty keyword".to_owned()));
+                }
+                let lower = keyword.to_ascii_lowercase().into_bytes();
+                match keywords.iter().position(|known| *known == lower) {
+                    Some(pattern) => pattern_rules[pattern].push(index),
+                    None => {
+                        keywords.push(lower);
+                        pattern_rules.push(vec![index]);
+                    }
+                }
+            }
+            rules.push(CompiledRule {
+                id: Arc::from(spec.id.as_str()),
+                description: Arc::from(spec.description.as_str()),
+                regex,
+                group,
+                entropy: spec.entropy,
+                validate: spec.validate,
+                generic: spec.generic,
+                allow: CompiledAllowlist::new(&spec.id, &spec.allowlist)?,
+            });
+        }
+        let prefilter = if keywords.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&keywords)
+                    .map_err(|error| RuleError::Invalid {
+                        id: "<keywords>".to_owned(),
+                        message: error.to_string(),
+                    })?,
+            )
+        };
+        Ok(Self {
+            rules,
+            prefilter,
+            pattern_rules,
+            unfiltered,
+            global: CompiledAllowlist::new("<global allowlist>", &set.allowlist)?,
+        })
+    }
+
+    /// Number of rules.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether the detector has no rules.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Id of rule `index`.
+    #[must_use]
+    pub fn rule_id(&self, index: usize) -> &Arc<str> {
+        &self.rules[index].id
+    }
+
+    /// Description of rule `index`.
+    #[must_use]
+    pub fn rule_description(&self, index: usize) -> &Arc<str> {
+        &self.rules[index].description
+    }
+
+    /// Whether the global allowlist excludes this path entirely.
+    #[must_use]
+    pub fn path_allowed(&self, path: &str) -> bool {
+        self.global.allows_path(path)
+    }
+
+    /// Finds secrets in `data`, which came from `path` (used for path allowlists only).
+    /// Results are sorted by position; overlapping matches are resolved.
+    #[must_use]
+    pub fn detect(&self, data: &[u8], path: &str) -> Vec<Detection> {
+        let mut triggered = vec![false; self.rules.len()];
+        for &index in &self.unfiltered {
+            triggered[index] = true;
+        }
+        if let Some(prefilter) = &self.prefilter {
+            let mut remaining = self.rules.len() - self.unfiltered.len();
+            for found in prefilter.find_overlapping_iter(data) {
+                for &index in &self.pattern_rules[found.pattern().as_usize()] {
+                    if !triggered[index] {
+                        triggered[index] = true;
+                        remaining -= 1;
+                    }
+                }
+                if remaining == 0 {
+                    break;
+                }
+            }
+        }
+        let mut detections = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            if !triggered[index] || rule.allow.allows_path(path) {
+                continue;
+            }
+            self.run_rule(index, rule, data, &mut detections);
+        }
+        resolve_overlaps(&self.rules, &mut detections);
+        detections
+    }
+
+    fn run_rule(
+        &self,
+        index: usize,
+        rule: &CompiledRule,
+        data: &[u8],
+        detections: &mut Vec<Detection>,
+    ) {
+        let mut found = 0;
+        for captures in rule.regex.captures_iter(data) {
+            let (Some(whole), Some(secret)) = (captures.get(0), captures.get(rule.group)) else {
+                continue;
+            };
+            let mut range = secret.range();
+            let mut validated = false;
+            if let Some(kind) = rule.validate {
+                let Some(valid) = validate(kind, &data[range.clone()]) else {
+                    continue;
+                };
+                range = range.start + valid.start..range.start + valid.end;
+                validated = true;
+            }
+            let bytes = &data[range.clone()];
+            let entropy = shannon_entropy(bytes);
+            if entropy < rule.entropy {
+                continue;
+            }
+            // A checksum-validated key is real even if it contains a "placeholder" word.
+            if !validated {
+                let lowercase = bytes.to_ascii_lowercase();
+                if self.global.allows_secret(bytes, &lowercase)
+                    || rule.allow.allows_secret(bytes, &lowercase)
+                {
+                    continue;
+                }
+            }
+            if rule.generic && !generic_value_plausible(bytes) {
+                continue;
+            }
+            detections.push(Detection {
+                rule: index,
+                secret: range,
+                whole: whole.range(),
+                validated,
+                entropy,
+            });
+            found += 1;
+            if found >= MAX_DETECTIONS_PER_RULE {
+                break;
+            }
+        }
+    }
+}
+
+fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// Drops the loser of every overlapping pair: a generic rule loses to a specific one,
+/// otherwise the later rule (in priority order) loses.
+fn resolve_overlaps(rules: &[CompiledRule], detections: &mut Vec<Detection>) {
+    detections.sort_by_key(|detection| (detection.secret.start, detection.rule));
+    let mut keep = vec![true; detections.len()];
+    for i in 0..detections.len() {
+        for j in i + 1..detections.len() {
+            if detections[j].secret.start >= detections[i].secret.end {
+                break;
+            }
+            if !keep[i] || !keep[j] || !overlaps(&detections[i].secret, &detections[j].secret) {
+                continue;
+            }
+            let (a, b) = (&detections[i], &detections[j]);
+            let a_wins = match (rules[a.rule].generic, rules[b.rule].generic) {
+                (false, true) => true,
+                (true, false) => false,
+                _ => a.rule <= b.rule,
+            };
+            if a_wins {
+                keep[j] = false;
+            } else {
+                keep[i] = false;
+            }
+        }
+    }
+    let mut flags = keep.into_iter();
+    detections.retain(|_| flags.next().unwrap_or(false));
+}
+
+#[cfg(test)]
+mod tests;
