@@ -251,13 +251,14 @@ impl Detector {
             }
         }
         let mut detections = Vec::new();
+        let mut vetoes = Vec::new();
         for (index, rule) in self.rules.iter().enumerate() {
             if !triggered[index] || rule.allow.allows_path(path) {
                 continue;
             }
-            self.run_rule(index, rule, data, &mut detections);
+            self.run_rule(index, rule, data, &mut detections, &mut vetoes);
         }
-        resolve_overlaps(&self.rules, &mut detections);
+        resolve_overlaps(&self.rules, &mut detections, &vetoes);
         detections
     }
 
@@ -267,6 +268,7 @@ impl Detector {
         rule: &CompiledRule,
         data: &[u8],
         detections: &mut Vec<Detection>,
+        vetoes: &mut Vec<Range<usize>>,
     ) {
         let mut found = 0;
         for captures in rule.regex.captures_iter(data) {
@@ -275,8 +277,16 @@ impl Detector {
             };
             let mut range = secret.range();
             let mut validated = false;
+            // A specific format that matched but was rejected (bad checksum, placeholder,
+            // low entropy) is known not to be a secret: generic rules must not report it.
+            let mut veto = || {
+                if !rule.generic {
+                    vetoes.push(whole.range());
+                }
+            };
             if let Some(kind) = rule.validate {
                 let Some(valid) = validate(kind, &data[range.clone()]) else {
+                    veto();
                     continue;
                 };
                 range = range.start + valid.start..range.start + valid.end;
@@ -285,6 +295,7 @@ impl Detector {
             let bytes = &data[range.clone()];
             let entropy = shannon_entropy(bytes);
             if entropy < rule.entropy {
+                veto();
                 continue;
             }
             // A checksum-validated key is real even if it contains a "placeholder" word.
@@ -293,6 +304,7 @@ impl Detector {
                 if self.global.allows_secret(bytes, &lowercase)
                     || rule.allow.allows_secret(bytes, &lowercase)
                 {
+                    veto();
                     continue;
                 }
             }
@@ -319,10 +331,20 @@ fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
 }
 
 /// Drops the loser of every overlapping pair: a generic rule loses to a specific one,
-/// otherwise the later rule (in priority order) loses.
-fn resolve_overlaps(rules: &[CompiledRule], detections: &mut Vec<Detection>) {
+/// otherwise the later rule (in priority order) loses. Generic detections also yield to
+/// anything inside the whole match of a specific rule, and to vetoed spans.
+fn resolve_overlaps(rules: &[CompiledRule], detections: &mut Vec<Detection>, vetoes: &[Range<usize>]) {
     detections.sort_by_key(|detection| (detection.secret.start, detection.rule));
-    let mut keep = vec![true; detections.len()];
+    let mut keep: Vec<bool> = detections
+        .iter()
+        .map(|detection| {
+            !rules[detection.rule].generic
+                || (!vetoes.iter().any(|veto| overlaps(veto, &detection.secret))
+                    && !detections.iter().any(|other| {
+                        !rules[other.rule].generic && overlaps(&other.whole, &detection.secret)
+                    }))
+        })
+        .collect();
     for i in 0..detections.len() {
         for j in i + 1..detections.len() {
             if detections[j].secret.start >= detections[i].secret.end {

@@ -1,0 +1,1 @@
+//! Files and directories: ignore files, binaries, size limits, bad input, inline allows.
