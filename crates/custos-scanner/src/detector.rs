@@ -333,7 +333,11 @@ fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
 /// Drops the loser of every overlapping pair: a generic rule loses to a specific one,
 /// otherwise the later rule (in priority order) loses. Generic detections also yield to
 /// anything inside the whole match of a specific rule, and to vetoed spans.
-fn resolve_overlaps(rules: &[CompiledRule], detections: &mut Vec<Detection>, vetoes: &[Range<usize>]) {
+fn resolve_overlaps(
+    rules: &[CompiledRule],
+    detections: &mut Vec<Detection>,
+    vetoes: &[Range<usize>],
+) {
     detections.sort_by_key(|detection| (detection.secret.start, detection.rule));
     let mut keep: Vec<bool> = detections
         .iter()

@@ -66,7 +66,10 @@ fn base62_padded6(mut value: u32) -> String {
 
 fn github_token(rng: &mut Rng, prefix: &str) -> String {
     let random = rng.string(B62, 30);
-    format!("{prefix}_{random}{}", base62_padded6(crc32(random.as_bytes())))
+    format!(
+        "{prefix}_{random}{}",
+        base62_padded6(crc32(random.as_bytes()))
+    )
 }
 
 fn pem(rng: &mut Rng, kind: &str) -> String {
@@ -112,7 +115,12 @@ fn expand(template: &str, rng: &mut Rng) -> String {
             "b32" => rng.string(B32, len()),
             "b32l" => rng.string(B32_LOWER, len()),
             "bech" => rng.string(BECH32, len()),
-            "pw" => format!("{}{}{}", rng.string(ALPHA, 1), rng.string(DIGITS, 1), rng.string(PASSWORD, len() - 2)),
+            "pw" => format!(
+                "{}{}{}",
+                rng.string(ALPHA, 1),
+                rng.string(DIGITS, 1),
+                rng.string(PASSWORD, len() - 2)
+            ),
             "uuid" => format!(
                 "{}-{}-4{}-a{}-{}",
                 rng.string(HEX, 8),
@@ -122,7 +130,10 @@ fn expand(template: &str, rng: &mut Rng) -> String {
                 rng.string(HEX, 12)
             ),
             "gh" => github_token(rng, arg),
-            "custos" => ApiKey::from_random(arg, &rng.bytes::<30>()).unwrap().as_str().to_owned(),
+            "custos" => ApiKey::from_random(arg, &rng.bytes::<30>())
+                .unwrap()
+                .as_str()
+                .to_owned(),
             "pem" => pem(rng, arg),
             "jwt" => format!(
                 "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ{}.{}",
@@ -248,10 +259,17 @@ const NEGATIVE_LINES: &[&str] = &[
 fn negatives(rng: &mut Rng) -> Vec<Sample> {
     let mut samples = Vec::new();
     let mut push = |path: String, content: String| {
-        samples.push(Sample { path, content, expected: None });
+        samples.push(Sample {
+            path,
+            content,
+            expected: None,
+        });
     };
     for (index, line) in NEGATIVE_LINES.iter().enumerate() {
-        push(format!("negative/placeholder/{index}.txt"), format!("{line}\n"));
+        push(
+            format!("negative/placeholder/{index}.txt"),
+            format!("{line}\n"),
+        );
     }
     for index in 0..40 {
         // Hashes, commit ids, UUIDs.
@@ -304,7 +322,8 @@ fn negatives(rng: &mut Rng) -> Vec<Sample> {
         js.push_str("}(window,document);\n");
         push(format!("negative/minified/{index}.min.js"), js);
         // Lock files.
-        let mut lock = String::from("{\n  \"name\": \"app\",\n  \"lockfileVersion\": 3,\n  \"packages\": {\n");
+        let mut lock =
+            String::from("{\n  \"name\": \"app\",\n  \"lockfileVersion\": 3,\n  \"packages\": {\n");
         for _ in 0..50 {
             let name = rng.string(b"abcdefghijklmnopqrstuvwxyz", 8);
             lock.push_str(&format!(
@@ -354,7 +373,11 @@ fn write_corpus(root: &Path, samples: &[Sample]) {
         .iter()
         .map(|sample| (sample.path.as_str(), sample.expected.as_deref()))
         .collect();
-    std::fs::write(root.join("labels.json"), serde_json::to_string_pretty(&labels).unwrap()).unwrap();
+    std::fs::write(
+        root.join("labels.json"),
+        serde_json::to_string_pretty(&labels).unwrap(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -363,10 +386,19 @@ fn every_rule_has_a_positive_template() {
         serde_json::from_str(include_str!("corpus/templates.json")).unwrap();
     let rules = RuleSet::defaults().unwrap();
     let ids: BTreeSet<&str> = rules.rules().iter().map(|rule| rule.id.as_str()).collect();
-    let missing: Vec<&&str> = ids.iter().filter(|id| !templates.contains_key(**id)).collect();
+    let missing: Vec<&&str> = ids
+        .iter()
+        .filter(|id| !templates.contains_key(**id))
+        .collect();
     assert!(missing.is_empty(), "rules without templates: {missing:?}");
-    let unknown: Vec<&String> = templates.keys().filter(|id| !ids.contains(id.as_str())).collect();
-    assert!(unknown.is_empty(), "templates for unknown rules: {unknown:?}");
+    let unknown: Vec<&String> = templates
+        .keys()
+        .filter(|id| !ids.contains(id.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "templates for unknown rules: {unknown:?}"
+    );
 }
 
 #[test]
@@ -376,14 +408,23 @@ fn precision_and_recall_on_the_labelled_corpus_meet_the_thresholds() {
     let temp = tempfile::tempdir().unwrap();
     let root = keep.as_ref().map_or(temp.path(), Path::new);
     write_corpus(root, &samples);
-    let outcome = scanner().scan_paths(&[root.to_path_buf()], &NoProgress).unwrap();
+    let outcome = scanner()
+        .scan_paths(&[root.to_path_buf()], &NoProgress)
+        .unwrap();
     assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
 
     let prefix = format!("{}/", root.display());
     let mut by_path: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for finding in &outcome.findings {
-        let path = finding.path.strip_prefix(&prefix).unwrap_or(&finding.path).to_owned();
-        by_path.entry(path).or_default().push(finding.rule_id.to_string());
+        let path = finding
+            .path
+            .strip_prefix(&prefix)
+            .unwrap_or(&finding.path)
+            .to_owned();
+        by_path
+            .entry(path)
+            .or_default()
+            .push(finding.rule_id.to_string());
     }
     let (mut true_positives, mut false_positives, mut false_negatives) = (0usize, 0usize, 0usize);
     let mut misses = Vec::new();
@@ -419,6 +460,12 @@ fn precision_and_recall_on_the_labelled_corpus_meet_the_thresholds() {
         samples.len()
     );
     println!("misses: {misses:#?}\nnoise: {noise:#?}");
-    assert!(recall >= MIN_RECALL, "recall {recall:.4} < {MIN_RECALL}; misses: {misses:#?}");
-    assert!(precision >= MIN_PRECISION, "precision {precision:.4} < {MIN_PRECISION}; noise: {noise:#?}");
+    assert!(
+        recall >= MIN_RECALL,
+        "recall {recall:.4} < {MIN_RECALL}; misses: {misses:#?}"
+    );
+    assert!(
+        precision >= MIN_PRECISION,
+        "precision {precision:.4} < {MIN_PRECISION}; noise: {noise:#?}"
+    );
 }

@@ -22,7 +22,9 @@ impl Rng {
     }
 
     pub(crate) fn string(&mut self, alphabet: &[u8], len: usize) -> String {
-        (0..len).map(|_| char::from(alphabet[self.below(alphabet.len())])).collect()
+        (0..len)
+            .map(|_| char::from(alphabet[self.below(alphabet.len())]))
+            .collect()
     }
 
     pub(crate) fn bytes<const N: usize>(&mut self) -> [u8; N] {
@@ -40,5 +42,38 @@ impl Rng {
 
 pub(crate) fn scanner() -> Scanner {
     let detector = Detector::new(&RuleSet::defaults().unwrap()).unwrap();
-    Scanner::new(detector, ScanOptions { threads: 2, ..ScanOptions::default() })
+    Scanner::new(
+        detector,
+        ScanOptions {
+            threads: 2,
+            ..ScanOptions::default()
+        },
+    )
+}
+
+const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A GitHub classic token with a valid checksum, different for every seed.
+pub(crate) fn github_token(seed: u64) -> String {
+    let mut rng = Rng::new(seed);
+    let random = rng.string(B62, 30);
+    let mut value = custos_core::crc32(random.as_bytes());
+    let mut checksum = [b'0'; 6];
+    for slot in checksum.iter_mut().rev() {
+        *slot = B62[(value % 62) as usize];
+        value /= 62;
+    }
+    format!(
+        "ghp_{random}{}",
+        String::from_utf8(checksum.to_vec()).unwrap()
+    )
+}
+
+/// A custos API key with the given prefix, different for every seed.
+pub(crate) fn custos_key(prefix: &str, seed: u64) -> String {
+    let mut rng = Rng::new(seed);
+    custos_core::ApiKey::from_random(prefix, &rng.bytes::<30>())
+        .unwrap()
+        .as_str()
+        .to_owned()
 }
