@@ -1,7 +1,8 @@
 //! Git inputs: the full history of every ref (`--git`) and the staged changes (`--staged`).
 //!
 //! Both drive the `git` CLI and parse its patch output, scanning only *added* lines:
-//! - History runs `git log --all --topo-order --reverse -p -U0 --cc -M`, so parents come
+//! - History lists `git rev-list --all --topo-order --reverse` and feeds slices of that
+//!   list to parallel `git diff-tree --stdin -p -U0 --cc -M` processes, so parents come
 //!   before children, each commit's blobs are diffed once by git, renames produce no added
 //!   lines, and merge commits show only what the merge itself introduced (dense combined
 //!   diff: lines new relative to *every* parent). Findings are then deduplicated by rule
@@ -14,7 +15,7 @@
 //! buffers are scanned by a pool of worker threads while git is still writing.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -46,24 +47,60 @@ impl Scanner {
         repo: &Path,
         progress: &dyn Progress,
     ) -> Result<ScanOutcome, ScanError> {
-        let mut command = git(repo);
-        command.args([
-            "log",
-            "--all",
-            "--topo-order",
-            "--reverse",
-            "-p",
-            "--cc",
-            "-U0",
-            "--find-renames",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-textconv",
-            "--src-prefix=a/",
-            "--dst-prefix=b/",
-            "--format=%x1e%H%x1f%an%x1f%ae%x1f%aI%x1f%s",
-        ]);
-        let mut outcome = self.run_diff(command, progress)?;
+        let mut list = git(repo);
+        list.args(["rev-list", "--all", "--topo-order", "--reverse"]);
+        let output = list
+            .output()
+            .map_err(|error| ScanError::Git(format!("cannot run git: {error}")))?;
+        if !output.status.success() {
+            return Err(ScanError::Git(
+                String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            ));
+        }
+        let commits: Vec<&[u8]> = output
+            .stdout
+            .split(|&byte| byte == b'\n')
+            .filter(|line| !line.is_empty())
+            .collect();
+        // git computes diffs on one core per process, so contiguous slices of the
+        // topological order go to parallel `git diff-tree --stdin` processes; sequence
+        // numbers keep the global order for deduplication.
+        let processes = self
+            .threads()
+            .min(commits.len().div_ceil(MIN_COMMITS_PER_PROCESS))
+            .max(1);
+        let per_process = commits.len().div_ceil(processes).max(1);
+        let jobs = commits
+            .chunks(per_process)
+            .enumerate()
+            .map(|(index, slice)| {
+                let mut command = git(repo);
+                command.args([
+                    "diff-tree",
+                    "--stdin",
+                    "--root",
+                    "-r",
+                    "-p",
+                    "--cc",
+                    "-U0",
+                    "--find-renames",
+                    "--no-color",
+                    "--no-ext-diff",
+                    "--no-textconv",
+                    "--src-prefix=a/",
+                    "--dst-prefix=b/",
+                    "--format=%x1e%H%x1f%an%x1f%ae%x1f%aI%x1f%s",
+                ]);
+                let mut input = slice.join(&b'\n');
+                input.push(b'\n');
+                GitJob {
+                    command,
+                    input: Some(input),
+                    first_sequence: (index as u64) << 40,
+                }
+            })
+            .collect();
+        let mut outcome = self.run_diffs(jobs, progress)?;
         let mut seen = HashSet::new();
         outcome
             .findings
@@ -93,33 +130,46 @@ impl Scanner {
             "--src-prefix=a/",
             "--dst-prefix=b/",
         ]);
-        self.run_diff(command, progress)
+        self.run_diffs(
+            vec![GitJob {
+                command,
+                input: None,
+                first_sequence: 0,
+            }],
+            progress,
+        )
     }
 
-    fn run_diff(
+    fn run_diffs(
         &self,
-        mut command: Command,
+        jobs: Vec<GitJob>,
         progress: &dyn Progress,
     ) -> Result<ScanOutcome, ScanError> {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|error| ScanError::Git(format!("cannot run git: {error}")))?;
-        let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-            return Err(ScanError::Git("git pipes are missing".to_owned()));
-        };
+        let mut children = Vec::with_capacity(jobs.len());
+        for mut job in jobs {
+            let mut child = job
+                .command
+                .stdin(if job.input.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|error| ScanError::Git(format!("cannot run git: {error}")))?;
+            let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+                return Err(ScanError::Git("git pipes are missing".to_owned()));
+            };
+            let stdin = child.stdin.take().zip(job.input.take());
+            children.push((child, stdout, stderr, stdin, job.first_sequence));
+        }
         let results: Mutex<Vec<(u64, Finding)>> = Mutex::new(Vec::new());
         let threads = self.threads();
         let (sender, receiver) = mpsc::sync_channel::<Chunk>(threads * 8);
         let receiver = Mutex::new(receiver);
-        let (parse_result, stderr_text) = std::thread::scope(|scope| {
-            let stderr_thread = scope.spawn(move || {
-                let mut text = String::new();
-                let _ = stderr.read_to_string(&mut text);
-                text
-            });
+        let mut waiting = Vec::with_capacity(children.len());
+        let streams = std::thread::scope(|scope| {
             for _ in 0..threads {
                 scope.spawn(|| {
                     loop {
@@ -142,25 +192,61 @@ impl Scanner {
                     }
                 });
             }
-            let parse_result =
-                parse_patch_stream(BufReader::with_capacity(1 << 20, stdout), &sender, progress);
+            let mut handles = Vec::with_capacity(children.len());
+            for (child, stdout, mut stderr, stdin, first_sequence) in children {
+                if let Some((mut pipe, input)) = stdin {
+                    // A failed write means git exited early; its status says why.
+                    scope.spawn(move || {
+                        let _ = pipe.write_all(&input);
+                    });
+                }
+                let stderr_thread = scope.spawn(move || {
+                    let mut text = String::new();
+                    let _ = stderr.read_to_string(&mut text);
+                    text
+                });
+                let sender = sender.clone();
+                let parser = scope.spawn(move || {
+                    parse_patch_stream(
+                        BufReader::with_capacity(1 << 20, stdout),
+                        &sender,
+                        progress,
+                        first_sequence,
+                    )
+                });
+                waiting.push(child);
+                handles.push((parser, stderr_thread));
+            }
             drop(sender);
-            let stderr_text = stderr_thread.join().unwrap_or_default();
-            (parse_result, stderr_text)
+            handles
+                .into_iter()
+                .map(|(parser, stderr_thread)| {
+                    let parsed = parser.join().unwrap_or_else(|_| {
+                        Err(std::io::Error::other("git output parser panicked"))
+                    });
+                    (parsed, stderr_thread.join().unwrap_or_default())
+                })
+                .collect::<Vec<_>>()
         });
-        let status = child
-            .wait()
-            .map_err(|error| ScanError::Git(format!("waiting for git: {error}")))?;
-        if !status.success() {
-            let message = stderr_text.trim();
-            return Err(ScanError::Git(if message.is_empty() {
-                format!("git exited with {status}")
-            } else {
-                message.to_owned()
-            }));
+        let mut stats = StreamStats::default();
+        for (mut child, (parsed, stderr_text)) in waiting.into_iter().zip(streams) {
+            let status = child
+                .wait()
+                .map_err(|error| ScanError::Git(format!("waiting for git: {error}")))?;
+            if !status.success() {
+                let message = stderr_text.trim();
+                return Err(ScanError::Git(if message.is_empty() {
+                    format!("git exited with {status}")
+                } else {
+                    message.to_owned()
+                }));
+            }
+            let parsed =
+                parsed.map_err(|error| ScanError::Git(format!("reading git output: {error}")))?;
+            stats.chunks += parsed.chunks;
+            stats.bytes += parsed.bytes;
+            stats.problems.extend(parsed.problems);
         }
-        let stats =
-            parse_result.map_err(|error| ScanError::Git(format!("reading git output: {error}")))?;
         let mut results = results.into_inner().unwrap_or_default();
         results.sort_by(|(seq_a, a), (seq_b, b)| {
             (seq_a, a.line, a.column, &a.rule_id).cmp(&(seq_b, b.line, b.column, &b.rule_id))
@@ -174,6 +260,18 @@ impl Scanner {
         })
     }
 }
+
+/// One git process whose patch output is scanned.
+struct GitJob {
+    command: Command,
+    /// Bytes written to git's stdin (commit ids for `diff-tree --stdin`).
+    input: Option<Vec<u8>>,
+    /// Sequence number of the first chunk, so chunks of all jobs sort in commit order.
+    first_sequence: u64,
+}
+
+/// Below this many commits per process, one more git process is not worth starting.
+const MIN_COMMITS_PER_PROCESS: usize = 256;
 
 fn git(repo: &Path) -> Command {
     let mut command = Command::new("git");
@@ -217,12 +315,13 @@ fn parse_patch_stream(
     mut reader: impl BufRead,
     sender: &mpsc::SyncSender<Chunk>,
     progress: &dyn Progress,
+    first_sequence: u64,
 ) -> std::io::Result<StreamStats> {
     let mut parser = PatchParser {
         sender,
         progress,
         stats: StreamStats::default(),
-        sequence: 0,
+        sequence: first_sequence,
         commit: None,
         path: None,
         in_header: false,
@@ -432,7 +531,7 @@ mod tests {
     fn parser_keeps_only_added_lines_with_their_line_numbers() {
         let patch = b"\x1eabc\x1fJ\x1fj@x\x1f2024-01-01\x1fs\n\ndiff --git a/f b/f\nindex 1..2 100644\n--- a/f\n+++ b/f\n@@ -3,0 +4,2 @@\n+one\n++++ two\n@@ -9 +10 @@\n-old\n+new\n\\ No newline at end of file\n";
         let (sender, receiver) = mpsc::sync_channel(16);
-        let stats = parse_patch_stream(&patch[..], &sender, &crate::scanner::NoProgress)
+        let stats = parse_patch_stream(&patch[..], &sender, &crate::scanner::NoProgress, 0)
             .unwrap_or_default();
         drop(sender);
         let chunks: Vec<Chunk> = receiver.iter().collect();
@@ -451,7 +550,7 @@ mod tests {
     fn combined_diffs_keep_only_lines_new_to_every_parent() {
         let patch = b"diff --cc f\nindex 1,2..3\n--- a/f\n+++ b/f\n@@@ -1,1 -1,1 +1,3 @@@\n++evil\n+ from_second\n  both\n- gone\n";
         let (sender, receiver) = mpsc::sync_channel(16);
-        let _ = parse_patch_stream(&patch[..], &sender, &crate::scanner::NoProgress);
+        let _ = parse_patch_stream(&patch[..], &sender, &crate::scanner::NoProgress, 0);
         drop(sender);
         let chunks: Vec<Chunk> = receiver.iter().collect();
         assert_eq!(chunks.len(), 1);

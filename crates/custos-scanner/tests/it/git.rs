@@ -266,3 +266,69 @@ fn a_corrupt_repository_is_a_git_error_not_a_crash() {
         .unwrap_err();
     assert!(matches!(error, ScanError::Git(_)), "{error}");
 }
+
+#[test]
+fn long_histories_split_across_git_processes_keep_the_introducing_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q"]);
+    let token = github_token(111);
+    let mut stream = Vec::new();
+    for n in 1..=700u32 {
+        let content = match n {
+            300 => format!("T={token}\n"),
+            650 => format!("copy={token}\n"),
+            _ => format!("value = {n}\n"),
+        };
+        let path = if n == 650 {
+            "copy.env".to_owned()
+        } else {
+            format!("f{}.txt", n % 7)
+        };
+        let message = format!("commit {n}\n");
+        stream.extend_from_slice(
+            format!(
+                "commit refs/heads/main\nmark :{n}\ncommitter T <t@example.org> {} +0000\ndata {}\n{message}",
+                1_600_000_000 + n * 60,
+                message.len()
+            )
+            .as_bytes(),
+        );
+        if n > 1 {
+            stream.extend_from_slice(format!("from :{}\n", n - 1).as_bytes());
+        }
+        stream.extend_from_slice(
+            format!("M 644 inline {path}\ndata {}\n{content}\n", content.len()).as_bytes(),
+        );
+    }
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(dir.path())
+        .args(["fast-import", "--quiet"])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &stream).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    let introducing = git(
+        dir.path(),
+        &["log", "--format=%H", "--grep=^commit 300$", "main"],
+    );
+
+    let detector =
+        custos_scanner::Detector::new(&custos_scanner::RuleSet::defaults().unwrap()).unwrap();
+    let scanner = custos_scanner::Scanner::new(
+        detector,
+        custos_scanner::ScanOptions {
+            threads: 3,
+            ..custos_scanner::ScanOptions::default()
+        },
+    );
+    let outcome = scanner.scan_git_history(dir.path(), &NoProgress).unwrap();
+    assert_eq!(outcome.findings.len(), 1);
+    assert_eq!(commit_of(&outcome.findings[0]), introducing);
+    assert_eq!(outcome.findings[0].path, "f6.txt");
+    assert!(outcome.files >= 700, "{}", outcome.files);
+}
