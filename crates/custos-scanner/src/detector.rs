@@ -13,6 +13,43 @@ use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use crate::checks::{generic_value_plausible, shannon_entropy, validate};
 use crate::rules::{AllowlistSpec, RuleError, RuleSet, Validation};
 
+/// Above this many keyword hits in one buffer, a rule's regex runs over the whole buffer
+/// instead of in windows around the hits.
+const MAX_WINDOWED_HITS: usize = 64;
+
+/// How far a window end is pushed forward to finish the word it cuts, so that `\b` and `$`
+/// do not see a boundary the buffer does not have.
+const WORD_SLACK: usize = 256;
+
+/// Byte ranges of `data` where a match containing one of `hits` can lie: a match of at most
+/// `max_len` bytes that contains a hit starts no earlier than `hit.end - max_len` and ends no
+/// later than `hit.start + max_len`. Windows are merged and extended past the word they cut.
+fn windows(data: &[u8], hits: &[Range<usize>], max_len: usize) -> Vec<Range<usize>> {
+    let mut windows: Vec<Range<usize>> = Vec::with_capacity(hits.len());
+    for hit in hits {
+        let start = hit.end.saturating_sub(max_len);
+        let mut end = hit.start.saturating_add(max_len).min(data.len());
+        let limit = end.saturating_add(WORD_SLACK).min(data.len());
+        while end < limit
+            && !data[end].is_ascii_whitespace()
+            && !b"\"'`,;()[]{}<>".contains(&data[end])
+        {
+            end += 1;
+        }
+        if end < limit {
+            // Include the delimiter itself, which some regexes consume as a terminator.
+            end += 1;
+        } else {
+            end = data.len().min(end.max(limit));
+        }
+        match windows.last_mut() {
+            Some(last) if start <= last.end => last.end = last.end.max(end),
+            _ => windows.push(start..end),
+        }
+    }
+    windows
+}
+
 /// Upper bound on detections of one rule in one buffer, so a pathological file (a million
 /// JWTs in a log) cannot exhaust memory; the scanner reports the cap when it is hit.
 const MAX_DETECTIONS_PER_RULE: usize = 1000;
@@ -86,6 +123,11 @@ impl CompiledAllowlist {
 }
 
 struct CompiledRule {
+    /// `^(?:regex)`, for rules whose matches start at a keyword hit.
+    anchored: Option<Regex>,
+    /// Longest possible match, when the regex bounds it: the regex then runs only in
+    /// windows around keyword hits instead of over the whole buffer.
+    max_len: Option<usize>,
     id: Arc<str>,
     description: Arc<str>,
     regex: Regex,
@@ -163,7 +205,33 @@ impl Detector {
                     }
                 }
             }
+            let max_len = regex_syntax::ParserBuilder::new()
+                .unicode(false)
+                .utf8(false)
+                .build()
+                .parse(&spec.regex)
+                .ok()
+                .and_then(|hir| hir.properties().maximum_len())
+                .filter(|_| !spec.keywords.is_empty());
+            let anchored = if spec.starts_with_keyword {
+                if spec.keywords.is_empty() || max_len.is_none() {
+                    return Err(invalid(
+                        "starts_with_keyword needs keywords and a bounded regex".to_owned(),
+                    ));
+                }
+                Some(
+                    RegexBuilder::new(&format!("^(?:{})", spec.regex))
+                        .unicode(false)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .build()
+                        .map_err(|error| invalid(format!("regex: {error}")))?,
+                )
+            } else {
+                None
+            };
             rules.push(CompiledRule {
+                anchored,
+                max_len,
                 id: Arc::from(spec.id.as_str()),
                 description: Arc::from(spec.description.as_str()),
                 regex,
@@ -233,20 +301,20 @@ impl Detector {
     #[must_use]
     pub fn detect(&self, data: &[u8], path: &str) -> Vec<Detection> {
         let mut triggered = vec![false; self.rules.len()];
+        // Keyword hits per rule, while few enough to be worth windowing.
+        let mut hits: Vec<Vec<Range<usize>>> = vec![Vec::new(); self.rules.len()];
         for &index in &self.unfiltered {
             triggered[index] = true;
         }
         if let Some(prefilter) = &self.prefilter {
-            let mut remaining = self.rules.len() - self.unfiltered.len();
             for found in prefilter.find_overlapping_iter(data) {
                 for &index in &self.pattern_rules[found.pattern().as_usize()] {
-                    if !triggered[index] {
-                        triggered[index] = true;
-                        remaining -= 1;
+                    triggered[index] = true;
+                    let rule_hits = &mut hits[index];
+                    if rule_hits.len() <= MAX_WINDOWED_HITS || self.rules[index].anchored.is_some()
+                    {
+                        rule_hits.push(found.range());
                     }
-                }
-                if remaining == 0 {
-                    break;
                 }
             }
         }
@@ -256,7 +324,40 @@ impl Detector {
             if !triggered[index] || rule.allow.allows_path(path) {
                 continue;
             }
-            self.run_rule(index, rule, data, &mut detections, &mut vetoes);
+            if let (Some(anchored), Some(max_len)) = (&rule.anchored, rule.max_len) {
+                self.run_anchored(
+                    index,
+                    rule,
+                    anchored,
+                    data,
+                    &hits[index],
+                    max_len,
+                    &mut detections,
+                    &mut vetoes,
+                );
+                continue;
+            }
+            if rule.validate == Some(Validation::Custos) && self.unfiltered.contains(&index) {
+                for window in custos_key_windows(data) {
+                    self.run_rule(index, rule, data, window, &mut detections, &mut vetoes);
+                }
+                continue;
+            }
+            match rule.max_len {
+                Some(max_len) if hits[index].len() <= MAX_WINDOWED_HITS => {
+                    for window in windows(data, &hits[index], max_len) {
+                        self.run_rule(index, rule, data, window, &mut detections, &mut vetoes);
+                    }
+                }
+                _ => self.run_rule(
+                    index,
+                    rule,
+                    data,
+                    0..data.len(),
+                    &mut detections,
+                    &mut vetoes,
+                ),
+            }
         }
         resolve_overlaps(&self.rules, &mut detections, &vetoes);
         detections
@@ -267,63 +368,172 @@ impl Detector {
         index: usize,
         rule: &CompiledRule,
         data: &[u8],
+        window: Range<usize>,
         detections: &mut Vec<Detection>,
         vetoes: &mut Vec<Range<usize>>,
     ) {
-        let mut found = 0;
-        for captures in rule.regex.captures_iter(data) {
+        // Searching `haystack` from `position` keeps the bytes before the window visible,
+        // so `\b` and `^` at the window start behave as on the whole buffer.
+        let haystack = &data[..window.end];
+        let mut position = window.start;
+        while position <= haystack.len() {
+            let Some(captures) = rule.regex.captures_at(haystack, position) else {
+                break;
+            };
             let (Some(whole), Some(secret)) = (captures.get(0), captures.get(rule.group)) else {
-                continue;
+                break;
             };
-            let mut range = secret.range();
-            let mut validated = false;
-            // A specific format that matched but was rejected (bad checksum, placeholder,
-            // low entropy) is known not to be a secret: generic rules must not report it.
-            let mut veto = || {
-                if !rule.generic {
-                    vetoes.push(whole.range());
-                }
+            position = if whole.is_empty() {
+                whole.end() + 1
+            } else {
+                whole.end()
             };
-            if let Some(kind) = rule.validate {
-                let Some(valid) = validate(kind, &data[range.clone()]) else {
-                    veto();
-                    continue;
-                };
-                range = range.start + valid.start..range.start + valid.end;
-                validated = true;
-            }
-            let bytes = &data[range.clone()];
-            let entropy = shannon_entropy(bytes);
-            if entropy < rule.entropy {
-                veto();
-                continue;
-            }
-            // A checksum-validated key is real even if it contains a "placeholder" word.
-            if !validated {
-                let lowercase = bytes.to_ascii_lowercase();
-                if self.global.allows_secret(bytes, &lowercase)
-                    || rule.allow.allows_secret(bytes, &lowercase)
-                {
-                    veto();
-                    continue;
-                }
-            }
-            if rule.generic && !generic_value_plausible(bytes) {
-                continue;
-            }
-            detections.push(Detection {
-                rule: index,
-                secret: range,
-                whole: whole.range(),
-                validated,
-                entropy,
-            });
-            found += 1;
-            if found >= MAX_DETECTIONS_PER_RULE {
+            if !self.consider(
+                index,
+                rule,
+                data,
+                whole.range(),
+                secret.range(),
+                detections,
+                vetoes,
+            ) {
                 break;
             }
         }
     }
+
+    /// Runs the anchored form of the regex at every keyword hit.
+    #[expect(clippy::too_many_arguments, reason = "internal helper of detect")]
+    fn run_anchored(
+        &self,
+        index: usize,
+        rule: &CompiledRule,
+        anchored: &Regex,
+        data: &[u8],
+        hits: &[Range<usize>],
+        max_len: usize,
+        detections: &mut Vec<Detection>,
+        vetoes: &mut Vec<Range<usize>>,
+    ) {
+        let mut consumed = 0;
+        for hit in hits {
+            if hit.start < consumed {
+                continue;
+            }
+            let end = hit
+                .start
+                .saturating_add(max_len)
+                .saturating_add(WORD_SLACK)
+                .min(data.len());
+            let Some(captures) = anchored.captures(&data[hit.start..end]) else {
+                continue;
+            };
+            let (Some(whole), Some(secret)) = (captures.get(0), captures.get(rule.group)) else {
+                continue;
+            };
+            let shift = |range: Range<usize>| hit.start + range.start..hit.start + range.end;
+            consumed = hit.start + whole.end();
+            if !self.consider(
+                index,
+                rule,
+                data,
+                shift(whole.range()),
+                shift(secret.range()),
+                detections,
+                vetoes,
+            ) {
+                break;
+            }
+        }
+    }
+
+    /// Checks one candidate and records it. Returns `false` once the rule hit its cap.
+    #[expect(clippy::too_many_arguments, reason = "internal helper of detect")]
+    fn consider(
+        &self,
+        index: usize,
+        rule: &CompiledRule,
+        data: &[u8],
+        whole: Range<usize>,
+        secret: Range<usize>,
+        detections: &mut Vec<Detection>,
+        vetoes: &mut Vec<Range<usize>>,
+    ) -> bool {
+        let mut range = secret;
+        let mut validated = false;
+        // A specific format that matched but was rejected (bad checksum, placeholder,
+        // low entropy) is known not to be a secret: generic rules must not report it.
+        let mut veto = || {
+            if !rule.generic {
+                vetoes.push(whole.clone());
+            }
+            true
+        };
+        if let Some(kind) = rule.validate {
+            let Some(valid) = validate(kind, &data[range.clone()]) else {
+                return veto();
+            };
+            range = range.start + valid.start..range.start + valid.end;
+            validated = true;
+        }
+        let bytes = &data[range.clone()];
+        let entropy = shannon_entropy(bytes);
+        if entropy < rule.entropy {
+            return veto();
+        }
+        // A checksum-validated key is real even if it contains a "placeholder" word.
+        if !validated {
+            let lowercase = bytes.to_ascii_lowercase();
+            if self.global.allows_secret(bytes, &lowercase)
+                || rule.allow.allows_secret(bytes, &lowercase)
+            {
+                return veto();
+            }
+        }
+        if rule.generic && !generic_value_plausible(bytes) {
+            return true;
+        }
+        detections.push(Detection {
+            rule: index,
+            secret: range,
+            whole: whole.clone(),
+            validated,
+            entropy,
+        });
+        detections
+            .iter()
+            .filter(|detection| detection.rule == index)
+            .count()
+            < MAX_DETECTIONS_PER_RULE
+    }
+}
+
+/// Candidate spans of custos keys: `_` followed by exactly 36 base62 characters and a
+/// non-word byte. Rules validated as custos keys without keywords search only there, at
+/// memchr speed, instead of running their regex over the whole buffer.
+fn custos_key_windows(data: &[u8]) -> Vec<Range<usize>> {
+    const BODY: usize = 36;
+    const MAX_PREFIX: usize = 32;
+    let is_word = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'_';
+    let mut windows: Vec<Range<usize>> = Vec::new();
+    for underscore in memchr::memchr_iter(b'_', data) {
+        let body_end = underscore + 1 + BODY;
+        if body_end > data.len()
+            || !data[underscore + 1..body_end]
+                .iter()
+                .all(u8::is_ascii_alphanumeric)
+            || data.get(body_end).is_some_and(|&byte| is_word(byte))
+        {
+            continue;
+        }
+        let start = underscore.saturating_sub(MAX_PREFIX + 1);
+        let end = (body_end + 1).min(data.len());
+        match windows.last_mut() {
+            Some(last) if start <= last.end => last.end = last.end.max(end),
+            _ => windows.push(start..end),
+        }
+    }
+    windows
 }
 
 fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {

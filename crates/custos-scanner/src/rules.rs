@@ -99,6 +99,10 @@ pub struct RuleSpec {
     pub entropy: f64,
     /// Checksum validation; a candidate that fails it is not reported.
     pub validate: Option<Validation>,
+    /// Every match begins with one of the keywords, so the regex runs anchored at each
+    /// keyword hit instead of scanning the buffer (much faster for frequent keywords).
+    #[serde(default)]
+    pub starts_with_keyword: bool,
     /// Marks generic rules: they yield to specific rules on overlapping matches and get
     /// extra checks against identifiers and placeholders.
     #[serde(default)]
