@@ -125,7 +125,10 @@ def gen_repo(root, commits, seed=11):
 
 def run(cmd, cwd=None):
     start = time.perf_counter()
+    before = os.times()
     proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    after = os.times()
+    proc.cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     return time.perf_counter() - start, proc
 
 
@@ -212,14 +215,14 @@ def main():
         print("generated repo: %d commits, %.1f MB of patches in %.0fs" % (args.commits, diff_bytes / 1e6, time.perf_counter() - t), flush=True)
         json.dump({"tree_bytes": tree_bytes, "tree_files": tree_files, "diff_bytes": diff_bytes}, open(meta_path, "w"))
     meta = json.load(open(meta_path))
-    subprocess.run(["sh", "-c", "cat $(find %s -type f) > /dev/null" % tree], check=False)  # warm the page cache
+    subprocess.run(["sh", "-c", "find %s -type f -exec cat {} + > /dev/null" % tree], check=False)  # warm the page cache
     rows = []
     for label, target, size, git_mode in [("tree", tree, meta["tree_bytes"], False), ("git", repo, meta["diff_bytes"], True)]:
         for tool, cmd in scanners(args, target, os.path.join(args.work, "report-" + label), git_mode).items():
             seconds, proc = run(cmd)
             ok = proc.returncode in (0, 1, 200, 205)
             rows.append((label, tool, seconds, size / 1e6 / seconds, proc.returncode))
-            print("%-5s %-10s %7.2fs %8.1f MB/s exit=%d%s" % (label, tool, seconds, size / 1e6 / seconds, proc.returncode, "" if ok else "  " + proc.stderr.decode(errors="replace")[-300:]), flush=True)
+            print("%-5s %-10s %7.2fs wall %8.1f MB/s  %7.2fs CPU %8.1f MB per CPU-second  exit=%d%s" % (label, tool, seconds, size / 1e6 / seconds, proc.cpu, size / 1e6 / max(proc.cpu, 1e-9), proc.returncode, "" if ok else "  " + proc.stderr.decode(errors="replace")[-300:]), flush=True)
     if args.corpus:
         labels = json.load(open(os.path.join(args.corpus, "labels.json")))
         for tool, cmd in scanners(args, args.corpus, os.path.join(args.work, "report-corpus"), False).items():
