@@ -17,7 +17,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Find leaked secrets in files, stdin, git history or staged changes.
+    // The help text comes from `ScanArgs`' own doc comment.
     Scan(scan_cmd::ScanArgs),
 }
 
