@@ -133,3 +133,47 @@ fn detection_never_panics_on_arbitrary_bytes() {
         let _ = detector.detect(&data, "fuzz");
     }
 }
+
+#[test]
+fn windows_cover_every_match_around_a_hit_and_merge() {
+    let data = b"aaaa KEYWORD_abcdef bbbb cccc KEYWORD_x dddd";
+    // Hits at 5..12 and 30..37, matches of at most 10 bytes.
+    let found = windows(data, &[5..12, 30..37], 10);
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].start, 2);
+    // The end is pushed past the word the bound cut ("KEYWORD_abcdef") and its delimiter.
+    assert_eq!(found[0].end, 20);
+    let merged = windows(data, &[5..12, 30..37], 40);
+    assert_eq!(merged, vec![0..data.len()]);
+}
+
+#[test]
+fn windowed_and_anchored_rules_find_secrets_at_buffer_edges() {
+    let detector = Detector::new(&RuleSet::defaults().unwrap()).unwrap();
+    let token = "glpat-Ab3dEf6hIj9kLm2nOp5q";
+    for text in [
+        token.to_owned(),
+        format!("x{}", " ".repeat(5000)) + token,
+        format!("{token}\n"),
+    ] {
+        let found = detector.detect(text.as_bytes(), "f");
+        assert_eq!(found.len(), 1, "{text:?}");
+        assert_eq!(&text.as_bytes()[found[0].secret.clone()], token.as_bytes());
+    }
+    let generic = "db_password = \"Zx8!kq2Lm9#vB\"";
+    let found = detector.detect(generic.as_bytes(), "config.py");
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        &generic.as_bytes()[found[0].secret.clone()],
+        b"Zx8!kq2Lm9#vB"
+    );
+}
+
+#[test]
+fn custos_key_candidates_need_exactly_36_base62_characters() {
+    let key = custos_core::ApiKey::from_random("acme", &[9u8; 30]).unwrap();
+    let text = format!("a_short b_{}x {}", "A".repeat(40), key.as_str());
+    let found = custos_key_windows(text.as_bytes());
+    assert_eq!(found.len(), 1);
+    assert!(found[0].end == text.len());
+}
