@@ -331,6 +331,12 @@ impl Detector {
             if !triggered[index] || rule.allow.allows_path(path) {
                 continue;
             }
+            // This rule's detections are `detections[first..]`: rules run one after another.
+            let first = detections.len();
+            let mut detections = Collected {
+                all: &mut detections,
+                first,
+            };
             if let (Some(anchored), Some(max_len)) = (&rule.anchored, rule.max_len) {
                 self.run_anchored(
                     index,
@@ -376,7 +382,7 @@ impl Detector {
         rule: &CompiledRule,
         data: &[u8],
         window: Range<usize>,
-        detections: &mut Vec<Detection>,
+        detections: &mut Collected<'_>,
         vetoes: &mut Vec<Range<usize>>,
     ) {
         // Searching `haystack` from `position` keeps the bytes before the window visible,
@@ -419,7 +425,7 @@ impl Detector {
         data: &[u8],
         hits: &[Range<usize>],
         max_len: usize,
-        detections: &mut Vec<Detection>,
+        detections: &mut Collected<'_>,
         vetoes: &mut Vec<Range<usize>>,
     ) {
         let mut consumed = 0;
@@ -463,7 +469,7 @@ impl Detector {
         data: &[u8],
         whole: Range<usize>,
         secret: Range<usize>,
-        detections: &mut Vec<Detection>,
+        detections: &mut Collected<'_>,
         vetoes: &mut Vec<Range<usize>>,
     ) -> bool {
         let mut range = secret;
@@ -500,18 +506,14 @@ impl Detector {
         if rule.generic && !generic_value_plausible(bytes) {
             return true;
         }
-        detections.push(Detection {
+        detections.all.push(Detection {
             rule: index,
             secret: range,
             whole: whole.clone(),
             validated,
             entropy,
         });
-        detections
-            .iter()
-            .filter(|detection| detection.rule == index)
-            .count()
-            < MAX_DETECTIONS_PER_RULE
+        detections.all.len() - detections.first < MAX_DETECTIONS_PER_RULE
     }
 }
 
@@ -541,6 +543,12 @@ fn custos_key_windows(data: &[u8]) -> Vec<Range<usize>> {
         }
     }
     windows
+}
+
+/// The detections of one buffer, and where the current rule's own start.
+struct Collected<'a> {
+    all: &'a mut Vec<Detection>,
+    first: usize,
 }
 
 fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {

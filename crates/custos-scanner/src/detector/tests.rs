@@ -177,3 +177,13 @@ fn custos_key_candidates_need_exactly_36_base62_characters() {
     assert_eq!(found.len(), 1);
     assert!(found[0].end == text.len());
 }
+
+#[test]
+fn detections_per_rule_are_capped() {
+    let detector = Detector::new(&RuleSet::defaults().unwrap()).unwrap();
+    let text = "t = glpat-Ab3dEf6hIj9kLm2nOp5q\n".repeat(MAX_DETECTIONS_PER_RULE + 200);
+    assert_eq!(
+        detector.detect(text.as_bytes(), "f").len(),
+        MAX_DETECTIONS_PER_RULE
+    );
+}
