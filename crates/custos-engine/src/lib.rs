@@ -1,1 +1,698 @@
-//! custos-engine (being written).
+//! The custos engine: every use case, authorised and behind the barrier, with no HTTP in sight.
+//!
+//! [`Engine`] owns the seal state machine: uninitialised → sealed → unsealed (and back to sealed).
+//! While sealed the only storage it touches is the seal configuration and the root-key-sealed
+//! keyring; everything else is reached through a [`Barrier`], which only exists after unsealing.
+
+mod barrier;
+mod clock;
+mod error;
+pub mod kv;
+pub mod logical;
+mod mounts;
+mod pipeline;
+mod seal;
+mod sys;
+mod token;
+mod wrapping;
+
+pub use barrier::{Barrier, KeyInfo, Plain};
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use error::EngineError;
+pub use mounts::{MountConfig, MountEntry};
+pub use pipeline::{
+    AuditEvent, AuditSink, Authorizer, MAX_PATH_LEN, NoAudit, Request, RootOnly, validate_path,
+};
+pub use token::Caller;
+
+use std::sync::{Arc, RwLock};
+
+use custos_crypto::KeyedHasher;
+use custos_storage::{Storage, StorageError, Transaction};
+use jiff::Timestamp;
+use zeroize::Zeroizing;
+
+use crate::seal::{Pending, SEAL_CONFIG_KEY, SealConfig};
+use crate::token::{HMAC_KEY_PATH, TokenEntry};
+
+/// What `init` was asked for.
+#[derive(Clone, Default)]
+pub struct InitParams {
+    pub secret_shares: u32,
+    pub secret_threshold: u32,
+    /// Use this root token instead of a random one (dev mode's `--dev-root-token-id`).
+    pub root_token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for InitParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitParams")
+            .field("secret_shares", &self.secret_shares)
+            .field("secret_threshold", &self.secret_threshold)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `init` hands back, once: the unseal key shares and the root token.
+pub struct InitOutput {
+    pub shares: Vec<Zeroizing<Vec<u8>>>,
+    pub root_token: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for InitOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitOutput")
+            .field("shares", &self.shares.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seal state as `sys/seal-status` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealStatus {
+    pub initialized: bool,
+    pub sealed: bool,
+    pub threshold: u32,
+    pub shares: u32,
+    pub progress: u32,
+    pub nonce: String,
+    pub storage_type: &'static str,
+    pub cluster_name: Option<String>,
+    pub cluster_id: Option<String>,
+    /// When this node was last unsealed.
+    pub active_since: Option<Timestamp>,
+}
+
+/// One submission to `sys/unseal`.
+pub enum UnsealInput {
+    /// A decoded key share.
+    Key(Zeroizing<Vec<u8>>),
+    /// Forget the shares submitted so far.
+    Reset,
+}
+
+struct Unsealed {
+    barrier: Arc<Barrier>,
+    token_hasher: KeyedHasher,
+    active_since: Timestamp,
+    mounts: RwLock<Arc<mounts::MountTable>>,
+}
+
+impl Unsealed {
+    fn mounts(&self) -> Arc<mounts::MountTable> {
+        self.mounts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_mounts(&self, table: mounts::MountTable) {
+        *self
+            .mounts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
+    }
+}
+
+enum State {
+    Sealed(Pending),
+    Unsealed(Arc<Unsealed>),
+}
+
+struct Inner {
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    authorizer: Arc<dyn Authorizer>,
+    audit: Arc<dyn AuditSink>,
+    limits: Limits,
+    state: RwLock<State>,
+    /// Serialises init, unseal and seal; readers never wait for it.
+    transition: tokio::sync::Mutex<()>,
+    /// The seal configuration, once known (it never changes after init).
+    seal_config: RwLock<Option<SealConfig>>,
+}
+
+/// Size limits the engine enforces on requests.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The largest value a secrets engine stores for one request, in bytes (encoded).
+    pub max_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_value_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// The engine. Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("backend", &self.inner.storage.backend_name())
+            .finish_non_exhaustive()
+    }
+}
+
+fn internal(what: &str) -> impl FnOnce(custos_crypto::CryptoError) -> EngineError + '_ {
+    move |error| EngineError::Internal(format!("{what}: {error}"))
+}
+
+impl Engine {
+    /// A sealed engine over `storage`. Nothing is read until the first request.
+    pub fn new(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                storage,
+                clock,
+                authorizer: Arc::new(RootOnly),
+                audit: Arc::new(NoAudit),
+                limits: Limits::default(),
+                state: RwLock::new(State::Sealed(Pending::default())),
+                transition: tokio::sync::Mutex::new(()),
+                seal_config: RwLock::new(None),
+            }),
+        }
+    }
+
+    /// An engine with its own limits (the defaults suit tests).
+    pub fn with_limits(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>, limits: Limits) -> Engine {
+        let engine = Engine::new(storage, clock);
+        let Ok(mut inner) = Arc::try_unwrap(engine.inner) else {
+            unreachable!("a freshly built engine has one owner")
+        };
+        inner.limits = limits;
+        Engine {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub fn storage_type(&self) -> &'static str {
+        self.inner.storage.backend_name()
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    fn unsealed(&self) -> Option<Arc<Unsealed>> {
+        match &*self.read_state() {
+            State::Unsealed(unsealed) => Some(unsealed.clone()),
+            State::Sealed(_) => None,
+        }
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // State transitions are single assignments; a panic elsewhere cannot leave it half-set.
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The seal configuration, or `None` when not initialised.
+    async fn seal_config(&self) -> Result<Option<SealConfig>, EngineError> {
+        if let Some(config) = self
+            .inner
+            .seal_config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(Some(config));
+        }
+        let Some(entry) = self.inner.storage.get(SEAL_CONFIG_KEY).await? else {
+            return Ok(None);
+        };
+        let config = SealConfig::decode(&entry.value)?;
+        *self
+            .inner
+            .seal_config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(config.clone());
+        Ok(Some(config))
+    }
+
+    /// Whether the engine is initialised (reads storage until it is).
+    pub async fn is_initialized(&self) -> Result<bool, EngineError> {
+        Ok(self.seal_config().await?.is_some())
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.unsealed().is_none()
+    }
+
+    /// The seal status. Fails only when storage cannot be read.
+    pub async fn seal_status(&self) -> Result<SealStatus, EngineError> {
+        let config = self.seal_config().await?;
+        let state = self.read_state();
+        let (sealed, progress, nonce, active_since) = match &*state {
+            State::Sealed(pending) => (true, pending.progress(), pending.nonce.clone(), None),
+            State::Unsealed(unsealed) => (false, 0, String::new(), Some(unsealed.active_since)),
+        };
+        Ok(SealStatus {
+            initialized: config.is_some(),
+            sealed,
+            threshold: config.as_ref().map_or(0, |c| c.secret_threshold),
+            shares: config.as_ref().map_or(0, |c| c.secret_shares),
+            progress,
+            nonce,
+            storage_type: self.storage_type(),
+            cluster_name: config
+                .as_ref()
+                .filter(|_| !sealed)
+                .map(|c| c.cluster_name.clone()),
+            cluster_id: config
+                .as_ref()
+                .filter(|_| !sealed)
+                .map(|c| c.cluster_id.clone()),
+            active_since,
+        })
+    }
+
+    /// Initialises storage: a new root key split into shares, a keyring, a root token.
+    /// The engine stays sealed afterwards, as Vault does.
+    #[tracing::instrument(skip_all, fields(shares = params.secret_shares, threshold = params.secret_threshold))]
+    pub async fn init(&self, params: InitParams) -> Result<InitOutput, EngineError> {
+        let _transition = self.inner.transition.lock().await;
+        let (n_shares, threshold) =
+            seal::validate_split(params.secret_shares, params.secret_threshold)?;
+        if self.seal_config().await?.is_some() {
+            return Err(EngineError::AlreadyInitialized);
+        }
+        let now = self.now();
+        let genesis = seal::genesis(n_shares, threshold, now.as_second())?;
+        let config = SealConfig {
+            version: 1,
+            seal_type: "shamir".into(),
+            secret_shares: u32::from(n_shares),
+            secret_threshold: u32::from(threshold),
+            cluster_name: format!(
+                "custos-cluster-{}",
+                &custos_crypto::random_uuid().map_err(internal("random"))?[..8]
+            ),
+            cluster_id: custos_crypto::random_uuid().map_err(internal("random"))?,
+        };
+        let sealed_keyring = genesis
+            .root_key
+            .seal_keyring(&genesis.keyring)
+            .map_err(internal("sealing keyring"))?;
+
+        // The barrier-side records are sealed with the new keyring and committed in the same
+        // transaction as the seal itself, so a crash never leaves a half-initialised store.
+        let root_key_copy = custos_crypto::RootKey::from_bytes(genesis.root_key.as_bytes())
+            .map_err(internal("root key"))?;
+        let barrier = Barrier::new(
+            self.inner.storage.clone(),
+            root_key_copy,
+            genesis.keyring.clone(),
+        );
+        let hasher = KeyedHasher::generate().map_err(internal("generating token key"))?;
+        let root_token = match params.root_token {
+            Some(token) if !token.is_empty() => token,
+            Some(_) => return Err(EngineError::InvalidRequest("root token id is empty".into())),
+            None => Zeroizing::new(token::new_token()?),
+        };
+        let entry = TokenEntry {
+            policies: vec!["root".into()],
+            display_name: "root".into(),
+            created_time: now.as_second(),
+            accessor: random_id()?,
+            issue_time_nanos: now.as_nanosecond(),
+        };
+        let entry_json = serde_json::to_vec(&entry)
+            .map_err(|error| EngineError::Internal(format!("encoding token: {error}")))?;
+        let barrier_part = barrier.seal_transaction(
+            Transaction::new()
+                .put(HMAC_KEY_PATH, hasher.to_bytes().to_vec())
+                .put(token::token_path(&hasher, &root_token), entry_json),
+        )?;
+        let mut txn = Transaction::new()
+            .require_absent(SEAL_CONFIG_KEY)
+            .put(SEAL_CONFIG_KEY, config.encode())
+            .put(barrier::KEYRING_KEY, sealed_keyring);
+        txn.ops.extend(barrier_part.ops);
+        match self.inner.storage.commit(txn).await {
+            Ok(_) => {}
+            Err(StorageError::Conflict) => return Err(EngineError::AlreadyInitialized),
+            Err(error) => return Err(error.into()),
+        }
+        *self
+            .inner
+            .seal_config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(config);
+        tracing::info!("custos initialised");
+        Ok(InitOutput {
+            shares: genesis
+                .shares
+                .iter()
+                .map(|share| Zeroizing::new(share.as_bytes().to_vec()))
+                .collect(),
+            root_token,
+        })
+    }
+
+    /// Takes one unseal key share (or a reset) and unseals once the threshold is reached.
+    #[tracing::instrument(skip_all)]
+    pub async fn unseal(&self, input: UnsealInput) -> Result<SealStatus, EngineError> {
+        let _transition = self.inner.transition.lock().await;
+        if self.unsealed().is_some() {
+            return self.seal_status().await;
+        }
+        let Some(config) = self.seal_config().await? else {
+            return Err(EngineError::NotInitialized);
+        };
+        let key = match input {
+            UnsealInput::Reset => {
+                if let State::Sealed(pending) = &mut *self.write_state() {
+                    pending.clear();
+                }
+                return self.seal_status().await;
+            }
+            UnsealInput::Key(key) => key,
+        };
+        let share = seal::parse_unseal_key(&key)?;
+        let Some(root_key) = self.add_share(share, config.secret_threshold)? else {
+            return self.seal_status().await;
+        };
+        let unsealed = self.open(root_key).await?;
+        *self.write_state() = State::Unsealed(Arc::new(unsealed));
+        tracing::info!("custos unsealed");
+        self.seal_status().await
+    }
+
+    /// Records a share; once the threshold is reached, combines all of them into a root key
+    /// candidate and forgets the shares. Synchronous, so no lock guard lives across an await.
+    fn add_share(
+        &self,
+        share: custos_crypto::shamir::Share,
+        threshold: u32,
+    ) -> Result<Option<custos_crypto::RootKey>, EngineError> {
+        let mut state = self.write_state();
+        let State::Sealed(pending) = &mut *state else {
+            return Err(EngineError::Internal("state changed during unseal".into()));
+        };
+        pending.add(share)?;
+        if pending.progress() < threshold {
+            return Ok(None);
+        }
+        let combined = pending.combine();
+        // Whatever happens next, these shares have been used up.
+        pending.clear();
+        combined.map(Some)
+    }
+
+    /// Opens the keyring with a candidate root key and loads what the unsealed engine needs.
+    async fn open(&self, root_key: custos_crypto::RootKey) -> Result<Unsealed, EngineError> {
+        let entry = self
+            .inner
+            .storage
+            .get(barrier::KEYRING_KEY)
+            .await?
+            .ok_or_else(|| EngineError::Internal("keyring missing from storage".into()))?;
+        let keyring = root_key.open_keyring(&entry.value).map_err(|error| {
+            tracing::warn!(%error, "unseal attempt with wrong keys");
+            EngineError::InvalidUnsealKey(
+                "unable to retrieve stored keys: invalid key: the combined unseal keys do not open the keyring".into(),
+            )
+        })?;
+        let barrier = Barrier::new(self.inner.storage.clone(), root_key, keyring);
+        let hmac_key = barrier
+            .get(HMAC_KEY_PATH)
+            .await?
+            .ok_or_else(|| EngineError::Internal("token key missing from storage".into()))?;
+        let token_hasher =
+            KeyedHasher::from_bytes(&hmac_key.value).map_err(internal("token key"))?;
+        let table = match barrier.get(mounts::MOUNTS_PATH).await? {
+            Some(plain) => serde_json::from_slice(&plain.value).map_err(|error| {
+                EngineError::Internal(format!("mount table is corrupt: {error}"))
+            })?,
+            None => mounts::MountTable {
+                version: 1,
+                entries: Vec::new(),
+            },
+        };
+        Ok(Unsealed {
+            barrier: Arc::new(barrier),
+            token_hasher,
+            active_since: self.now(),
+            mounts: RwLock::new(Arc::new(table)),
+        })
+    }
+
+    /// Seals the engine: key material is dropped (and zeroized); only status endpoints answer.
+    #[tracing::instrument(skip_all)]
+    pub async fn seal(&self, token: Option<&str>) -> Result<(), EngineError> {
+        let _transition = self.inner.transition.lock().await;
+        if self.unsealed().is_none() {
+            // Sealing a sealed node succeeds, as in Vault.
+            return Ok(());
+        }
+        self.authorize_root(token).await?;
+        *self.write_state() = State::Sealed(Pending::default());
+        tracing::info!("custos sealed");
+        Ok(())
+    }
+
+    /// Checks a token and returns who it belongs to.
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Caller, EngineError> {
+        let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
+        let token = token
+            .filter(|t| !t.is_empty())
+            .ok_or(EngineError::PermissionDenied)?;
+        let path = token::token_path(&unsealed.token_hasher, token);
+        let entry = unsealed
+            .barrier
+            .get(&path)
+            .await?
+            .ok_or(EngineError::PermissionDenied)?;
+        let entry: TokenEntry = serde_json::from_slice(&entry.value)
+            .map_err(|error| EngineError::Internal(format!("token entry is corrupt: {error}")))?;
+        Ok(entry.into())
+    }
+
+    /// Authenticates and requires the root policy (the only policy until the identity issue).
+    async fn authorize_root(&self, token: Option<&str>) -> Result<Arc<Unsealed>, EngineError> {
+        let caller = self.authenticate(token).await?;
+        if !caller.is_root() {
+            return Err(EngineError::PermissionDenied);
+        }
+        self.unsealed().ok_or(EngineError::Sealed)
+    }
+
+    /// `sys/rotate`: installs a new data key term.
+    #[tracing::instrument(skip_all)]
+    pub async fn rotate(&self, token: Option<&str>) -> Result<KeyInfo, EngineError> {
+        let unsealed = self.authorize_root(token).await?;
+        unsealed.barrier.rotate(self.now().as_second()).await
+    }
+
+    /// `sys/key-status`.
+    pub async fn key_status(&self, token: Option<&str>) -> Result<KeyInfo, EngineError> {
+        let unsealed = self.authorize_root(token).await?;
+        Ok(unsealed.barrier.key_info())
+    }
+
+    /// Dev mode: initialise with one share, unseal, and return the share and root token.
+    pub async fn dev_init(
+        &self,
+        root_token: Option<Zeroizing<String>>,
+    ) -> Result<InitOutput, EngineError> {
+        let output = self
+            .init(InitParams {
+                secret_shares: 1,
+                secret_threshold: 1,
+                root_token,
+            })
+            .await?;
+        let share = output
+            .shares
+            .first()
+            .ok_or_else(|| EngineError::Internal("init returned no share".into()))?;
+        self.unseal(UnsealInput::Key(share.clone())).await?;
+        Ok(output)
+    }
+
+    /// Runs one logical request through the pipeline: authenticate, authorise, audit, route.
+    /// `Ok(None)` means nothing is at that path.
+    #[tracing::instrument(skip_all, fields(operation = ?request.operation, path = %request.path))]
+    pub async fn handle(
+        &self,
+        request: Request,
+    ) -> Result<Option<logical::LogicalResponse>, EngineError> {
+        let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
+        if let Some(answer) = self.unauthenticated_wrapping(&unsealed, &request).await {
+            return answer;
+        }
+        // Authenticate first, so an anonymous caller learns nothing, not even that a path is
+        // malformed.
+        let caller = self.authenticate(request.token.as_deref()).await?;
+        pipeline::validate_path(&request.path)?;
+        self.inner
+            .authorizer
+            .authorize(&caller, request.operation, &request.path)?;
+        let request_id = request.request_id.clone();
+        let path = request.path.clone();
+        let operation = request.operation;
+        let wrap_ttl = request.wrap_ttl.map(wrapping::check_ttl).transpose()?;
+        let mut event = AuditEvent {
+            request_id: &request_id,
+            operation,
+            path: &path,
+            caller: &caller.display_name,
+            outcome: None,
+        };
+        self.inner.audit.record(&event).await?;
+        let mut result = self.route(&unsealed, request, &caller).await;
+        // Only answers that carry data are wrapped; `sys/wrapping/wrap` wrapped already.
+        let wrappable = |answer: &logical::LogicalResponse| {
+            answer.data.is_some() && answer.wrap_info.is_none() && !answer.missing
+        };
+        if let (Some(ttl), Ok(Some(answer))) = (wrap_ttl, &result)
+            && wrappable(answer)
+            && let Ok(Some(answer)) = result
+        {
+            result = self.wrap(&unsealed, answer, ttl, &path).await.map(Some);
+        }
+        event.outcome = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+        self.inner.audit.record(&event).await?;
+        result
+    }
+
+    async fn route(
+        &self,
+        unsealed: &Unsealed,
+        request: Request,
+        caller: &Caller,
+    ) -> Result<Option<logical::LogicalResponse>, EngineError> {
+        if request.path.trim_end_matches('/') == "auth/token/lookup-self" {
+            return match request.operation {
+                logical::Operation::Read | logical::Operation::Update => Ok(Some(
+                    token::lookup_self(caller, request.token.as_deref().unwrap_or_default()),
+                )),
+                _ => Err(EngineError::MethodNotAllowed),
+            };
+        }
+        if let Some(operation) = request.path.strip_prefix("sys/wrapping/") {
+            let operation = operation.trim_end_matches('/').to_owned();
+            return self
+                .handle_wrapping(
+                    unsealed,
+                    &operation,
+                    request.data.as_ref(),
+                    request.wrap_ttl,
+                )
+                .await;
+        }
+        if let Some(rest) = request.path.strip_prefix("sys/") {
+            let rest = rest.to_owned();
+            return self.handle_sys(unsealed, &rest, request).await;
+        }
+        let table = unsealed.mounts();
+        let Some(entry) = table.route(&request.path) else {
+            return Err(EngineError::NoRoute(request.path));
+        };
+        let backend = mounts::backend_for(entry)?;
+        let context = logical::MountContext {
+            storage: logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid),
+            mount_path: entry.path.clone(),
+            options: entry.options.clone(),
+            now: self.now(),
+            max_value_bytes: self.inner.limits.max_value_bytes,
+        };
+        let mount_path = entry.path.clone();
+        drop(table);
+        backend
+            .handle(&context, pipeline::to_logical(request, &mount_path))
+            .await
+    }
+
+    /// `sys/wrapping/lookup`, and `sys/wrapping/unwrap` with the wrapping token as the request
+    /// token, need no other authentication. `None` means "not one of those".
+    async fn unauthenticated_wrapping(
+        &self,
+        unsealed: &Unsealed,
+        request: &Request,
+    ) -> Option<Result<Option<logical::LogicalResponse>, EngineError>> {
+        let path = request.path.trim_end_matches('/');
+        let body_token = request
+            .data
+            .as_ref()
+            .and_then(|data| data.get("token"))
+            .is_some_and(|token| !token.is_null() && token.as_str() != Some(""));
+        match path {
+            "sys/wrapping/lookup" => Some(
+                self.wrapping_lookup(unsealed, request.data.as_ref(), request.token.as_deref())
+                    .await,
+            ),
+            "sys/wrapping/unwrap" if !body_token => {
+                let token = request.token.as_deref().filter(|token| !token.is_empty());
+                Some(match token {
+                    Some(token) => self.unwrap_with_token(unsealed, token).await,
+                    None => Err(EngineError::PermissionDenied),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Mounts a secrets engine as the root token would (dev mode mounts `secret/` this way).
+    pub async fn mount(
+        &self,
+        token: &str,
+        path: &str,
+        kind: &str,
+        options: &[(&str, &str)],
+    ) -> Result<(), EngineError> {
+        let options: serde_json::Map<String, serde_json::Value> = options
+            .iter()
+            .map(|(key, value)| {
+                (
+                    (*key).to_owned(),
+                    serde_json::Value::String((*value).to_owned()),
+                )
+            })
+            .collect();
+        let request = Request::new(logical::Operation::Update, format!("sys/mounts/{path}"))
+            .token(token)
+            .data(serde_json::json!({ "type": kind, "options": options }));
+        self.handle(request).await.map(drop)
+    }
+
+    /// Checks that storage answers (for health checks).
+    pub async fn ping_storage(&self) -> Result<(), EngineError> {
+        Ok(self.inner.storage.ping().await?)
+    }
+}
+
+/// A random UUID for ids that must not collide (mounts, accessors).
+pub(crate) fn random_id() -> Result<String, EngineError> {
+    custos_crypto::random_uuid().map_err(|error| EngineError::Internal(format!("random: {error}")))
+}
+
+/// A fresh request id (a random UUID), for responses and logs.
+pub fn new_request_id() -> String {
+    // The OS random generator failing is not a reason to refuse a request: fall back to a
+    // time-based id, which only needs to be unique enough for correlating logs.
+    custos_crypto::random_uuid().unwrap_or_else(|_| {
+        format!(
+            "00000000-0000-4000-8000-{:012x}",
+            Timestamp::now().as_nanosecond() as u64 & 0xffff_ffff_ffff
+        )
+    })
+}

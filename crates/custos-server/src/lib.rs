@@ -1,1 +1,128 @@
-//! custos-server (being written).
+//! The HTTP adapter: axum routes over the engine, served by hyper over rustls.
+//!
+//! This crate translates HTTP to engine calls and back, and owns the listener (TLS, mTLS,
+//! HTTP/1.1 and HTTP/2, graceful shutdown). It decides nothing about secrets: the engine does.
+
+mod error;
+mod extract;
+mod listener;
+mod logical;
+mod sys;
+mod tls;
+
+pub use error::ApiError;
+pub use listener::{PeerInfo, ServeOptions, serve};
+pub use tls::{TlsError, TlsFiles, server_tls_config};
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use custos_engine::Engine;
+use tracing::Instrument;
+
+use crate::error::ErrorDetail;
+
+/// Everything the handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub engine: Engine,
+    /// Bodies above this are refused with 413.
+    pub max_request_bytes: usize,
+    /// A request that takes longer is answered with 503 and abandoned.
+    pub request_timeout: Duration,
+    /// The address clients use to reach this node (for `sys/leader`).
+    pub api_address: String,
+}
+
+impl AppState {
+    pub fn new(engine: Engine) -> AppState {
+        AppState {
+            engine,
+            max_request_bytes: 32 * 1024 * 1024,
+            request_timeout: Duration::from_secs(90),
+            api_address: String::new(),
+        }
+    }
+}
+
+/// The id of one request, generated here and returned in `X-Request-Id` and response bodies.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Builds the full router. Tests drive it with `oneshot`, without a socket.
+pub fn router(state: AppState) -> Router {
+    // The seal life cycle endpoints have their own handlers (they work while sealed and without a
+    // token); every other `/v1/` path goes through the engine's request pipeline.
+    Router::new()
+        .route("/v1/sys/health", get(sys::health).head(sys::health))
+        .route("/v1/sys/seal-status", get(sys::seal_status))
+        .route(
+            "/v1/sys/init",
+            get(sys::init_status).put(sys::init).post(sys::init),
+        )
+        .route("/v1/sys/unseal", post(sys::unseal).put(sys::unseal))
+        .route("/v1/sys/seal", post(sys::seal).put(sys::seal))
+        .route("/v1/sys/rotate", post(sys::rotate).put(sys::rotate))
+        .route("/v1/sys/rotate/keyring", post(sys::rotate).put(sys::rotate))
+        .route("/v1/sys/key-status", get(sys::key_status))
+        .route("/v1/sys/leader", get(sys::leader))
+        .route("/v1/{*path}", any(logical::handle))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
+        ))
+        .with_state(state)
+}
+
+/// Paths outside `/v1/`: 404 with Vault's empty error list.
+async fn fallback() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Per request: an id, a span, a timeout, `Cache-Control: no-store`, and one log line.
+async fn request_context(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let request_id = custos_engine::new_request_id();
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let span = tracing::info_span!("request", id = %request_id, %method, %path);
+    let started = Instant::now();
+    let handled = next.run(request).instrument(span.clone());
+    let mut response = match tokio::time::timeout(state.request_timeout, handled).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    };
+    let status = response.status();
+    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    if let Some(ErrorDetail(detail)) = response.extensions_mut().remove::<ErrorDetail>() {
+        tracing::error!(parent: &span, status = status.as_u16(), elapsed_us, error = %detail, "request failed");
+    } else if method != Method::HEAD && path != "/v1/sys/health" {
+        tracing::info!(parent: &span, status = status.as_u16(), elapsed_us, "request");
+    }
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(custos_api::REQUEST_ID_HEADER, value);
+    }
+    headers.insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    response
+}

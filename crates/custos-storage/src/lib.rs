@@ -9,7 +9,9 @@
 //! Backends: [`MemoryStorage`] here, SQLite and PostgreSQL in their own crates. All of them run the
 //! same conformance suite (`conformance_tests!`, feature `conformance`).
 
+mod cache;
 mod memory;
+pub use cache::{CacheStats, CachedStorage};
 pub use memory::MemoryStorage;
 
 #[cfg(feature = "conformance")]
@@ -104,7 +106,8 @@ impl Transaction {
 
     #[must_use]
     pub fn require_revision(mut self, key: impl Into<String>, revision: Revision) -> Self {
-        self.conditions.push(Condition::Revision(key.into(), revision));
+        self.conditions
+            .push(Condition::Revision(key.into(), revision));
         self
     }
 

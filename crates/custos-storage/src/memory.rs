@@ -59,7 +59,11 @@ impl Storage for MemoryStorage {
             Some(after) if after >= prefix => Bound::Excluded(after.to_owned()),
             _ => Bound::Included(prefix.to_owned()),
         };
-        let take = if limit == 0 { usize::MAX } else { limit + 1 };
+        let take = if limit == 0 {
+            usize::MAX
+        } else {
+            limit.saturating_add(1)
+        };
         let keys: Vec<String> = inner
             .entries
             .range((start, Bound::Unbounded))

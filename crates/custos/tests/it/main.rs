@@ -1,4 +1,16 @@
-//! End-to-end tests of the `custos` binary.
-#![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+//! End-to-end tests: the real `custos` binary on port 0, driven over TLS by `custos-client`.
 
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+mod support;
+
+mod bao_cli;
+mod cli;
+mod crash;
+mod hvac;
+mod lifecycle;
+mod outage;
 mod scan;
+mod tidy;
+mod tls;
+mod vaultrs_compat;

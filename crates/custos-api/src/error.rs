@@ -1,0 +1,105 @@
+//! The error body (`{"errors": [...]}`, as Vault) and custos's stable error codes.
+//!
+//! Codes travel in the `X-Custos-Error-Code` header so the body stays byte-compatible with Vault.
+//! Codes are part of the API: they are documented in docs/api-errors.md and never renamed.
+
+use serde::{Deserialize, Serialize};
+
+/// Vault's error body.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorResponse {
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+impl ErrorResponse {
+    pub fn new(message: impl Into<String>) -> Self {
+        ErrorResponse {
+            errors: vec![message.into()],
+        }
+    }
+}
+
+/// Stable, machine-readable error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidJson,
+    PayloadTooLarge,
+    PermissionDenied,
+    NotFound,
+    MethodNotAllowed,
+    Sealed,
+    NotInitialized,
+    AlreadyInitialized,
+    InvalidUnsealKey,
+    StorageUnavailable,
+    Timeout,
+    Conflict,
+    Expired,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidJson,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::PermissionDenied,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Sealed,
+        ErrorCode::NotInitialized,
+        ErrorCode::AlreadyInitialized,
+        ErrorCode::InvalidUnsealKey,
+        ErrorCode::StorageUnavailable,
+        ErrorCode::Timeout,
+        ErrorCode::Conflict,
+        ErrorCode::Expired,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Sealed => "sealed",
+            ErrorCode::NotInitialized => "not_initialized",
+            ErrorCode::AlreadyInitialized => "already_initialized",
+            ErrorCode::InvalidUnsealKey => "invalid_unseal_key",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Expired => "secret_expired",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "duplicate {}", code.as_str());
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+    }
+
+    #[test]
+    fn error_body_is_vaults_shape() {
+        let body = serde_json::to_string(&ErrorResponse::new("permission denied")).unwrap();
+        assert_eq!(body, r#"{"errors":["permission denied"]}"#);
+    }
+}

@@ -1,0 +1,74 @@
+//! KV version 1: one unversioned JSON object per path, as Vault's `kv` engine with `version=1`.
+//!
+//! Storage layout (relative to the mount): `data/<path>` holds the secret as a JSON object.
+//! The `data/` prefix keeps room for engine bookkeeping keys beside the secrets.
+
+use serde_json::{Map, Value};
+
+use crate::EngineError;
+use crate::kv::{
+    check_path_limits, decode, encode_limited, folder_prefix, list_children, unsupported,
+};
+use crate::logical::{LogicalBackend, LogicalRequest, LogicalResponse, MountContext, Operation};
+
+/// Where the secrets live below the mount.
+const DATA_PREFIX: &str = "data/";
+
+/// The KV v1 secrets engine.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KvV1;
+
+fn storage_key(path: &str) -> String {
+    format!("{DATA_PREFIX}{path}")
+}
+
+#[async_trait::async_trait]
+impl LogicalBackend for KvV1 {
+    #[tracing::instrument(skip_all, fields(operation = ?request.operation))]
+    async fn handle(
+        &self,
+        ctx: &MountContext,
+        request: LogicalRequest,
+    ) -> Result<Option<LogicalResponse>, EngineError> {
+        let path = request.path.as_str();
+        check_path_limits(path)?;
+        if request.operation == Operation::List {
+            let prefix = format!("{DATA_PREFIX}{}", folder_prefix(path));
+            return list_children(&ctx.storage, &prefix).await;
+        }
+        // A path ending in `/` names a folder, and only listing makes sense for folders.
+        if path.is_empty() || path.ends_with('/') {
+            return match request.operation {
+                Operation::Read => Ok(None),
+                operation => Err(unsupported(operation, path)),
+            };
+        }
+        match request.operation {
+            Operation::Read => {
+                let key = storage_key(path);
+                let Some(entry) = ctx.storage.get(&key).await? else {
+                    return Ok(None);
+                };
+                let secret: Map<String, Value> = decode(&key, &entry.value)?;
+                Ok(Some(LogicalResponse::data(secret)))
+            }
+            Operation::Create | Operation::Update => {
+                let secret = match request.data {
+                    Some(secret) if !secret.is_empty() => secret,
+                    _ => {
+                        return Err(EngineError::InvalidRequest("missing data fields".into()));
+                    }
+                };
+                let bytes = encode_limited(&secret, ctx.max_value_bytes)?;
+                ctx.storage.put(&storage_key(path), bytes).await?;
+                tracing::debug!("kv v1 secret written");
+                Ok(Some(LogicalResponse::no_content()))
+            }
+            Operation::Delete => {
+                ctx.storage.delete(&storage_key(path)).await?;
+                Ok(Some(LogicalResponse::no_content()))
+            }
+            operation @ (Operation::Patch | Operation::List) => Err(unsupported(operation, path)),
+        }
+    }
+}

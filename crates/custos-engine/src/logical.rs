@@ -1,0 +1,242 @@
+//! Logical requests: what a secrets engine mounted at a path receives and answers.
+//!
+//! The HTTP layer turns `/v1/<path>` into a [`LogicalRequest`]; the engine's pipeline
+//! authenticates, authorises and audits it, finds the mount with the longest matching prefix,
+//! and hands the request (with the path made relative to the mount) to that mount's
+//! [`LogicalBackend`]. Backends see only their own [`MountStorage`]: a barrier view under
+//! `logical/<mount uuid>/`, so one mount can never read another's data.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use custos_storage::{ListPage, Revision, Transaction};
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+
+use crate::{Barrier, EngineError, Plain};
+
+/// What the caller wants to do, from the HTTP method (and `?list=true`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// GET
+    Read,
+    /// LIST, or GET with `?list=true`
+    List,
+    /// PUT/POST on a path with no current value. Backends that cannot tell treat it as `Update`.
+    Create,
+    /// PUT/POST
+    Update,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+}
+
+impl Operation {
+    /// The policy capability this operation needs (`create read update patch delete list`).
+    pub fn capability(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::List => "list",
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Patch => "patch",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+/// A request as a mounted backend sees it.
+#[derive(Clone, Debug)]
+pub struct LogicalRequest {
+    pub operation: Operation,
+    /// The path below the mount, without a leading slash (`data/app/db` for `secret/data/app/db`
+    /// on a mount at `secret/`). Already validated: no empty segments, no `.`/`..` segments.
+    pub path: String,
+    /// The JSON object body (`None` when the request had none).
+    pub data: Option<Map<String, Value>>,
+    /// Query parameters (`version`, `list`, ...), decoded.
+    pub query: BTreeMap<String, String>,
+    /// True when the body was sent as `application/merge-patch+json`.
+    pub merge_patch: bool,
+}
+
+impl LogicalRequest {
+    /// A field from the body, else from the query string (Vault reads both for GET parameters).
+    pub fn field(&self, name: &str) -> Option<Value> {
+        self.data
+            .as_ref()
+            .and_then(|data| data.get(name).cloned())
+            .or_else(|| {
+                self.query
+                    .get(name)
+                    .map(|value| Value::String(value.clone()))
+            })
+    }
+}
+
+/// A backend's answer. `data: None` renders as `204 No Content`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogicalResponse {
+    pub data: Option<Map<String, Value>>,
+    pub warnings: Vec<String>,
+    /// The answer describes something that is not there (a deleted or destroyed KV version):
+    /// rendered as 404 *with* this body, as Vault does.
+    pub missing: bool,
+    /// Set when the response was wrapped: `data` is then `None` and the client gets this.
+    pub wrap_info: Option<WrapInfo>,
+}
+
+/// Vault's `wrap_info`: the single-use token that unwraps a response.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrapInfo {
+    pub token: String,
+    pub accessor: String,
+    pub ttl: u64,
+    pub creation_time: String,
+    pub creation_path: String,
+}
+
+impl std::fmt::Debug for WrapInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrapInfo")
+            .field("accessor", &self.accessor)
+            .field("ttl", &self.ttl)
+            .field("creation_path", &self.creation_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogicalResponse {
+    pub fn data(data: Map<String, Value>) -> Self {
+        LogicalResponse {
+            data: Some(data),
+            warnings: Vec::new(),
+            missing: false,
+            wrap_info: None,
+        }
+    }
+
+    pub fn no_content() -> Self {
+        LogicalResponse::default()
+    }
+
+    /// Vault's list answer: `{"keys": [...]}`; folders end with `/`.
+    pub fn list(keys: Vec<String>) -> Self {
+        let mut data = Map::new();
+        data.insert(
+            "keys".into(),
+            Value::Array(keys.into_iter().map(Value::String).collect()),
+        );
+        LogicalResponse::data(data)
+    }
+}
+
+/// A mount's private slice of the barrier: every key is prefixed with `logical/<uuid>/`.
+#[derive(Clone, Debug)]
+pub struct MountStorage {
+    barrier: Arc<Barrier>,
+    prefix: String,
+}
+
+impl MountStorage {
+    pub fn new(barrier: Arc<Barrier>, mount_uuid: &str) -> MountStorage {
+        MountStorage {
+            barrier,
+            prefix: format!("logical/{mount_uuid}/"),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Plain>, EngineError> {
+        self.barrier.get(&self.key(key)).await
+    }
+
+    /// Keys under `prefix` (relative to the mount), in byte order, paginated as
+    /// [`custos_storage::Storage::list`].
+    pub async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, EngineError> {
+        let after = after.map(|after| self.key(after));
+        let mut page = self
+            .barrier
+            .list(&self.key(prefix), after.as_deref(), limit)
+            .await?;
+        let strip = self.prefix.len();
+        for key in &mut page.keys {
+            key.drain(..strip);
+        }
+        if let Some(next) = &mut page.next_after {
+            next.drain(..strip.min(next.len()));
+        }
+        Ok(page)
+    }
+
+    /// Commits a transaction whose keys are relative to the mount.
+    pub async fn commit(&self, txn: Transaction) -> Result<Revision, EngineError> {
+        let prefixed = Transaction {
+            conditions: txn
+                .conditions
+                .into_iter()
+                .map(|condition| match condition {
+                    custos_storage::Condition::Absent(key) => {
+                        custos_storage::Condition::Absent(self.key(&key))
+                    }
+                    custos_storage::Condition::Revision(key, revision) => {
+                        custos_storage::Condition::Revision(self.key(&key), revision)
+                    }
+                })
+                .collect(),
+            ops: txn
+                .ops
+                .into_iter()
+                .map(|op| match op {
+                    custos_storage::Op::Put(key, value) => {
+                        custos_storage::Op::Put(self.key(&key), value)
+                    }
+                    custos_storage::Op::Delete(key) => custos_storage::Op::Delete(self.key(&key)),
+                })
+                .collect(),
+        };
+        self.barrier.commit(prefixed).await
+    }
+
+    pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<Revision, EngineError> {
+        self.commit(Transaction::new().put(key, value)).await
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<Revision, EngineError> {
+        self.commit(Transaction::new().delete(key)).await
+    }
+}
+
+/// What a backend knows about the request beyond its path and body.
+#[derive(Clone, Debug)]
+pub struct MountContext {
+    pub storage: MountStorage,
+    /// The mount's path with its trailing slash, e.g. `secret/`.
+    pub mount_path: String,
+    /// The mount's options (`version` for kv).
+    pub options: BTreeMap<String, String>,
+    pub now: Timestamp,
+    /// The largest value a request may store, in bytes (after JSON encoding).
+    pub max_value_bytes: usize,
+}
+
+/// A secrets engine that can be mounted (kv v1, kv v2, later transit, apikeys, ...).
+#[async_trait::async_trait]
+pub trait LogicalBackend: Send + Sync + 'static {
+    /// Handles one request. `Ok(None)` means "no such path" and becomes 404 with empty errors,
+    /// as Vault answers a read of a missing secret.
+    async fn handle(
+        &self,
+        ctx: &MountContext,
+        request: LogicalRequest,
+    ) -> Result<Option<LogicalResponse>, EngineError>;
+}

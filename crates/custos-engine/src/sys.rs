@@ -1,0 +1,500 @@
+//! Logical `sys/` endpoints served through the pipeline: mounts, remount, the UI mount lookup.
+//!
+//! The seal life cycle endpoints (`sys/init`, `sys/unseal`, ...) are not here: they must work
+//! while sealed, before any token exists, and have their own engine methods.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::logical::{LogicalResponse, Operation};
+use crate::mounts::{self, MountConfig, MountEntry, MountTable};
+use crate::pipeline::{Request, object};
+use crate::{Engine, EngineError, Unsealed};
+
+/// The built-in `sys/` mount, reported like Vault's.
+fn system_mount_json() -> Value {
+    json!({
+        "accessor": "system",
+        "config": {"default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": 0},
+        "description": "system endpoints used for control, policy and debugging",
+        "external_entropy_access": false,
+        "local": false,
+        "options": null,
+        "plugin_version": "",
+        "running_plugin_version": concat!("v", env!("CARGO_PKG_VERSION"), "+builtin.custos"),
+        "running_sha256": "",
+        "seal_wrap": true,
+        "type": "system",
+        "uuid": "00000000-0000-0000-0000-000000000000",
+    })
+}
+
+pub(crate) fn mount_json(entry: &MountEntry) -> Value {
+    json!({
+        "accessor": entry.accessor,
+        "config": {
+            "default_lease_ttl": entry.config.default_lease_ttl,
+            "force_no_cache": entry.config.force_no_cache,
+            "max_lease_ttl": entry.config.max_lease_ttl,
+        },
+        "deprecation_status": "supported",
+        "description": entry.description,
+        "external_entropy_access": false,
+        "local": entry.local,
+        "options": if entry.options.is_empty() { Value::Null } else { json!(entry.options) },
+        "plugin_version": "",
+        "running_plugin_version": concat!("v", env!("CARGO_PKG_VERSION"), "+builtin.custos"),
+        "running_sha256": "",
+        "seal_wrap": entry.seal_wrap,
+        "type": entry.kind,
+        "uuid": entry.uuid,
+    })
+}
+
+fn string_field(data: &Map<String, Value>, name: &str) -> Result<Option<String>, EngineError> {
+    match data.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(other) => Err(EngineError::InvalidRequest(format!(
+            "{name} must be a string, not {other}"
+        ))),
+    }
+}
+
+fn bool_field(data: &Map<String, Value>, name: &str) -> Result<Option<bool>, EngineError> {
+    match data.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(flag)) => Ok(Some(*flag)),
+        Some(Value::String(text)) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| EngineError::InvalidRequest(format!("{name} must be a boolean"))),
+        Some(_) => Err(EngineError::InvalidRequest(format!(
+            "{name} must be a boolean"
+        ))),
+    }
+}
+
+fn options_field(data: &Map<String, Value>) -> Result<BTreeMap<String, String>, EngineError> {
+    match data.get("options") {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(options)) => options
+            .iter()
+            .map(|(key, value)| match value {
+                Value::String(text) => Ok((key.clone(), text.clone())),
+                Value::Number(number) => Ok((key.clone(), number.to_string())),
+                _ => Err(EngineError::InvalidRequest(format!(
+                    "options.{key} must be a string"
+                ))),
+            })
+            .collect(),
+        Some(_) => Err(EngineError::InvalidRequest(
+            "options must be an object".into(),
+        )),
+    }
+}
+
+/// Parses a TTL given as seconds or a duration string (`"768h"`); Vault accepts both.
+fn ttl_field(config: &Map<String, Value>, name: &str) -> Result<Option<u64>, EngineError> {
+    match config.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => number.as_u64().map(Some).ok_or_else(|| {
+            EngineError::InvalidRequest(format!("{name} must be a non-negative number of seconds"))
+        }),
+        Some(Value::String(text)) if text.is_empty() || text == "system" => Ok(Some(0)),
+        Some(Value::String(text)) => parse_ttl(text).map(Some).ok_or_else(|| {
+            EngineError::InvalidRequest(format!("{name} {text:?} is not a duration"))
+        }),
+        Some(_) => Err(EngineError::InvalidRequest(format!(
+            "{name} must be a duration"
+        ))),
+    }
+}
+
+/// Seconds from `"90"`, `"90s"`, `"5m"`, `"768h"`.
+pub(crate) fn parse_ttl(text: &str) -> Option<u64> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(seconds);
+    }
+    let duration: jiff::SignedDuration = text.parse().ok()?;
+    u64::try_from(duration.as_secs()).ok()
+}
+
+fn config_field(data: &Map<String, Value>, base: MountConfig) -> Result<MountConfig, EngineError> {
+    let config = match data.get("config") {
+        None | Some(Value::Null) => return Ok(base),
+        Some(Value::Object(config)) => config,
+        Some(_) => {
+            return Err(EngineError::InvalidRequest(
+                "config must be an object".into(),
+            ));
+        }
+    };
+    tune_config(config, base)
+}
+
+fn tune_config(
+    config: &Map<String, Value>,
+    mut base: MountConfig,
+) -> Result<MountConfig, EngineError> {
+    if let Some(ttl) = ttl_field(config, "default_lease_ttl")? {
+        base.default_lease_ttl = ttl;
+    }
+    if let Some(ttl) = ttl_field(config, "max_lease_ttl")? {
+        base.max_lease_ttl = ttl;
+    }
+    if let Some(flag) = bool_field(config, "force_no_cache")? {
+        base.force_no_cache = flag;
+    }
+    if base.max_lease_ttl != 0 && base.default_lease_ttl > base.max_lease_ttl {
+        return Err(EngineError::InvalidRequest(
+            "default lease TTL cannot be greater than maximum lease TTL".into(),
+        ));
+    }
+    Ok(base)
+}
+
+/// `kv-v2` and `kv-v1` are Vault's aliases for `kv` with a version option.
+fn resolve_type(kind: &str, options: &mut BTreeMap<String, String>) -> String {
+    match kind {
+        "kv-v2" => {
+            options.insert("version".into(), "2".into());
+            "kv".into()
+        }
+        "kv-v1" => {
+            options.insert("version".into(), "1".into());
+            "kv".into()
+        }
+        other => other.to_owned(),
+    }
+}
+
+impl Engine {
+    /// Routes `sys/<rest>` paths that go through the pipeline.
+    pub(crate) async fn handle_sys(
+        &self,
+        unsealed: &Unsealed,
+        rest: &str,
+        request: Request,
+    ) -> Result<Option<LogicalResponse>, EngineError> {
+        let operation = request.operation;
+        let data = request.data.clone().unwrap_or_default();
+        let rest = rest.trim_end_matches('/');
+        if rest == "mounts" {
+            return match operation {
+                Operation::Read => Ok(Some(self.list_mounts(unsealed))),
+                _ => Err(EngineError::MethodNotAllowed),
+            };
+        }
+        if let Some(path) = rest.strip_prefix("mounts/") {
+            if let Some(path) = path.strip_suffix("/tune") {
+                return match operation {
+                    Operation::Read => self.read_tune(unsealed, path).map(Some),
+                    Operation::Create | Operation::Update => self
+                        .tune(unsealed, path, &data)
+                        .await
+                        .map(|()| Some(LogicalResponse::no_content())),
+                    _ => Err(EngineError::MethodNotAllowed),
+                };
+            }
+            return match operation {
+                Operation::Read => {
+                    let path = mounts::normalize_mount_path(path)?;
+                    let table = unsealed.mounts();
+                    let entry = table.find(&path).ok_or_else(|| {
+                        EngineError::InvalidRequest(format!("no mount at {path:?}"))
+                    })?;
+                    Ok(Some(object(mount_json(entry))))
+                }
+                Operation::Create | Operation::Update => self
+                    .enable_mount(unsealed, path, &data)
+                    .await
+                    .map(|()| Some(LogicalResponse::no_content())),
+                Operation::Delete => self
+                    .disable_mount(unsealed, path)
+                    .await
+                    .map(|()| Some(LogicalResponse::no_content())),
+                _ => Err(EngineError::MethodNotAllowed),
+            };
+        }
+        if rest == "remount" {
+            return match operation {
+                Operation::Create | Operation::Update => {
+                    self.remount(unsealed, &data).await.map(Some)
+                }
+                _ => Err(EngineError::MethodNotAllowed),
+            };
+        }
+        if rest == "posture/secrets" {
+            return match operation {
+                Operation::Read => self.secrets_posture(unsealed, &request).await.map(Some),
+                _ => Err(EngineError::MethodNotAllowed),
+            };
+        }
+        if let Some(path) = rest.strip_prefix("internal/ui/mounts/") {
+            return match operation {
+                Operation::Read => self.ui_mount(unsealed, path).map(Some),
+                _ => Err(EngineError::MethodNotAllowed),
+            };
+        }
+        Err(EngineError::NoRoute(request.path))
+    }
+
+    /// `sys/posture/secrets` (custos only): secrets of every KV v2 mount that are expired,
+    /// expire within `within` (default 7 days), or are due for rotation.
+    async fn secrets_posture(
+        &self,
+        unsealed: &Unsealed,
+        request: &Request,
+    ) -> Result<LogicalResponse, EngineError> {
+        let within = match request.query.get("within") {
+            None => jiff::SignedDuration::from_hours(7 * 24),
+            Some(text) => {
+                let seconds = parse_ttl(text).ok_or_else(|| {
+                    EngineError::InvalidRequest(format!("within {text:?} is not a duration"))
+                })?;
+                jiff::SignedDuration::from_secs(i64::try_from(seconds).unwrap_or(i64::MAX))
+            }
+        };
+        let now = self.now();
+        let table = unsealed.mounts();
+        let mut findings = Vec::new();
+        for entry in &table.entries {
+            if entry.kind != "kv" || entry.options.get("version").map(String::as_str) != Some("2") {
+                continue;
+            }
+            let storage = crate::logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid);
+            for finding in crate::kv::v2::posture(&storage, now, within).await? {
+                let mut json = finding.to_json();
+                json.insert("mount".into(), Value::String(entry.path.clone()));
+                json.insert(
+                    "path".into(),
+                    Value::String(format!("{}{}", entry.path, finding.path)),
+                );
+                findings.push(Value::Object(json));
+            }
+        }
+        Ok(object(json!({
+            "within_seconds": within.as_secs(),
+            "secrets": findings,
+        })))
+    }
+
+    fn list_mounts(&self, unsealed: &Unsealed) -> LogicalResponse {
+        let table = unsealed.mounts();
+        let mut data = Map::new();
+        for entry in &table.entries {
+            data.insert(entry.path.clone(), mount_json(entry));
+        }
+        data.insert("sys/".into(), system_mount_json());
+        LogicalResponse::data(data)
+    }
+
+    fn ui_mount(&self, unsealed: &Unsealed, path: &str) -> Result<LogicalResponse, EngineError> {
+        let table = unsealed.mounts();
+        let path = path.trim_start_matches('/');
+        let entry = table
+            .route(path)
+            .or_else(|| table.find(&format!("{}/", path.trim_end_matches('/'))))
+            .ok_or(EngineError::PermissionDenied)?;
+        let mut json = mount_json(entry);
+        if let Some(object) = json.as_object_mut() {
+            object.insert("path".into(), Value::String(entry.path.clone()));
+        }
+        Ok(object(json))
+    }
+
+    fn read_tune(&self, unsealed: &Unsealed, path: &str) -> Result<LogicalResponse, EngineError> {
+        let path = mounts::normalize_mount_path(path)?;
+        let table = unsealed.mounts();
+        let entry = table.find(&path).ok_or_else(|| {
+            EngineError::InvalidRequest(format!("cannot fetch sysview for path {path:?}"))
+        })?;
+        // Zero means "the system default", which Vault reports as 32 days.
+        const SYSTEM_TTL: u64 = 32 * 24 * 3600;
+        let effective = |ttl: u64| if ttl == 0 { SYSTEM_TTL } else { ttl };
+        Ok(object(json!({
+            "default_lease_ttl": effective(entry.config.default_lease_ttl),
+            "max_lease_ttl": effective(entry.config.max_lease_ttl),
+            "force_no_cache": entry.config.force_no_cache,
+            "description": entry.description,
+            "options": if entry.options.is_empty() { Value::Null } else { json!(entry.options) },
+        })))
+    }
+
+    async fn enable_mount(
+        &self,
+        unsealed: &Unsealed,
+        path: &str,
+        data: &Map<String, Value>,
+    ) -> Result<(), EngineError> {
+        let path = mounts::normalize_mount_path(path)?;
+        let kind = string_field(data, "type")?
+            .filter(|kind| !kind.is_empty())
+            .ok_or_else(|| EngineError::InvalidRequest("missing type".into()))?;
+        let mut options = options_field(data)?;
+        let kind = resolve_type(&kind, &mut options);
+        let description = string_field(data, "description")?
+            .unwrap_or_else(|| mounts::default_description(&kind).to_owned());
+        let config = config_field(data, MountConfig::default())?;
+        let uuid = crate::random_id()?;
+        let entry = MountEntry {
+            accessor: format!("{kind}_{}", &uuid[..8]),
+            uuid,
+            path: path.clone(),
+            kind,
+            description,
+            options,
+            config,
+            local: bool_field(data, "local")?.unwrap_or(false),
+            seal_wrap: bool_field(data, "seal_wrap")?.unwrap_or(false),
+        };
+        // Refuse unknown types and versions before touching the table.
+        mounts::backend_for(&entry)?;
+        self.update_mounts(unsealed, |table| {
+            table.check_free(&path)?;
+            table.entries.push(entry.clone());
+            Ok(())
+        })
+        .await?;
+        tracing::info!(path = %path, kind = %entry.kind, "mount enabled");
+        Ok(())
+    }
+
+    async fn disable_mount(&self, unsealed: &Unsealed, path: &str) -> Result<(), EngineError> {
+        let path = mounts::normalize_mount_path(path)?;
+        let mut removed = None;
+        self.update_mounts(unsealed, |table| {
+            removed = None;
+            if let Some(index) = table.entries.iter().position(|entry| entry.path == path) {
+                removed = Some(table.entries.remove(index));
+            }
+            Ok(())
+        })
+        .await?;
+        // As Vault: disabling a path that is not mounted succeeds.
+        let Some(entry) = removed else {
+            return Ok(());
+        };
+        // The mount is gone from the table first, so nothing new is written under its prefix;
+        // then its data is deleted page by page.
+        let storage = crate::logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid);
+        loop {
+            let page = storage.list("", None, 500).await?;
+            if page.keys.is_empty() {
+                break;
+            }
+            let mut txn = custos_storage::Transaction::new();
+            for key in page.keys {
+                txn = txn.delete(key);
+            }
+            storage.commit(txn).await?;
+        }
+        tracing::info!(path = %path, "mount disabled and its data deleted");
+        Ok(())
+    }
+
+    async fn tune(
+        &self,
+        unsealed: &Unsealed,
+        path: &str,
+        data: &Map<String, Value>,
+    ) -> Result<(), EngineError> {
+        let path = mounts::normalize_mount_path(path)?;
+        let description = string_field(data, "description")?;
+        let new_options = options_field(data)?;
+        self.update_mounts(unsealed, |table| {
+            let entry = table
+                .entries
+                .iter_mut()
+                .find(|entry| entry.path == path)
+                .ok_or_else(|| EngineError::InvalidRequest(format!("no mount at {path:?}")))?;
+            entry.config = tune_config(data, entry.config.clone())?;
+            if let Some(description) = &description {
+                entry.description = description.clone();
+            }
+            for (key, value) in &new_options {
+                if key == "version" && entry.options.get("version") != Some(value) {
+                    return Err(EngineError::InvalidRequest(
+                        "changing the kv version of an existing mount is not supported; mount a new kv v2 engine and move the secrets with `custos export`/`custos import`".into(),
+                    ));
+                }
+                entry.options.insert(key.clone(), value.clone());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remount(
+        &self,
+        unsealed: &Unsealed,
+        data: &Map<String, Value>,
+    ) -> Result<LogicalResponse, EngineError> {
+        let from = string_field(data, "from")?
+            .ok_or_else(|| EngineError::InvalidRequest("missing from".into()))?;
+        let to = string_field(data, "to")?
+            .ok_or_else(|| EngineError::InvalidRequest("missing to".into()))?;
+        let from = mounts::normalize_mount_path(&from)?;
+        let to = mounts::normalize_mount_path(&to)?;
+        self.update_mounts(unsealed, |table| {
+            let index = table
+                .entries
+                .iter()
+                .position(|entry| entry.path == from)
+                .ok_or_else(|| EngineError::InvalidRequest(format!("no mount at {from:?}")))?;
+            let entry = table.entries.remove(index);
+            table.check_free(&to)?;
+            table.entries.push(MountEntry {
+                path: to.clone(),
+                ..entry
+            });
+            Ok(())
+        })
+        .await?;
+        // Data is keyed by the mount's UUID, so the move is complete once the table is written.
+        Ok(object(json!({ "migration_id": crate::random_id()? })))
+    }
+
+    /// Applies `change` to the stored mount table with a compare-and-swap, retrying on races.
+    pub(crate) async fn update_mounts(
+        &self,
+        unsealed: &Unsealed,
+        mut change: impl FnMut(&mut MountTable) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        for _ in 0..16 {
+            let stored = unsealed.barrier.get(mounts::MOUNTS_PATH).await?;
+            let (mut table, revision) = match &stored {
+                Some(plain) => (
+                    serde_json::from_slice::<MountTable>(&plain.value).map_err(|error| {
+                        EngineError::Internal(format!("mount table is corrupt: {error}"))
+                    })?,
+                    Some(plain.revision),
+                ),
+                None => (
+                    MountTable {
+                        version: 1,
+                        entries: Vec::new(),
+                    },
+                    None,
+                ),
+            };
+            change(&mut table)?;
+            let bytes = serde_json::to_vec(&table)
+                .map_err(|error| EngineError::Internal(format!("encoding mount table: {error}")))?;
+            let txn = custos_storage::Transaction::new()
+                .require_unchanged(mounts::MOUNTS_PATH, revision)
+                .put(mounts::MOUNTS_PATH, bytes);
+            match unsealed.barrier.commit(txn).await {
+                Ok(_) => {
+                    unsealed.set_mounts(table);
+                    return Ok(());
+                }
+                Err(EngineError::Conflict) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(EngineError::Conflict)
+    }
+}

@@ -1,0 +1,16 @@
+//! Engine integration tests: the seal life cycle over in-memory storage, a fake clock and real
+//! crypto. Each module covers one concern; `support` holds the shared harness.
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+mod auth;
+mod init;
+mod mounts;
+mod posture;
+mod properties;
+mod restart;
+mod rotate;
+mod storage;
+mod support;
+mod uninitialised;
+mod unseal;
+mod wrapping;

@@ -1,0 +1,391 @@
+//! The request pipeline and the mount table: enable, list, tune, remount, disable, routing.
+
+use custos_engine::logical::Operation;
+use custos_engine::{EngineError, Request};
+use serde_json::json;
+
+use crate::support::Harness;
+
+async fn setup() -> (Harness, String) {
+    let (harness, token, _) = setup_with_shares().await;
+    (harness, token)
+}
+
+async fn setup_with_shares() -> (Harness, String, Vec<zeroize::Zeroizing<Vec<u8>>>) {
+    let harness = Harness::new();
+    let output = harness.init_unsealed(1, 1).await;
+    let token = output.root_token.to_string();
+    (harness, token, output.shares)
+}
+
+async fn raw_keys_under(harness: &Harness, prefix: &str) -> Vec<String> {
+    use custos_storage::Storage;
+    harness.storage.list(prefix, None, 0).await.unwrap().keys
+}
+
+fn put(path: &str, token: &str, data: serde_json::Value) -> Request {
+    Request::new(Operation::Update, path)
+        .token(token)
+        .data(data)
+}
+
+fn get(path: &str, token: &str) -> Request {
+    Request::new(Operation::Read, path).token(token)
+}
+
+#[tokio::test]
+async fn pipeline_authenticates_before_anything_else() {
+    let (harness, _) = setup().await;
+    for token in [None, Some("not-a-token")] {
+        let mut request = Request::new(Operation::Read, "sys/mounts");
+        request.token = token.map(str::to_owned);
+        assert!(matches!(
+            harness.engine.handle(request).await,
+            Err(EngineError::PermissionDenied)
+        ));
+    }
+    // Even a malformed path is 403 for an anonymous caller: nothing leaks before auth.
+    assert!(matches!(
+        harness
+            .engine
+            .handle(Request::new(Operation::Read, "a//b"))
+            .await,
+        Err(EngineError::PermissionDenied)
+    ));
+}
+
+#[tokio::test]
+async fn pipeline_is_sealed_when_sealed() {
+    let (harness, token) = setup().await;
+    harness.engine.seal(Some(&token)).await.unwrap();
+    assert!(matches!(
+        harness.engine.handle(get("sys/mounts", &token)).await,
+        Err(EngineError::Sealed)
+    ));
+}
+
+#[tokio::test]
+async fn invalid_paths_are_refused() {
+    let (harness, token) = setup().await;
+    let long = "a/".repeat(600);
+    for path in [
+        "secret//x",
+        "secret/../x",
+        "secret/./x",
+        "secret/\u{7}",
+        long.as_str(),
+    ] {
+        let result = harness.engine.handle(get(path, &token)).await;
+        assert!(
+            matches!(&result, Err(EngineError::InvalidRequest(message)) if message.starts_with("invalid path")),
+            "{path:?}: {result:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unmounted_paths_have_no_route() {
+    let (harness, token) = setup().await;
+    assert!(matches!(
+        harness.engine.handle(get("nothing/here", &token)).await,
+        Err(EngineError::NoRoute(path)) if path == "nothing/here"
+    ));
+}
+
+#[tokio::test]
+async fn enable_list_read_and_disable_a_mount() {
+    let (harness, token) = setup().await;
+    let engine = &harness.engine;
+    let answer = engine
+        .handle(put(
+            "sys/mounts/kv2",
+            &token,
+            json!({"type": "kv", "options": {"version": "2"}, "description": "apps"}),
+        ))
+        .await
+        .unwrap();
+    // Done, nothing to say: 204, not "not found".
+    assert_eq!(
+        answer,
+        Some(custos_engine::logical::LogicalResponse::no_content())
+    );
+    let listed = engine
+        .handle(get("sys/mounts", &token))
+        .await
+        .unwrap()
+        .unwrap();
+    let data = listed.data.unwrap();
+    let mount = &data["kv2/"];
+    assert_eq!(mount["type"], "kv");
+    assert_eq!(mount["options"]["version"], "2");
+    assert_eq!(mount["description"], "apps");
+    assert!(mount["uuid"].as_str().unwrap().len() == 36);
+    assert!(data.contains_key("sys/"));
+
+    let ui = engine
+        .handle(get("sys/internal/ui/mounts/kv2/some/secret", &token))
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(ui["path"], "kv2/");
+    assert_eq!(ui["options"]["version"], "2");
+
+    // Data written through the mount disappears with it.
+    engine
+        .handle(put(
+            "kv2/data/app",
+            &token,
+            json!({"data": {"password": "hunter2"}}),
+        ))
+        .await
+        .unwrap();
+    let raw_before = raw_keys_under(&harness, "logical/").await;
+    assert!(!raw_before.is_empty());
+    engine
+        .handle(Request::new(Operation::Delete, "sys/mounts/kv2").token(token.as_str()))
+        .await
+        .unwrap();
+    assert!(raw_keys_under(&harness, "logical/").await.is_empty());
+    assert!(matches!(
+        engine.handle(get("kv2/data/app", &token)).await,
+        Err(EngineError::NoRoute(_))
+    ));
+    // Disabling again succeeds, as Vault.
+    engine
+        .handle(Request::new(Operation::Delete, "sys/mounts/kv2").token(token.as_str()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn mount_paths_cannot_overlap_or_take_reserved_prefixes() {
+    let (harness, token) = setup().await;
+    let engine = &harness.engine;
+    engine.mount(&token, "team/a", "kv", &[]).await.unwrap();
+    for path in ["team/a", "team", "team/a/b", "sys", "auth/x", "cubbyhole"] {
+        let result = engine
+            .handle(put(
+                &format!("sys/mounts/{path}"),
+                &token,
+                json!({"type": "kv"}),
+            ))
+            .await;
+        assert!(
+            matches!(result, Err(EngineError::InvalidRequest(_))),
+            "{path}: {result:?}"
+        );
+    }
+    engine.mount(&token, "team/b", "kv", &[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_types_and_versions_are_refused() {
+    let (harness, token) = setup().await;
+    let engine = &harness.engine;
+    for body in [
+        json!({"type": "nope"}),
+        json!({"type": "kv", "options": {"version": "3"}}),
+        json!({}),
+        json!({"type": 5}),
+        json!({"type": "kv", "options": "v2"}),
+        json!({"type": "kv", "config": {"default_lease_ttl": "soon"}}),
+    ] {
+        let result = engine
+            .handle(put("sys/mounts/x", &token, body.clone()))
+            .await;
+        assert!(
+            matches!(result, Err(EngineError::InvalidRequest(_))),
+            "{body}: {result:?}"
+        );
+    }
+    let listed = engine
+        .handle(get("sys/mounts", &token))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!listed.data.unwrap().contains_key("x/"));
+}
+
+#[tokio::test]
+async fn kv_v2_alias_and_default_version() {
+    let (harness, token) = setup().await;
+    let engine = &harness.engine;
+    engine
+        .handle(put("sys/mounts/a", &token, json!({"type": "kv-v2"})))
+        .await
+        .unwrap();
+    engine
+        .handle(put("sys/mounts/b", &token, json!({"type": "kv"})))
+        .await
+        .unwrap();
+    let data = engine
+        .handle(get("sys/mounts", &token))
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(data["a/"]["type"], "kv");
+    assert_eq!(data["a/"]["options"]["version"], "2");
+    assert_eq!(data["b/"]["options"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn tune_reads_and_changes_settings() {
+    let (harness, token) = setup().await;
+    let engine = &harness.engine;
+    engine
+        .mount(&token, "kv", "kv", &[("version", "2")])
+        .await
+        .unwrap();
+    let tune = engine
+        .handle(get("sys/mounts/kv/tune", &token))
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(tune["default_lease_ttl"], 32 * 24 * 3600);
+    engine
+        .handle(put(
+            "sys/mounts/kv/tune",
+            &token,
+            json!({"default_lease_ttl": "1h", "max_lease_ttl": 7200, "description": "tuned"}),
+        ))
+        .await
+        .unwrap();
+    let tune = engine
+        .handle(get("sys/mounts/kv/tune", &token))
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(
+        (
+            tune["default_lease_ttl"].as_u64(),
+            tune["max_lease_ttl"].as_u64()
+        ),
+        (Some(3600), Some(7200))
+    );
+    assert_eq!(tune["description"], "tuned");
+    // default above max, and changing the kv version, are refused.
+    assert!(
+        engine
+            .handle(put(
+                "sys/mounts/kv/tune",
+                &token,
+                json!({"default_lease_ttl": "3h"})
+            ))
+            .await
+            .is_err()
+    );
+    assert!(
+        engine
+            .handle(put(
+                "sys/mounts/kv/tune",
+                &token,
+                json!({"options": {"version": "1"}})
+            ))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn remount_moves_a_mount_with_its_data() {
+    let (harness, token) = setup().await;
+    let engine = &harness.engine;
+    engine
+        .mount(&token, "old", "kv", &[("version", "2")])
+        .await
+        .unwrap();
+    engine
+        .handle(put("old/data/app", &token, json!({"data": {"k": "v"}})))
+        .await
+        .unwrap();
+    let answer = engine
+        .handle(put(
+            "sys/remount",
+            &token,
+            json!({"from": "old", "to": "new"}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.data.unwrap()["migration_id"].is_string());
+    let read = engine
+        .handle(get("new/data/app", &token))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.data.unwrap()["data"]["k"], "v");
+    assert!(matches!(
+        engine.handle(get("old/data/app", &token)).await,
+        Err(EngineError::NoRoute(_))
+    ));
+}
+
+#[tokio::test]
+async fn mounts_survive_a_restart() {
+    let (harness, token, shares) = setup_with_shares().await;
+    harness
+        .engine
+        .mount(&token, "kept", "kv", &[("version", "2")])
+        .await
+        .unwrap();
+    let other = harness.another_engine();
+    crate::support::unseal_all(&other, &shares).await;
+    let data = other
+        .handle(get("sys/mounts", &token))
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(data["kept/"]["options"]["version"], "2");
+}
+
+#[tokio::test]
+async fn concurrent_mount_changes_are_all_kept() {
+    let (harness, token) = setup().await;
+    let mut tasks = Vec::new();
+    for index in 0..16 {
+        let engine = harness.engine.clone();
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            engine.mount(&token, &format!("m{index}"), "kv", &[]).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let data = harness
+        .engine
+        .handle(get("sys/mounts", &token))
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .unwrap();
+    for index in 0..16 {
+        assert!(
+            data.contains_key(&format!("m{index}/")),
+            "m{index}/ missing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_methods_on_sys_paths_are_refused() {
+    let (harness, token) = setup().await;
+    assert!(matches!(
+        harness
+            .engine
+            .handle(Request::new(Operation::Delete, "sys/mounts").token(token.as_str()))
+            .await,
+        Err(EngineError::MethodNotAllowed)
+    ));
+}

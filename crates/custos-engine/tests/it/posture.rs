@@ -1,0 +1,171 @@
+//! `sys/posture/secrets`: expired, expiring and rotation-due secrets across KV v2 mounts.
+
+use custos_engine::logical::Operation;
+use custos_engine::{EngineError, Request};
+use jiff::SignedDuration;
+use serde_json::{Value, json};
+
+use crate::support::{Harness, START_UNIX};
+
+fn at(offset_hours: i64) -> String {
+    jiff::Timestamp::from_second(START_UNIX + offset_hours * 3600)
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn posture_lists_expired_expiring_and_rotation_due_secrets() {
+    let harness = Harness::new();
+    let token = harness.init_unsealed(1, 1).await.root_token.to_string();
+    let engine = &harness.engine;
+    engine
+        .mount(&token, "apps", "kv", &[("version", "2")])
+        .await
+        .unwrap();
+    engine.mount(&token, "legacy", "kv", &[]).await.unwrap();
+    let write = |path: &str, custom: Value| {
+        let engine = engine.clone();
+        let token = token.clone();
+        let path = path.to_owned();
+        async move {
+            engine
+                .handle(
+                    Request::new(Operation::Update, format!("apps/data/{path}"))
+                        .token(token.as_str())
+                        .data(json!({"data": {"k": "v"}})),
+                )
+                .await
+                .unwrap();
+            engine
+                .handle(
+                    Request::new(Operation::Update, format!("apps/metadata/{path}"))
+                        .token(token.as_str())
+                        .data(json!({"custom_metadata": custom})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    write("expired", json!({"expires_at": at(-1)})).await;
+    write("soon", json!({"expires_at": at(48)})).await;
+    write("later", json!({"expires_at": at(24 * 30)})).await;
+    write("rotate", json!({"rotation_period": "24h"})).await;
+    write("fine", json!({})).await;
+    harness.clock.advance(SignedDuration::from_hours(25));
+
+    let answer = engine
+        .handle(Request::new(Operation::Read, "sys/posture/secrets").token(token.as_str()))
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .unwrap();
+    let findings: Vec<(String, String)> = answer["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        findings.contains(&("apps/expired".into(), "expired".into())),
+        "{findings:?}"
+    );
+    assert!(
+        findings.contains(&("apps/soon".into(), "expired".into()))
+            || findings.contains(&("apps/soon".into(), "expiring".into())),
+        "{findings:?}"
+    );
+    assert!(
+        findings.contains(&("apps/rotate".into(), "rotation_due".into())),
+        "{findings:?}"
+    );
+    assert!(
+        !findings
+            .iter()
+            .any(|(path, _)| path == "apps/fine" || path == "apps/later"),
+        "{findings:?}"
+    );
+
+    // A wider window brings the later one in; a bad window is refused.
+    let wide = engine
+        .handle(
+            Request::new(Operation::Read, "sys/posture/secrets")
+                .token(token.as_str())
+                .query("within", "1000h"),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .unwrap();
+    assert!(
+        wide["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "apps/later")
+    );
+    assert!(matches!(
+        engine
+            .handle(
+                Request::new(Operation::Read, "sys/posture/secrets")
+                    .token(token.as_str())
+                    .query("within", "soon")
+            )
+            .await,
+        Err(EngineError::InvalidRequest(_))
+    ));
+}
+
+#[tokio::test]
+async fn reading_an_expired_secret_needs_allow_expired() {
+    let harness = Harness::new();
+    let token = harness.init_unsealed(1, 1).await.root_token.to_string();
+    let engine = &harness.engine;
+    engine
+        .mount(&token, "apps", "kv", &[("version", "2")])
+        .await
+        .unwrap();
+    engine
+        .handle(
+            Request::new(Operation::Update, "apps/data/db")
+                .token(token.as_str())
+                .data(json!({"data": {"pw": "x"}})),
+        )
+        .await
+        .unwrap();
+    engine
+        .handle(
+            Request::new(Operation::Update, "apps/metadata/db")
+                .token(token.as_str())
+                .data(json!({"custom_metadata": {"expires_at": at(1)}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        engine
+            .handle(Request::new(Operation::Read, "apps/data/db").token(token.as_str()))
+            .await
+            .is_ok()
+    );
+    harness.clock.advance(SignedDuration::from_hours(2));
+    assert!(matches!(
+        engine.handle(Request::new(Operation::Read, "apps/data/db").token(token.as_str())).await,
+        Err(EngineError::Expired(message)) if message.contains("expired")
+    ));
+    let read = engine
+        .handle(
+            Request::new(Operation::Read, "apps/data/db")
+                .token(token.as_str())
+                .query("allow_expired", "true"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.data.unwrap()["data"]["pw"], "x");
+}

@@ -1,0 +1,182 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every error leaves as Vault's `{"errors": [...]}` body with Vault's status code and a stable
+//! custos error code in the `X-Custos-Error-Code` header. Internal details are never sent: the
+//! client gets "internal error" and the request id, and the full error is logged once by the
+//! request middleware, which finds it in the response extensions.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use custos_api::{ERROR_CODE_HEADER, ErrorCode, ErrorResponse};
+use custos_engine::EngineError;
+
+/// An error on its way to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The body is not valid JSON or has the wrong shape.
+    #[error("failed to decode JSON input: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("request timed out")]
+    Timeout,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A path outside the API (`/v2/...`), or a missing secret: Vault's empty error list.
+    #[error("not found")]
+    NotFound,
+
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+/// The full text of an internal error, kept in the response extensions for the log.
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorDetail(pub(crate) String);
+
+impl ApiError {
+    /// The status, the stable code, and the message the client may see.
+    fn parts(&self) -> (StatusCode, ErrorCode, Option<String>) {
+        use EngineError as E;
+        match self {
+            ApiError::Engine(error) => match error {
+                E::InvalidRequest(message) => (
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidRequest,
+                    Some(message.clone()),
+                ),
+                E::InvalidUnsealKey(message) => (
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidUnsealKey,
+                    Some(message.clone()),
+                ),
+                E::PermissionDenied => (
+                    StatusCode::FORBIDDEN,
+                    ErrorCode::PermissionDenied,
+                    Some(error.to_string()),
+                ),
+                E::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+                E::UnsupportedOperation(message) => (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    ErrorCode::MethodNotAllowed,
+                    Some(message.clone()),
+                ),
+                E::Expired(message) => (
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::Expired,
+                    Some(message.clone()),
+                ),
+                E::MethodNotAllowed => (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    ErrorCode::MethodNotAllowed,
+                    Some(error.to_string()),
+                ),
+                E::NoRoute(_) => (
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::NotFound,
+                    Some(error.to_string()),
+                ),
+                E::Conflict => (
+                    StatusCode::CONFLICT,
+                    ErrorCode::Conflict,
+                    Some(error.to_string()),
+                ),
+                E::Sealed => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Sealed,
+                    Some(error.to_string()),
+                ),
+                E::NotInitialized => (
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::NotInitialized,
+                    Some(error.to_string()),
+                ),
+                E::AlreadyInitialized => (
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::AlreadyInitialized,
+                    Some(error.to_string()),
+                ),
+                E::Unavailable(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::StorageUnavailable,
+                    Some(error.to_string()),
+                ),
+                E::Internal(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    Some("internal error".into()),
+                ),
+            },
+            ApiError::InvalidJson(_) => (
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidJson,
+                Some(self.to_string()),
+            ),
+            ApiError::InvalidRequest(message) => (
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidRequest,
+                Some(message.clone()),
+            ),
+            ApiError::PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                Some(self.to_string()),
+            ),
+            ApiError::UnsupportedMediaType(message) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::InvalidRequest,
+                Some(message.clone()),
+            ),
+            ApiError::Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Timeout,
+                Some(self.to_string()),
+            ),
+            // Vault answers unknown methods with an empty error list.
+            ApiError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                None,
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        let body = ErrorResponse {
+            errors: message.into_iter().collect(),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(ERROR_CODE_HEADER, HeaderValue::from_static(code.as_str()));
+        if status.is_server_error() {
+            response
+                .extensions_mut()
+                .insert(ErrorDetail(format!("{:#}", ErrorChain(&self))));
+        }
+        response
+    }
+}
+
+/// Formats an error with its sources, for the log.
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}

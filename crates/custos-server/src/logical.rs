@@ -1,0 +1,233 @@
+//! `/v1/<path>` for everything that is not a seal life cycle endpoint: turns the HTTP request into
+//! an engine [`Request`] and the engine's answer into Vault's response envelope.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Request as HttpRequest, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use custos_engine::logical::{LogicalResponse, Operation};
+use custos_engine::{EngineError, Request};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::{AppState, RequestId, extract};
+
+const MERGE_PATCH: &str = "application/merge-patch+json";
+
+/// Maps the method (and `?list=true`) to an operation, as Vault does.
+fn operation(method: &Method, query: &BTreeMap<String, String>) -> Result<Operation, ApiError> {
+    let list = query
+        .get("list")
+        .is_some_and(|value| matches!(value.as_str(), "true" | "1" | "t" | "T" | "TRUE" | "True"));
+    Ok(match method.as_str() {
+        "GET" if list => Operation::List,
+        "GET" => Operation::Read,
+        "LIST" => Operation::List,
+        "PUT" | "POST" => Operation::Update,
+        "PATCH" => Operation::Patch,
+        "DELETE" => Operation::Delete,
+        _ => return Err(ApiError::MethodNotAllowed),
+    })
+}
+
+fn parse_query(raw: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(BTreeMap::new());
+    };
+    serde_urlencoded_pairs(raw)
+}
+
+/// Decodes `a=1&b=x%20y` without another dependency: axum's `Query` does the decoding.
+fn serde_urlencoded_pairs(raw: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let uri: axum::http::Uri = format!("/?{raw}")
+        .parse()
+        .map_err(|_| ApiError::InvalidRequest("malformed query string".into()))?;
+    axum::extract::Query::<BTreeMap<String, String>>::try_from_uri(&uri)
+        .map(|query| query.0)
+        .map_err(|error| ApiError::InvalidRequest(format!("malformed query string: {error}")))
+}
+
+/// `/v1/*`: the logical request pipeline.
+pub(crate) async fn handle(
+    State(state): State<AppState>,
+    request: HttpRequest,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    let raw_path = parts
+        .uri
+        .path()
+        .strip_prefix("/v1/")
+        .ok_or(ApiError::NotFound)?;
+    // Decoded as Go's net/http decodes it for Vault, so `%2E%2E` is `..` (and refused) and
+    // `my%20secret` is `my secret`.
+    let path = percent_decode(raw_path)?;
+    let query = parse_query(parts.uri.query())?;
+    let operation = operation(&parts.method, &query)?;
+    let headers: &HeaderMap = &parts.headers;
+    let merge_patch = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .split(';')
+                .next()
+                .is_some_and(|t| t.trim() == MERGE_PATCH)
+        });
+    if operation == Operation::Patch && !merge_patch {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "PATCH requires the Content-Type header to be {MERGE_PATCH:?}"
+        )));
+    }
+    let data = match operation {
+        Operation::Update | Operation::Create | Operation::Patch => {
+            extract::read_json_object(body, state.max_request_bytes).await?
+        }
+        // Vault ignores bodies on reads, lists and deletes, but they still count against the
+        // size limit; reading them would only waste time, so they are dropped unread.
+        _ => None,
+    };
+    let token = extract::token_from_headers(headers);
+    let wrap_ttl = match headers.get("x-vault-wrap-ttl") {
+        None => None,
+        Some(value) => Some(parse_wrap_ttl(value.to_str().unwrap_or_default())?),
+    };
+    let mut request = Request::new(operation, path.clone());
+    request.data = data;
+    request.query = query;
+    request.token = token;
+    request.merge_patch = merge_patch;
+    request.request_id = request_id.clone();
+    request.wrap_ttl = wrap_ttl;
+    let answer = state.engine.handle(request).await?;
+    Ok(render(&request_id, &path, answer))
+}
+
+/// Decodes `%XX` escapes; the result must be UTF-8.
+fn percent_decode(raw: &str) -> Result<String, ApiError> {
+    let invalid = || ApiError::InvalidRequest(format!("invalid path: malformed escape in {raw:?}"));
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        if byte == b'%' {
+            let hex = bytes.get(index + 1..index + 3).ok_or_else(invalid)?;
+            let text = std::str::from_utf8(hex).map_err(|_| invalid())?;
+            decoded.push(u8::from_str_radix(text, 16).map_err(|_| invalid())?);
+            index += 3;
+        } else {
+            decoded.push(byte);
+            index += 1;
+        }
+    }
+    String::from_utf8(decoded)
+        .map_err(|_| ApiError::InvalidRequest("invalid path: not UTF-8 once decoded".into()))
+}
+
+/// Vault's older `sys/` endpoints repeat their data at the top level of the answer; newer ones
+/// (`sys/internal/*`, `sys/wrapping/*`) do not. Clients read both, so match exactly.
+fn flattens(path: &str) -> bool {
+    path.starts_with("sys/mounts") || path.starts_with("sys/remount")
+}
+
+/// `X-Vault-Wrap-TTL`: seconds (`300`) or a duration (`5m`, `1h30m`).
+fn parse_wrap_ttl(text: &str) -> Result<u64, ApiError> {
+    let text = text.trim();
+    let invalid = || ApiError::InvalidRequest(format!("invalid X-Vault-Wrap-TTL {text:?}"));
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    let duration: jiff::SignedDuration = text.parse().map_err(|_| invalid())?;
+    u64::try_from(duration.as_secs()).map_err(|_| invalid())
+}
+
+/// Vault's response envelope.
+fn render(request_id: &str, path: &str, answer: Option<LogicalResponse>) -> Response {
+    let Some(answer) = answer else {
+        return ApiError::Engine(EngineError::NotFound(path.to_owned())).into_response();
+    };
+    if let Some(wrap) = answer.wrap_info {
+        let body = serde_json::json!({
+            "request_id": request_id,
+            "lease_id": "",
+            "renewable": false,
+            "lease_duration": 0,
+            "data": null,
+            "wrap_info": {
+                "token": wrap.token,
+                "accessor": wrap.accessor,
+                "ttl": wrap.ttl,
+                "creation_time": wrap.creation_time,
+                "creation_path": wrap.creation_path,
+            },
+            "warnings": null,
+            "auth": null,
+        });
+        return (StatusCode::OK, axum::Json(body)).into_response();
+    }
+    let Some(data) = answer.data else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let mut body = Map::new();
+    if flattens(path) {
+        body.extend(data.clone());
+    }
+    body.insert("request_id".into(), Value::String(request_id.to_owned()));
+    body.insert("lease_id".into(), Value::String(String::new()));
+    body.insert("renewable".into(), Value::Bool(false));
+    body.insert("lease_duration".into(), Value::from(0));
+    body.insert("data".into(), Value::Object(data));
+    body.insert("wrap_info".into(), Value::Null);
+    body.insert(
+        "warnings".into(),
+        if answer.warnings.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(answer.warnings.into_iter().map(Value::String).collect())
+        },
+    );
+    body.insert("auth".into(), Value::Null);
+    let status = if answer.missing {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
+    (status, axum::Json(Value::Object(body))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a/%2E%2E/b").unwrap(), "a/../b");
+        assert_eq!(percent_decode("my%20secret").unwrap(), "my secret");
+        assert_eq!(percent_decode("caf%C3%A9").unwrap(), "café");
+        assert!(percent_decode("bad%2").is_err());
+        assert!(percent_decode("bad%zz").is_err());
+        assert!(percent_decode("bad%FF").is_err());
+        assert!(percent_decode("%").is_err());
+    }
+
+    fn encode(text: &str) -> String {
+        text.bytes().map(|byte| format!("%{byte:02X}")).collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn percent_decoding_never_panics(raw in ".{0,64}") {
+            let _ = percent_decode(&raw);
+        }
+
+        #[test]
+        fn percent_decoding_inverts_encoding(text in "\\PC{0,32}") {
+            proptest::prop_assert_eq!(percent_decode(&encode(&text)).unwrap(), text);
+        }
+    }
+}

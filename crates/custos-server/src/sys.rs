@@ -1,0 +1,234 @@
+//! Handlers for the Vault-compatible `sys/*` endpoints of the seal life cycle.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use custos_api::sys::{
+    HealthQuery, HealthResponse, InitRequest, InitResponse, InitStatusResponse, KeyStatus,
+    LeaderResponse, SealStatusResponse, UnsealRequest,
+};
+use custos_engine::{InitParams, KeyInfo, SealStatus, UnsealInput};
+use zeroize::Zeroizing;
+
+use crate::error::ApiError;
+use crate::extract::{JsonBody, Token};
+use crate::{AppState, RequestId};
+
+fn seal_status_body(status: SealStatus) -> SealStatusResponse {
+    SealStatusResponse {
+        seal_type: "shamir".into(),
+        initialized: status.initialized,
+        sealed: status.sealed,
+        t: status.threshold,
+        n: status.shares,
+        progress: status.progress,
+        nonce: status.nonce,
+        recovery_seal: false,
+        version: custos_api::VERSION.into(),
+        build_date: String::new(),
+        migration: false,
+        cluster_name: status.cluster_name,
+        cluster_id: status.cluster_id,
+        storage_type: status.storage_type.into(),
+    }
+}
+
+fn rfc3339(timestamp: jiff::Timestamp) -> String {
+    format!("{timestamp:.9}")
+}
+
+/// Parses one of health's `*code` parameters: a status code Vault's way.
+fn code_param(value: Option<&String>, default: StatusCode) -> Result<StatusCode, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<u16>()
+            .ok()
+            .and_then(|code| StatusCode::from_u16(code).ok())
+            .ok_or_else(|| ApiError::InvalidRequest(format!("invalid status code {raw:?}"))),
+    }
+}
+
+/// `GET|HEAD /v1/sys/health`: 200 active, 501 not initialised, 503 sealed; codes overridable.
+pub(crate) async fn health(
+    State(state): State<AppState>,
+    method: Method,
+    Query(query): Query<HealthQuery>,
+) -> Result<Response, ApiError> {
+    let status = state.engine.seal_status().await?;
+    let code = if !status.initialized {
+        code_param(query.uninitcode.as_ref(), StatusCode::NOT_IMPLEMENTED)?
+    } else if status.sealed {
+        code_param(query.sealedcode.as_ref(), StatusCode::SERVICE_UNAVAILABLE)?
+    } else {
+        // Every unsealed custos node is active: nodes share storage and have no standby mode.
+        code_param(query.activecode.as_ref(), StatusCode::OK)?
+    };
+    if method == Method::HEAD {
+        return Ok(code.into_response());
+    }
+    let body = HealthResponse {
+        initialized: status.initialized,
+        sealed: status.sealed,
+        standby: status.sealed,
+        performance_standby: false,
+        replication_performance_mode: "disabled".into(),
+        replication_dr_mode: "disabled".into(),
+        server_time_utc: state.engine.now().as_second(),
+        version: custos_api::VERSION.into(),
+        cluster_name: status.cluster_name,
+        cluster_id: status.cluster_id,
+    };
+    Ok((code, Json(body)).into_response())
+}
+
+/// `GET /v1/sys/seal-status`.
+pub(crate) async fn seal_status(
+    State(state): State<AppState>,
+) -> Result<Json<SealStatusResponse>, ApiError> {
+    Ok(Json(seal_status_body(state.engine.seal_status().await?)))
+}
+
+/// `GET /v1/sys/init`.
+pub(crate) async fn init_status(
+    State(state): State<AppState>,
+) -> Result<Json<InitStatusResponse>, ApiError> {
+    Ok(Json(InitStatusResponse {
+        initialized: state.engine.is_initialized().await?,
+    }))
+}
+
+/// `PUT /v1/sys/init`.
+pub(crate) async fn init(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<InitRequest>,
+) -> Result<Json<InitResponse>, ApiError> {
+    if !request.pgp_keys.is_empty() || !request.root_token_pgp_key.is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "PGP-encrypted key shares are not supported by custos".into(),
+        ));
+    }
+    if request.recovery_shares.unwrap_or(0) > 0 || request.recovery_threshold.unwrap_or(0) > 0 {
+        return Err(ApiError::InvalidRequest(
+            "recovery shares only apply to auto-unseal, which this server does not use".into(),
+        ));
+    }
+    if request.stored_shares.unwrap_or(0) > 0 {
+        return Err(ApiError::InvalidRequest(
+            "stored shares only apply to auto-unseal, which this server does not use".into(),
+        ));
+    }
+    let output = state
+        .engine
+        .init(InitParams {
+            secret_shares: request.secret_shares,
+            secret_threshold: request.secret_threshold,
+            root_token: None,
+        })
+        .await?;
+    Ok(Json(InitResponse {
+        keys: output.shares.iter().map(hex::encode).collect(),
+        keys_base64: output
+            .shares
+            .iter()
+            .map(|share| base64::engine::general_purpose::STANDARD.encode(share))
+            .collect(),
+        root_token: output.root_token.to_string(),
+    }))
+}
+
+/// Decodes an unseal key the way Vault does: hex first, then standard base64.
+fn decode_key(key: &str) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let key = key.trim();
+    if let Ok(bytes) = hex::decode(key) {
+        return Ok(Zeroizing::new(bytes));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .map(Zeroizing::new)
+        .map_err(|_| ApiError::InvalidRequest("'key' must be a valid hex or base64 string".into()))
+}
+
+/// `PUT /v1/sys/unseal`.
+pub(crate) async fn unseal(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<UnsealRequest>,
+) -> Result<Json<SealStatusResponse>, ApiError> {
+    let input = if request.reset {
+        UnsealInput::Reset
+    } else {
+        match request.key.as_deref() {
+            Some(key) if !key.is_empty() => UnsealInput::Key(decode_key(key)?),
+            _ => {
+                return Err(ApiError::InvalidRequest(
+                    "'key' must be specified in request body as JSON, or 'reset' set to true"
+                        .into(),
+                ));
+            }
+        }
+    };
+    Ok(Json(seal_status_body(state.engine.unseal(input).await?)))
+}
+
+/// `PUT /v1/sys/seal`.
+pub(crate) async fn seal(
+    State(state): State<AppState>,
+    token: Token,
+) -> Result<StatusCode, ApiError> {
+    state.engine.seal(token.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /v1/sys/rotate`.
+pub(crate) async fn rotate(
+    State(state): State<AppState>,
+    token: Token,
+) -> Result<StatusCode, ApiError> {
+    state.engine.rotate(token.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/sys/key-status`: Vault puts the fields both at the top level and under `data`.
+pub(crate) async fn key_status(
+    State(state): State<AppState>,
+    token: Token,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+) -> Result<Response, ApiError> {
+    let info: KeyInfo = state.engine.key_status(token.as_deref()).await?;
+    let install_time = jiff::Timestamp::from_second(info.installed_at)
+        .map(rfc3339)
+        .unwrap_or_default();
+    let status = KeyStatus {
+        term: info.term,
+        install_time,
+        encryptions: info.encryptions,
+    };
+    let envelope = custos_api::Envelope::data(request_id.0, status.clone());
+    let mut body = serde_json::to_value(&envelope)
+        .map_err(|error| custos_engine::EngineError::Internal(error.to_string()))?;
+    if let (Some(object), Ok(serde_json::Value::Object(fields))) =
+        (body.as_object_mut(), serde_json::to_value(&status))
+    {
+        object.extend(fields);
+    }
+    Ok(Json(body).into_response())
+}
+
+/// `GET /v1/sys/leader`: every unsealed custos node serves requests itself.
+pub(crate) async fn leader(
+    State(state): State<AppState>,
+) -> Result<Json<LeaderResponse>, ApiError> {
+    let status = state.engine.seal_status().await?;
+    if status.sealed {
+        return Err(custos_engine::EngineError::Sealed.into());
+    }
+    Ok(Json(LeaderResponse {
+        ha_enabled: false,
+        is_self: true,
+        active_time: status.active_since.map(rfc3339).unwrap_or_default(),
+        leader_address: state.api_address.clone(),
+        leader_cluster_address: String::new(),
+    }))
+}

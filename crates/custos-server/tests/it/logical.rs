@@ -1,0 +1,169 @@
+//! `/v1/<path>` through the engine pipeline: methods, envelopes, statuses and body handling.
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{req, unsealed};
+
+#[tokio::test]
+async fn mounting_and_listing_mounts_over_http() {
+    let (server, init) = unsealed().await;
+    let token = init.root_token.as_str();
+    let reply = server
+        .send(
+            req(Method::POST, "/v1/sys/mounts/kv")
+                .token(token)
+                .json(&json!({"type": "kv", "options": {"version": "2"}})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(reply.bytes.is_empty());
+
+    let reply = server
+        .send(req(Method::GET, "/v1/sys/mounts").token(token))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = reply.json();
+    // Vault's envelope, and for sys/ paths the data also at the top level.
+    for field in [
+        "request_id",
+        "lease_id",
+        "renewable",
+        "lease_duration",
+        "data",
+        "wrap_info",
+        "warnings",
+        "auth",
+    ] {
+        assert!(body.get(field).is_some(), "missing {field}: {body}");
+    }
+    assert_eq!(body["request_id"], reply.header("x-request-id").unwrap());
+    assert_eq!(body["data"]["kv/"]["type"], "kv");
+    assert_eq!(body["kv/"]["options"]["version"], "2");
+}
+
+#[tokio::test]
+async fn kv_v1_round_trip_with_list_method_and_query() {
+    let (server, init) = unsealed().await;
+    let token = init.root_token.as_str();
+    server
+        .send(
+            req(Method::POST, "/v1/sys/mounts/kv1")
+                .token(token)
+                .json(&json!({"type": "kv"})),
+        )
+        .await;
+    let reply = server
+        .send(
+            req(Method::PUT, "/v1/kv1/app/db")
+                .token(token)
+                .json(&json!({"password": "hunter2"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+
+    let reply = server
+        .send(req(Method::GET, "/v1/kv1/app/db").token(token))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = reply.json();
+    assert_eq!(body["data"]["password"], "hunter2");
+    // Not a sys/ path: data only under `data`.
+    assert!(body.get("password").is_none());
+
+    let method = Method::from_bytes(b"LIST").unwrap();
+    let listed = server.send(req(method, "/v1/kv1/app").token(token)).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.json()["data"]["keys"], json!(["db"]));
+    let listed = server
+        .send(req(Method::GET, "/v1/kv1/?list=true").token(token))
+        .await;
+    assert_eq!(listed.json()["data"]["keys"], json!(["app/"]));
+
+    let reply = server
+        .send(req(Method::DELETE, "/v1/kv1/app/db").token(token))
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let reply = server
+        .send(req(Method::GET, "/v1/kv1/app/db").token(token))
+        .await;
+    reply.assert_error(StatusCode::NOT_FOUND, "not_found", &[]);
+}
+
+#[tokio::test]
+async fn bodies_must_be_json_objects_within_the_limit() {
+    let (mut server, init) = unsealed().await;
+    let token = init.root_token.clone();
+    server
+        .send(
+            req(Method::POST, "/v1/sys/mounts/kv1")
+                .token(&token)
+                .json(&json!({"type": "kv"})),
+        )
+        .await;
+    for body in ["{bad", "[1,2]", "\"text\"", "5"] {
+        let reply = server
+            .send(req(Method::PUT, "/v1/kv1/x").token(&token).raw(body))
+            .await;
+        reply.assert_bad_request_starting("invalid_json", "failed to decode JSON input");
+    }
+    server.state.max_request_bytes = 1024;
+    server = crate::support::Server::new(server.state.clone());
+    let big = json!({"blob": "x".repeat(4096)});
+    let reply = server
+        .send(req(Method::PUT, "/v1/kv1/x").token(&token).json(&big))
+        .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        reply.header("x-custos-error-code"),
+        Some("payload_too_large")
+    );
+}
+
+#[tokio::test]
+async fn patch_needs_the_merge_patch_content_type() {
+    let (server, init) = unsealed().await;
+    let token = init.root_token.as_str();
+    let reply = server
+        .send(
+            req(Method::PATCH, "/v1/secret/data/x")
+                .token(token)
+                .json(&json!({"data": {}})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(
+        reply.json()["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("merge-patch+json")
+    );
+}
+
+#[tokio::test]
+async fn unmounted_paths_are_404_naming_the_route() {
+    let (server, init) = unsealed().await;
+    let reply = server
+        .send(req(Method::GET, "/v1/nothing/here").token(&init.root_token))
+        .await;
+    reply.assert_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &["no handler for route \"nothing/here\". route entry not found."],
+    );
+    let reply = server
+        .send(req(Method::GET, "/v1/nothing//here").token(&init.root_token))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn unknown_methods_are_405() {
+    let (server, init) = unsealed().await;
+    let reply = server
+        .send(
+            req(Method::from_bytes(b"BREW").unwrap(), "/v1/secret/data/x").token(&init.root_token),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+}

@@ -1,0 +1,15 @@
+//! HTTP integration tests: the router driven with `oneshot`, no socket. Every test checks the
+//! status code and the JSON body field for field against what Vault answers.
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+mod auth;
+mod body;
+mod health;
+mod init;
+mod internal;
+mod key_status;
+mod logical;
+mod matrix;
+mod sealed;
+mod support;
+mod unseal;

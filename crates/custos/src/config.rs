@@ -1,0 +1,387 @@
+//! Server configuration: defaults < TOML file < `CUSTOS_*` environment < command-line flags.
+//!
+//! Parsing happens in two steps, as ripgrep does: [`RawConfig`] mirrors the file (every field
+//! optional, unknown fields refused), layers are merged, and [`resolve`] turns the result into a
+//! typed [`Config`]. Nothing after startup sees raw strings.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+/// Reads environment variables; tests pass a map instead of touching the process environment.
+pub(crate) trait EnvSource {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub(crate) struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|value| !value.is_empty())
+    }
+}
+
+impl EnvSource for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// The configuration file, as written. See `docs/configuration.md`.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub(crate) version: Option<u32>,
+    /// The address clients use to reach this node, e.g. `https://custos.example:8200`.
+    pub(crate) api_addr: Option<String>,
+    /// Accept secret files (`*_file`) that other users can read. Named to be noticed.
+    pub(crate) dangerous_allow_readable_secret_files: Option<bool>,
+    #[serde(default)]
+    pub(crate) listener: RawListener,
+    #[serde(default)]
+    pub(crate) storage: RawStorage,
+    #[serde(default)]
+    pub(crate) log: RawLog,
+    #[serde(default)]
+    pub(crate) secrets: RawSecrets,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecrets {
+    /// The largest secret one request may store, in bytes (JSON-encoded).
+    pub(crate) max_value_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListener {
+    pub(crate) address: Option<String>,
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    pub(crate) tls_key_file: Option<PathBuf>,
+    pub(crate) tls_client_ca_file: Option<PathBuf>,
+    pub(crate) tls_require_client_cert: Option<bool>,
+    pub(crate) tls_disable: Option<bool>,
+    pub(crate) max_request_bytes: Option<usize>,
+    pub(crate) request_timeout: Option<String>,
+    pub(crate) shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStorage {
+    pub(crate) backend: Option<String>,
+    /// SQLite database file.
+    pub(crate) path: Option<PathBuf>,
+    /// PostgreSQL connection URL (may hold a password: prefer `url_file`).
+    pub(crate) url: Option<String>,
+    pub(crate) url_file: Option<PathBuf>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) connect_timeout: Option<String>,
+    /// Bytes of read cache in front of the backend (0 turns it off).
+    pub(crate) cache_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub(crate) level: Option<String>,
+    pub(crate) format: Option<String>,
+}
+
+/// A secret setting. Its `Debug` never shows the value.
+#[derive(Clone)]
+pub(crate) struct Secret(pub(crate) Zeroizing<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum StorageConfig {
+    Memory,
+    Sqlite {
+        path: PathBuf,
+        cache_bytes: usize,
+    },
+    Postgres {
+        url: Secret,
+        max_connections: usize,
+        connect_timeout: Duration,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum TlsConfig {
+    /// Plain HTTP: only with `--dev` or an explicit `tls_disable = true`.
+    Disabled,
+    Enabled(custos_server::TlsFiles),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) address: SocketAddr,
+    pub(crate) api_addr: Option<String>,
+    pub(crate) tls: TlsConfig,
+    pub(crate) max_request_bytes: usize,
+    pub(crate) request_timeout: Duration,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) storage: StorageConfig,
+    pub(crate) log_level: String,
+    pub(crate) log_format: LogFormat,
+    pub(crate) max_secret_bytes: usize,
+}
+
+/// Overlays `top` on `base`: every field `top` sets wins.
+pub(crate) fn merge(base: RawConfig, top: RawConfig) -> RawConfig {
+    macro_rules! pick {
+        ($($field:ident).+) => { top.$($field).+.or(base.$($field).+) };
+    }
+    RawConfig {
+        version: pick!(version),
+        api_addr: pick!(api_addr),
+        dangerous_allow_readable_secret_files: pick!(dangerous_allow_readable_secret_files),
+        listener: RawListener {
+            address: pick!(listener.address),
+            tls_cert_file: pick!(listener.tls_cert_file),
+            tls_key_file: pick!(listener.tls_key_file),
+            tls_client_ca_file: pick!(listener.tls_client_ca_file),
+            tls_require_client_cert: pick!(listener.tls_require_client_cert),
+            tls_disable: pick!(listener.tls_disable),
+            max_request_bytes: pick!(listener.max_request_bytes),
+            request_timeout: pick!(listener.request_timeout),
+            shutdown_grace: pick!(listener.shutdown_grace),
+        },
+        storage: RawStorage {
+            backend: pick!(storage.backend),
+            path: pick!(storage.path),
+            url: pick!(storage.url),
+            url_file: pick!(storage.url_file),
+            max_connections: pick!(storage.max_connections),
+            connect_timeout: pick!(storage.connect_timeout),
+            cache_bytes: pick!(storage.cache_bytes),
+        },
+        log: RawLog {
+            level: pick!(log.level),
+            format: pick!(log.format),
+        },
+        secrets: RawSecrets {
+            max_value_bytes: pick!(secrets.max_value_bytes),
+        },
+    }
+}
+
+/// Parses a TOML configuration file's text.
+pub(crate) fn parse_file(text: &str) -> anyhow::Result<RawConfig> {
+    let raw: RawConfig = toml::from_str(text)?;
+    match raw.version {
+        Some(1) => Ok(raw),
+        Some(other) => {
+            bail!("unsupported configuration version {other} (this build reads version 1)")
+        }
+        None => bail!("the configuration file must start with `version = 1`"),
+    }
+}
+
+fn parse_bool(name: &str, value: &str) -> anyhow::Result<bool> {
+    match value {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => bail!("{name}={value:?} is not a boolean (true/false)"),
+    }
+}
+
+/// Reads the `CUSTOS_*` variables into a layer.
+pub(crate) fn from_env(env: &dyn EnvSource) -> anyhow::Result<RawConfig> {
+    let path = |name: &str| env.var(name).map(PathBuf::from);
+    let flag = |name: &str| -> anyhow::Result<Option<bool>> {
+        env.var(name)
+            .map(|value| parse_bool(name, &value))
+            .transpose()
+    };
+    let number = |name: &str| -> anyhow::Result<Option<usize>> {
+        env.var(name)
+            .map(|value| {
+                value
+                    .parse()
+                    .with_context(|| format!("{name}={value:?} is not a number"))
+            })
+            .transpose()
+    };
+    Ok(RawConfig {
+        version: None,
+        api_addr: env.var("CUSTOS_API_ADDR"),
+        dangerous_allow_readable_secret_files: flag(
+            "CUSTOS_DANGEROUS_ALLOW_READABLE_SECRET_FILES",
+        )?,
+        listener: RawListener {
+            address: env.var("CUSTOS_LISTEN_ADDRESS"),
+            tls_cert_file: path("CUSTOS_TLS_CERT_FILE"),
+            tls_key_file: path("CUSTOS_TLS_KEY_FILE"),
+            tls_client_ca_file: path("CUSTOS_TLS_CLIENT_CA_FILE"),
+            tls_require_client_cert: flag("CUSTOS_TLS_REQUIRE_CLIENT_CERT")?,
+            tls_disable: flag("CUSTOS_TLS_DISABLE")?,
+            max_request_bytes: number("CUSTOS_MAX_REQUEST_BYTES")?,
+            request_timeout: env.var("CUSTOS_REQUEST_TIMEOUT"),
+            shutdown_grace: env.var("CUSTOS_SHUTDOWN_GRACE"),
+        },
+        storage: RawStorage {
+            backend: env.var("CUSTOS_STORAGE_BACKEND"),
+            path: path("CUSTOS_STORAGE_PATH"),
+            url: env.var("CUSTOS_STORAGE_URL"),
+            url_file: path("CUSTOS_STORAGE_URL_FILE"),
+            max_connections: number("CUSTOS_STORAGE_MAX_CONNECTIONS")?,
+            connect_timeout: env.var("CUSTOS_STORAGE_CONNECT_TIMEOUT"),
+            cache_bytes: number("CUSTOS_STORAGE_CACHE_BYTES")?,
+        },
+        log: RawLog {
+            level: env.var("CUSTOS_LOG_LEVEL"),
+            format: env.var("CUSTOS_LOG_FORMAT"),
+        },
+        secrets: RawSecrets {
+            max_value_bytes: number("CUSTOS_MAX_SECRET_BYTES")?,
+        },
+    })
+}
+
+/// Parses durations like `90s`, `5m`, `1h30m`, `250ms`.
+pub(crate) fn parse_duration(name: &str, text: &str) -> anyhow::Result<Duration> {
+    let span: jiff::SignedDuration = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{name} = {text:?} is not a duration like \"30s\" or \"5m\""))?;
+    if span.is_negative() || span.is_zero() {
+        bail!("{name} = {text:?} must be positive");
+    }
+    Duration::try_from(span).with_context(|| format!("{name} = {text:?} is out of range"))
+}
+
+/// Reads a secret from a file, refusing files other users may read unless told otherwise.
+pub(crate) fn read_secret_file(path: &Path, allow_readable: bool) -> anyhow::Result<Secret> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("cannot read secret file {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 && !allow_readable {
+            bail!(
+                "secret file {} is readable by other users (mode {:o}); run `chmod 600` on it, or set dangerous_allow_readable_secret_files = true",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read secret file {}", path.display()))?;
+    Ok(Secret(Zeroizing::new(
+        text.trim_end_matches(['\r', '\n']).to_owned(),
+    )))
+}
+
+/// Turns merged raw settings into a typed configuration.
+pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
+    let listener = raw.listener;
+    let address_text = listener.address.unwrap_or_else(|| "127.0.0.1:8200".into());
+    let address: SocketAddr = address_text.parse().with_context(|| {
+        format!("listener.address = {address_text:?} is not an IP:port address")
+    })?;
+    let tls = if listener.tls_disable.unwrap_or(false) {
+        TlsConfig::Disabled
+    } else {
+        let (Some(cert_file), Some(key_file)) = (listener.tls_cert_file, listener.tls_key_file)
+        else {
+            bail!(
+                "TLS needs listener.tls_cert_file and listener.tls_key_file (or set listener.tls_disable = true to serve plain HTTP, which exposes tokens and secrets on the network)"
+            );
+        };
+        TlsConfig::Enabled(custos_server::TlsFiles {
+            cert_file,
+            key_file,
+            client_ca_file: listener.tls_client_ca_file,
+            require_client_cert: listener.tls_require_client_cert.unwrap_or(false),
+        })
+    };
+    let allow_readable = raw.dangerous_allow_readable_secret_files.unwrap_or(false);
+    let storage = raw.storage;
+    let backend = storage.backend.as_deref().unwrap_or("sqlite");
+    let storage = match backend {
+        "memory" | "inmem" => StorageConfig::Memory,
+        "sqlite" => StorageConfig::Sqlite {
+            path: storage.path.unwrap_or_else(|| PathBuf::from("custos.db")),
+            cache_bytes: storage.cache_bytes.unwrap_or(64 * 1024 * 1024),
+        },
+        "postgres" | "postgresql" if storage.cache_bytes.is_some_and(|bytes| bytes > 0) => {
+            bail!(
+                "storage.cache_bytes is not available with PostgreSQL yet: other nodes' writes would not invalidate it"
+            )
+        }
+        "postgres" | "postgresql" => {
+            let url = match (storage.url, storage.url_file) {
+                (Some(_), Some(_)) => bail!("set storage.url or storage.url_file, not both"),
+                (Some(url), None) => Secret(Zeroizing::new(url)),
+                (None, Some(file)) => read_secret_file(&file, allow_readable)?,
+                (None, None) => {
+                    bail!("storage.backend = \"postgres\" needs storage.url or storage.url_file")
+                }
+            };
+            StorageConfig::Postgres {
+                url,
+                max_connections: storage.max_connections.unwrap_or(16).max(1),
+                connect_timeout: storage
+                    .connect_timeout
+                    .map(|text| parse_duration("storage.connect_timeout", &text))
+                    .transpose()?
+                    .unwrap_or(Duration::from_secs(5)),
+            }
+        }
+        other => bail!("storage.backend = {other:?} is not one of sqlite, postgres, memory"),
+    };
+    let log_format = match raw.log.format.as_deref().unwrap_or("pretty") {
+        "pretty" | "text" => LogFormat::Pretty,
+        "json" => LogFormat::Json,
+        other => bail!("log.format = {other:?} is not one of pretty, json"),
+    };
+    Ok(Config {
+        address,
+        api_addr: raw.api_addr,
+        tls,
+        max_request_bytes: listener.max_request_bytes.unwrap_or(32 * 1024 * 1024),
+        request_timeout: listener
+            .request_timeout
+            .map(|text| parse_duration("listener.request_timeout", &text))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(90)),
+        shutdown_grace: listener
+            .shutdown_grace
+            .map(|text| parse_duration("listener.shutdown_grace", &text))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(30)),
+        storage,
+        log_level: raw.log.level.unwrap_or_else(|| "info".into()),
+        log_format,
+        max_secret_bytes: match raw.secrets.max_value_bytes {
+            None => 1024 * 1024,
+            Some(0) => bail!("secrets.max_value_bytes must be positive"),
+            Some(bytes) => bytes,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,258 @@
+//! Client commands over the HTTP API: `custos operator ...` and `custos status`.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use custos_api::sys::{InitRequest, SealStatusResponse};
+use custos_client::{Client, ClientConfig};
+use serde::Serialize;
+
+/// How to reach the server; shared by every client command.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ClientArgs {
+    /// Server address [env: CUSTOS_ADDR, falls back to VAULT_ADDR; default https://127.0.0.1:8200]
+    #[arg(long, global = true, value_name = "URL")]
+    address: Option<String>,
+    /// Token [env: CUSTOS_TOKEN, falls back to VAULT_TOKEN]
+    #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM bundle of CAs that signed the server's certificate [env: CUSTOS_CACERT or VAULT_CACERT]
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// PEM client certificate for mTLS [env: CUSTOS_CLIENT_CERT or VAULT_CLIENT_CERT]
+    #[arg(long, global = true, value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+    /// PEM key of the client certificate [env: CUSTOS_CLIENT_KEY or VAULT_CLIENT_KEY]
+    #[arg(long, global = true, value_name = "FILE")]
+    client_key: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+}
+
+fn env_either(primary: &str, fallback: &str) -> Option<String> {
+    std::env::var(primary)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| std::env::var(fallback).ok().filter(|v| !v.is_empty()))
+}
+
+impl ClientArgs {
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        let config = ClientConfig {
+            address: self
+                .address
+                .clone()
+                .or_else(|| env_either("CUSTOS_ADDR", "VAULT_ADDR"))
+                .unwrap_or_else(|| "https://127.0.0.1:8200".into()),
+            token: self
+                .token
+                .clone()
+                .or_else(|| env_either("CUSTOS_TOKEN", "VAULT_TOKEN")),
+            ca_cert: self
+                .ca_cert
+                .clone()
+                .or_else(|| env_either("CUSTOS_CACERT", "VAULT_CACERT").map(PathBuf::from)),
+            client_cert: self.client_cert.clone().or_else(|| {
+                env_either("CUSTOS_CLIENT_CERT", "VAULT_CLIENT_CERT").map(PathBuf::from)
+            }),
+            client_key: self
+                .client_key
+                .clone()
+                .or_else(|| env_either("CUSTOS_CLIENT_KEY", "VAULT_CLIENT_KEY").map(PathBuf::from)),
+            timeout: None,
+        };
+        Ok(Client::new(config)?)
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum OperatorCommand {
+    /// Initialise a new server: creates the root key, splits it into unseal key shares and
+    /// prints them with the initial root token. Store the shares apart; they are shown once.
+    Init {
+        /// Number of unseal key shares to create.
+        #[arg(long, default_value_t = 5)]
+        key_shares: u32,
+        /// Number of shares needed to unseal.
+        #[arg(long, default_value_t = 3)]
+        key_threshold: u32,
+    },
+    /// Submit one unseal key share. Without KEY, prompts for it without echo (or reads a line
+    /// from standard input when it is not a terminal).
+    Unseal {
+        /// The key share, hex or base64.
+        key: Option<String>,
+        /// Discard the shares submitted so far.
+        #[arg(long, conflicts_with = "key")]
+        reset: bool,
+    },
+    /// Seal the server: key material is dropped from memory until it is unsealed again.
+    Seal,
+    /// Show whether the server is initialised and sealed (exit code 0 unsealed, 2 sealed).
+    Status,
+    /// Install a new data encryption key; older keys keep decrypting.
+    Rotate,
+    /// Show the active data key term.
+    KeyStatus,
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn print_table(rows: &[(&str, String)]) {
+    let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+    println!("{:width$}    Value", "Key");
+    println!("{:width$}    -----", "---");
+    for (key, value) in rows {
+        println!("{key:width$}    {value}");
+    }
+}
+
+fn print_seal_status(status: &SealStatusResponse, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => print_json(status),
+        Format::Table => {
+            let mut rows = vec![
+                ("Seal Type", status.seal_type.clone()),
+                ("Initialized", status.initialized.to_string()),
+                ("Sealed", status.sealed.to_string()),
+                ("Total Shares", status.n.to_string()),
+                ("Threshold", status.t.to_string()),
+            ];
+            if status.sealed {
+                rows.push((
+                    "Unseal Progress",
+                    format!("{}/{}", status.progress, status.t),
+                ));
+                rows.push(("Unseal Nonce", status.nonce.clone()));
+            }
+            rows.push(("Version", status.version.clone()));
+            rows.push(("Storage Type", status.storage_type.clone()));
+            if let Some(name) = &status.cluster_name {
+                rows.push(("Cluster Name", name.clone()));
+            }
+            if let Some(id) = &status.cluster_id {
+                rows.push(("Cluster ID", id.clone()));
+            }
+            print_table(&rows);
+            Ok(())
+        }
+    }
+}
+
+fn read_key_from_user() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let key = rpassword::prompt_password("Unseal Key (will be hidden): ")
+            .context("cannot read the unseal key")?;
+        Ok(key)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the unseal key from standard input")?;
+        Ok(line.trim().to_owned())
+    }
+}
+
+/// `custos status` / `custos operator status`: exit 0 unsealed, 2 sealed, 1 on error (as Vault).
+pub(crate) async fn status(args: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let status = args.client()?.seal_status().await?;
+    print_seal_status(&status, args.format)?;
+    Ok(if status.sealed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(crate) async fn run(command: OperatorCommand, args: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let client = args.client()?;
+    match command {
+        OperatorCommand::Init {
+            key_shares,
+            key_threshold,
+        } => {
+            let response = client
+                .init(&InitRequest {
+                    secret_shares: key_shares,
+                    secret_threshold: key_threshold,
+                    ..InitRequest::default()
+                })
+                .await?;
+            match args.format {
+                Format::Json => print_json(&response)?,
+                Format::Table => {
+                    for (index, key) in response.keys_base64.iter().enumerate() {
+                        println!("Unseal Key {}: {key}", index + 1);
+                    }
+                    println!("\nInitial Root Token: {}\n", response.root_token);
+                    println!(
+                        "custos initialised with {key_shares} key shares and a key threshold of {key_threshold}.\n\
+                         Give the shares to different people and keep them apart: any {key_threshold} of them\n\
+                         unseal the server, and they are never shown again.\n\
+                         The server is sealed until {key_threshold} shares are submitted with `custos operator unseal`."
+                    );
+                }
+            }
+        }
+        OperatorCommand::Unseal { key, reset } => {
+            let status = if reset {
+                client.unseal_reset().await?
+            } else {
+                let key = match key {
+                    Some(key) => key,
+                    None => read_key_from_user()?,
+                };
+                if key.is_empty() {
+                    bail!("no unseal key given");
+                }
+                client.unseal(&key).await?
+            };
+            print_seal_status(&status, args.format)?;
+        }
+        OperatorCommand::Seal => {
+            client.seal().await?;
+            if args.format == Format::Json {
+                print_json(&serde_json::json!({"sealed": true}))?;
+            } else {
+                println!("Success! custos is sealed.");
+            }
+        }
+        OperatorCommand::Status => return status(args).await,
+        OperatorCommand::Rotate => {
+            client.rotate().await?;
+            let key = client.key_status().await?;
+            match args.format {
+                Format::Json => print_json(&key)?,
+                Format::Table => println!(
+                    "Success! Rotated key\n\nKey Term        {}\nInstall Time    {}",
+                    key.term, key.install_time
+                ),
+            }
+        }
+        OperatorCommand::KeyStatus => {
+            let key = client.key_status().await?;
+            match args.format {
+                Format::Json => print_json(&key)?,
+                Format::Table => print_table(&[
+                    ("Key Term", key.term.to_string()),
+                    ("Install Time", key.install_time),
+                    ("Encryption Count", key.encryptions.to_string()),
+                ]),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,260 @@
+//! `custos server`: opens storage, builds the engine, serves HTTP(S) until SIGTERM/SIGINT.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use custos_engine::{Engine, SystemClock};
+use custos_server::{AppState, ServeOptions};
+use custos_storage::{MemoryStorage, Storage};
+use zeroize::Zeroizing;
+
+use crate::config::{self, Config, StorageConfig, TlsConfig};
+
+/// Flags of `custos server`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServerArgs {
+    /// TOML configuration file (see docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Address to listen on, e.g. 0.0.0.0:8200 (overrides listener.address).
+    #[arg(long, value_name = "IP:PORT")]
+    listen_address: Option<String>,
+    /// Log level or filter, e.g. info, debug, custos_engine=trace.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log format: pretty or json.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Development mode: in-memory storage, initialised and unsealed at start, plain HTTP on
+    /// 127.0.0.1:8200, root token printed. Never use it for real secrets.
+    #[arg(long)]
+    dev: bool,
+    /// Address for dev mode (use 127.0.0.1:0 to pick a free port).
+    #[arg(long, value_name = "IP:PORT", requires = "dev")]
+    dev_listen_address: Option<String>,
+    /// Root token for dev mode instead of a random one.
+    #[arg(long, value_name = "TOKEN", requires = "dev")]
+    dev_root_token_id: Option<String>,
+}
+
+/// Resolves the configuration from file, environment and flags.
+fn load_config(args: &ServerArgs, env: &dyn config::EnvSource) -> anyhow::Result<Config> {
+    if args.dev {
+        let raw = config::RawConfig {
+            listener: config::RawListener {
+                address: Some(
+                    args.dev_listen_address
+                        .clone()
+                        .unwrap_or_else(|| "127.0.0.1:8200".into()),
+                ),
+                tls_disable: Some(true),
+                ..Default::default()
+            },
+            storage: config::RawStorage {
+                backend: Some("memory".into()),
+                ..Default::default()
+            },
+            log: config::RawLog {
+                level: args.log_level.clone(),
+                format: args.log_format.clone(),
+            },
+            ..Default::default()
+        };
+        return config::resolve(raw);
+    }
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+            config::parse_file(&text)
+                .with_context(|| format!("invalid configuration file {}", path.display()))?
+        }
+        None => config::RawConfig::default(),
+    };
+    let flags = config::RawConfig {
+        listener: config::RawListener {
+            address: args.listen_address.clone(),
+            ..Default::default()
+        },
+        log: config::RawLog {
+            level: args.log_level.clone(),
+            format: args.log_format.clone(),
+        },
+        ..Default::default()
+    };
+    config::resolve(config::merge(
+        config::merge(file, config::from_env(env)?),
+        flags,
+    ))
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .with_context(|| format!("invalid log level {:?}", config.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match config.log_format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Pretty => builder.try_init(),
+    }
+    .map_err(|error| anyhow::anyhow!("cannot install the logger: {error}"))
+}
+
+async fn open_storage(config: &StorageConfig) -> anyhow::Result<Arc<dyn Storage>> {
+    Ok(match config {
+        StorageConfig::Memory => Arc::new(MemoryStorage::new()),
+        StorageConfig::Sqlite { path, cache_bytes } => {
+            let path = path.clone();
+            let storage = tokio::task::spawn_blocking(move || {
+                custos_storage_sqlite::SqliteStorage::open(
+                    &path,
+                    custos_storage_sqlite::SqliteOptions::default(),
+                )
+                .with_context(|| format!("cannot open SQLite storage at {}", path.display()))
+            })
+            .await??;
+            if *cache_bytes == 0 {
+                Arc::new(storage)
+            } else {
+                // Only this process writes a SQLite file, so the cache sees every write.
+                Arc::new(custos_storage::CachedStorage::new(
+                    Arc::new(storage),
+                    *cache_bytes,
+                ))
+            }
+        }
+        StorageConfig::Postgres {
+            url,
+            max_connections,
+            connect_timeout,
+        } => {
+            let mut pg = custos_storage_postgres::PostgresConfig::new(url.0.as_str());
+            pg.max_connections = *max_connections;
+            pg.connect_timeout = *connect_timeout;
+            Arc::new(
+                custos_storage_postgres::PostgresStorage::connect(pg)
+                    .await
+                    .context("cannot connect to PostgreSQL storage")?,
+            )
+        }
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let config = load_config(&args, &config::ProcessEnv)?;
+    init_logging(&config)?;
+    let tls = match &config.tls {
+        TlsConfig::Disabled => {
+            if !args.dev {
+                tracing::warn!(
+                    "TLS is disabled: tokens and secrets cross the network in the clear. Only do this behind a TLS-terminating proxy on the same host."
+                );
+            }
+            None
+        }
+        TlsConfig::Enabled(files) => {
+            Some(custos_server::server_tls_config(files).context("invalid TLS configuration")?)
+        }
+    };
+    let storage = open_storage(&config.storage).await?;
+    let engine = Engine::with_limits(
+        storage,
+        Arc::new(SystemClock),
+        custos_engine::Limits {
+            max_value_bytes: config.max_secret_bytes,
+        },
+    );
+
+    let listener = tokio::net::TcpListener::bind(config.address)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.address))?;
+    let bound = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let api_address = config
+        .api_addr
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{bound}"));
+
+    if args.dev {
+        let output = engine
+            .dev_init(args.dev_root_token_id.clone().map(Zeroizing::new))
+            .await
+            .context("dev mode initialisation failed")?;
+        // As Vault's dev mode: a KV v2 engine at secret/.
+        engine
+            .mount(&output.root_token, "secret", "kv", &[("version", "2")])
+            .await
+            .context("dev mode could not mount secret/")?;
+        print_dev_banner(&api_address, &output);
+    }
+
+    let mut state = AppState::new(engine);
+    state.max_request_bytes = config.max_request_bytes;
+    state.request_timeout = config.request_timeout;
+    state.api_address = api_address.clone();
+    let app = custos_server::router(state);
+    let options = ServeOptions {
+        tls,
+        shutdown_grace: config.shutdown_grace,
+        ..ServeOptions::default()
+    };
+    tracing::info!(
+        address = %bound,
+        storage = ?config.storage,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "custos server started"
+    );
+    // Scripts and tests wait for this exact line; keep its shape.
+    println!("custos: listening on {api_address}");
+    custos_server::serve(listener, app, options, shutdown_signal()).await?;
+    tracing::info!("custos server stopped");
+    Ok(())
+}
+
+fn print_dev_banner(address: &str, output: &custos_engine::InitOutput) {
+    use base64::Engine as _;
+    let unseal_key = output
+        .shares
+        .first()
+        .map(|share| base64::engine::general_purpose::STANDARD.encode(share.as_slice()))
+        .unwrap_or_default();
+    println!(
+        "custos: dev mode. Everything is in memory and lost at exit; never put real secrets here.\n\
+         \n\
+         \x20   export VAULT_ADDR='{address}'\n\
+         \x20   export CUSTOS_ADDR='{address}'\n\
+         \n\
+         Unseal Key: {unseal_key}\n\
+         Root Token: {}\n",
+        output.root_token.as_str()
+    );
+}

@@ -1,0 +1,203 @@
+"""Compatibility suite: hvac, HashiCorp Vault's Python client, against a custos server.
+
+Run by crates/custos/tests/it/hvac.rs with CUSTOS_ADDR and CUSTOS_TOKEN pointing at a dev server.
+Each check asserts the shape Vault documents; the closing line is "N passed, M failed".
+"""
+import os
+import sys
+import traceback
+
+import hvac
+import hvac.exceptions
+
+ADDR = os.environ["CUSTOS_ADDR"]
+TOKEN = os.environ["CUSTOS_TOKEN"]
+client = hvac.Client(url=ADDR, token=TOKEN)
+checks = []
+
+
+def check(function):
+    checks.append(function)
+    return function
+
+
+def raises(exception, function, *args, **kwargs):
+    try:
+        function(*args, **kwargs)
+    except exception:
+        return
+    raise AssertionError(f"{function.__name__} did not raise {exception.__name__}")
+
+
+@check
+def sys_status():
+    assert client.is_authenticated()
+    assert client.sys.is_initialized()
+    assert not client.sys.is_sealed()
+    health = client.sys.read_health_status(method="GET")
+    assert health["initialized"] and not health["sealed"], health
+    seal = client.sys.read_seal_status()
+    assert seal["type"] == "shamir" and seal["t"] == 1, seal
+
+
+@check
+def wrong_token_is_forbidden():
+    stranger = hvac.Client(url=ADDR, token="not-a-token")
+    assert not stranger.is_authenticated()
+    raises(hvac.exceptions.Forbidden, stranger.secrets.kv.v2.read_secret_version, path="x", mount_point="secret")
+
+
+@check
+def kv2_write_read_versions():
+    kv = client.secrets.kv.v2
+    first = kv.create_or_update_secret(path="hvac/app", secret={"user": "svc", "password": "p1"}, mount_point="secret")
+    assert first["data"]["version"] == 1, first
+    second = kv.create_or_update_secret(path="hvac/app", secret={"user": "svc", "password": "p2"}, mount_point="secret")
+    assert second["data"]["version"] == 2
+    latest = kv.read_secret_version(path="hvac/app", mount_point="secret", raise_on_deleted_version=True)
+    assert latest["data"]["data"] == {"user": "svc", "password": "p2"}, latest
+    assert latest["data"]["metadata"]["version"] == 2
+    assert latest["data"]["metadata"]["deletion_time"] == ""
+    assert latest["data"]["metadata"]["destroyed"] is False
+    old = kv.read_secret_version(path="hvac/app", version=1, mount_point="secret", raise_on_deleted_version=True)
+    assert old["data"]["data"]["password"] == "p1"
+    raises(hvac.exceptions.InvalidPath, kv.read_secret_version, path="hvac/missing", mount_point="secret", raise_on_deleted_version=True)
+
+
+@check
+def kv2_check_and_set():
+    kv = client.secrets.kv.v2
+    kv.create_or_update_secret(path="hvac/cas", secret={"n": "1"}, cas=0, mount_point="secret")
+    raises(hvac.exceptions.InvalidRequest, kv.create_or_update_secret, path="hvac/cas", secret={"n": "x"}, cas=0, mount_point="secret")
+    raises(hvac.exceptions.InvalidRequest, kv.create_or_update_secret, path="hvac/cas", secret={"n": "x"}, cas=5, mount_point="secret")
+    written = kv.create_or_update_secret(path="hvac/cas", secret={"n": "2"}, cas=1, mount_point="secret")
+    assert written["data"]["version"] == 2
+
+
+@check
+def kv2_patch():
+    kv = client.secrets.kv.v2
+    kv.create_or_update_secret(path="hvac/patch", secret={"a": "1", "b": "2"}, mount_point="secret")
+    kv.patch(path="hvac/patch", secret={"b": "3", "c": "4"}, mount_point="secret")
+    read = kv.read_secret_version(path="hvac/patch", mount_point="secret", raise_on_deleted_version=True)
+    assert read["data"]["data"] == {"a": "1", "b": "3", "c": "4"}, read
+
+
+@check
+def kv2_list_and_metadata():
+    kv = client.secrets.kv.v2
+    kv.create_or_update_secret(path="hvac/list/one", secret={"x": "1"}, mount_point="secret")
+    kv.create_or_update_secret(path="hvac/list/sub/two", secret={"x": "2"}, mount_point="secret")
+    listed = kv.list_secrets(path="hvac/list", mount_point="secret")
+    assert listed["data"]["keys"] == ["one", "sub/"], listed
+    kv.update_metadata(path="hvac/list/one", max_versions=3, cas_required=False,
+                       delete_version_after="1h", custom_metadata={"owner": "payments"}, mount_point="secret")
+    meta = kv.read_secret_metadata(path="hvac/list/one", mount_point="secret")["data"]
+    assert meta["max_versions"] == 3, meta
+    assert meta["delete_version_after"] == "1h0m0s", meta
+    assert meta["custom_metadata"] == {"owner": "payments"}, meta
+    assert meta["current_version"] == 1 and "1" in meta["versions"], meta
+    for field in ["cas_required", "created_time", "oldest_version", "updated_time"]:
+        assert field in meta, field
+
+
+@check
+def kv2_max_versions_trims():
+    kv = client.secrets.kv.v2
+    kv.update_metadata(path="hvac/trim", max_versions=2, mount_point="secret")
+    for n in range(4):
+        kv.create_or_update_secret(path="hvac/trim", secret={"n": str(n)}, mount_point="secret")
+    meta = kv.read_secret_metadata(path="hvac/trim", mount_point="secret")["data"]
+    assert sorted(meta["versions"].keys()) == ["3", "4"], meta
+    assert meta["current_version"] == 4 and meta["oldest_version"] == 3, meta
+
+
+@check
+def kv2_delete_undelete_destroy():
+    kv = client.secrets.kv.v2
+    for n in range(3):
+        kv.create_or_update_secret(path="hvac/life", secret={"n": str(n)}, mount_point="secret")
+    kv.delete_latest_version_of_secret(path="hvac/life", mount_point="secret")
+    raises(hvac.exceptions.InvalidPath, kv.read_secret_version, path="hvac/life", mount_point="secret", raise_on_deleted_version=True)
+    deleted = kv.read_secret_version(path="hvac/life", mount_point="secret", raise_on_deleted_version=False)
+    assert deleted["data"]["data"] is None and deleted["data"]["metadata"]["deletion_time"] != "", deleted
+    kv.undelete_secret_versions(path="hvac/life", versions=[3], mount_point="secret")
+    assert kv.read_secret_version(path="hvac/life", mount_point="secret", raise_on_deleted_version=True)["data"]["data"]["n"] == "2"
+    kv.delete_secret_versions(path="hvac/life", versions=[1], mount_point="secret")
+    kv.destroy_secret_versions(path="hvac/life", versions=[2], mount_point="secret")
+    versions = kv.read_secret_metadata(path="hvac/life", mount_point="secret")["data"]["versions"]
+    assert versions["1"]["deletion_time"] != "" and not versions["1"]["destroyed"], versions
+    assert versions["2"]["destroyed"] is True, versions
+    kv.delete_metadata_and_all_versions(path="hvac/life", mount_point="secret")
+    raises(hvac.exceptions.InvalidPath, kv.read_secret_metadata, path="hvac/life", mount_point="secret")
+
+
+@check
+def kv2_configuration():
+    kv = client.secrets.kv.v2
+    kv.configure(max_versions=7, cas_required=False, delete_version_after="0s", mount_point="secret")
+    config = kv.read_configuration(mount_point="secret")["data"]
+    assert config["max_versions"] == 7 and config["cas_required"] is False, config
+    kv.configure(max_versions=0, mount_point="secret")
+
+
+@check
+def mounts_and_kv1():
+    client.sys.enable_secrets_engine(backend_type="kv", path="hvac-kv1", options={"version": "1"}, description="v1")
+    mounts = client.sys.list_mounted_secrets_engines()["data"]
+    assert mounts["hvac-kv1/"]["type"] == "kv", mounts
+    assert mounts["secret/"]["options"]["version"] == "2"
+    kv1 = client.secrets.kv.v1
+    kv1.create_or_update_secret(path="app", secret={"k": "v"}, mount_point="hvac-kv1")
+    assert kv1.read_secret(path="app", mount_point="hvac-kv1")["data"] == {"k": "v"}
+    assert kv1.list_secrets(path="", mount_point="hvac-kv1")["data"]["keys"] == ["app"]
+    kv1.delete_secret(path="app", mount_point="hvac-kv1")
+    raises(hvac.exceptions.InvalidPath, kv1.read_secret, path="app", mount_point="hvac-kv1")
+    client.sys.tune_mount_configuration(path="hvac-kv1", default_lease_ttl="1h", max_lease_ttl="2h")
+    tuned = client.sys.read_mount_configuration(path="hvac-kv1")["data"]
+    assert tuned["default_lease_ttl"] == 3600 and tuned["max_lease_ttl"] == 7200, tuned
+    client.sys.move_backend(from_path="hvac-kv1", to_path="hvac-kv1-moved")
+    assert "hvac-kv1-moved/" in client.sys.list_mounted_secrets_engines()["data"]
+    client.sys.disable_secrets_engine(path="hvac-kv1-moved")
+    assert "hvac-kv1-moved/" not in client.sys.list_mounted_secrets_engines()["data"]
+
+
+@check
+def response_wrapping():
+    client.secrets.kv.v2.create_or_update_secret(path="hvac/wrapped", secret={"api_key": "k"}, mount_point="secret")
+    wrapped = client.adapter.get("/v1/secret/data/hvac/wrapped", headers={"X-Vault-Wrap-TTL": "120"})
+    info = wrapped["wrap_info"]
+    assert info["ttl"] == 120 and info["creation_path"] == "secret/data/hvac/wrapped", wrapped
+    looked_up = client.sys.read_wrapping_properties(info["token"]) if hasattr(client.sys, "read_wrapping_properties") \
+        else client.adapter.post("/v1/sys/wrapping/lookup", json={"token": info["token"]})
+    assert looked_up["data"]["creation_ttl"] == 120, looked_up
+    unwrapped = hvac.Client(url=ADDR, token=info["token"]).sys.unwrap()
+    assert unwrapped["data"]["data"] == {"api_key": "k"}, unwrapped
+    raises(hvac.exceptions.InvalidRequest, hvac.Client(url=ADDR, token=info["token"]).sys.unwrap)
+    rewrapped = client.adapter.post("/v1/sys/wrapping/wrap", json={"a": "b"}, headers={"X-Vault-Wrap-TTL": "60"})
+    assert client.sys.unwrap(token=rewrapped["wrap_info"]["token"])["data"] == {"a": "b"}
+
+
+@check
+def bad_input_is_400():
+    raises(hvac.exceptions.InvalidRequest, client.adapter.post, "/v1/secret/data/hvac/bad", json={"data": "not-an-object"})
+    raises(hvac.exceptions.InvalidRequest, client.adapter.post, "/v1/secret/data/a/%2E%2E/b", json={"data": {}})
+
+
+def main():
+    passed = failed = 0
+    for function in checks:
+        try:
+            function()
+            passed += 1
+            print(f"ok   {function.__name__}")
+        except Exception:
+            failed += 1
+            print(f"FAIL {function.__name__}")
+            traceback.print_exc(file=sys.stdout)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

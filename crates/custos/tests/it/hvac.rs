@@ -1,0 +1,43 @@
+//! hvac, Vault's Python client, against a dev server: the suite in `tests/compat/hvac_suite.py`.
+//!
+//! Runs when `CUSTOS_TEST_PYTHON` names a Python with hvac installed (`.ci/run` makes a venv);
+//! otherwise it says it was skipped.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::TestServer;
+
+#[test]
+fn hvac_suite_passes() {
+    let Ok(python) = std::env::var("CUSTOS_TEST_PYTHON") else {
+        eprintln!("skipped hvac_suite_passes: CUSTOS_TEST_PYTHON not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(
+        &[
+            "--dev",
+            "--dev-listen-address",
+            "127.0.0.1:0",
+            "--dev-root-token-id",
+            "root",
+        ],
+        &dir.path().join("server.log"),
+    );
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/hvac_suite.py");
+    let output = Command::new(python)
+        .arg(suite)
+        .env("CUSTOS_ADDR", &server.address)
+        .env("CUSTOS_TOKEN", "root")
+        .env("PYTHONWARNINGS", "ignore::DeprecationWarning")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "hvac suite failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
