@@ -1,1 +1,8 @@
-//! custos-core (being written).
+//! custos-core: pure domain types and rules, with no I/O, clock, randomness or serde.
+//!
+//! Everything here can be tested and fuzzed without a runtime; callers pass in time and
+//! randomness as arguments.
+
+mod api_key;
+
+pub use api_key::{ApiKey, ApiKeyError, CUSTOS_TOKEN_PREFIX, crc32};

@@ -15,6 +15,9 @@ use serde_json::{Map, Value};
 pub(crate) struct NotFound {
     /// The API path that was asked for, such as `secret/data/app`.
     pub(crate) path: String,
+    /// The 404 answer of a soft-deleted or destroyed v2 version, which still carries the
+    /// version's metadata.
+    pub(crate) deleted: Option<Value>,
 }
 
 impl std::fmt::Display for NotFound {
@@ -245,9 +248,17 @@ pub(crate) async fn read(
     let answer = send(client, Method::GET, &api_path, None).await?;
     let not_found = || NotFound {
         path: path.data_path(),
+        deleted: None,
     };
     if answer.status == StatusCode::NOT_FOUND {
-        return Err(not_found().into());
+        let deleted = answer
+            .body
+            .filter(|body| body.pointer("/data/metadata").is_some_and(Value::is_object));
+        return Err(NotFound {
+            path: path.data_path(),
+            deleted,
+        }
+        .into());
     }
     let data = answer.data().ok_or_else(not_found)?;
     let secret = match path.version {
@@ -296,6 +307,7 @@ pub(crate) async fn write(
     if answer.status == StatusCode::NOT_FOUND {
         return Err(NotFound {
             path: path.data_path(),
+            deleted: None,
         }
         .into());
     }

@@ -299,8 +299,19 @@ async fn get(
     format: OutputFormat,
 ) -> anyhow::Result<()> {
     let path = kv_client::resolve(client, mount, path).await?;
-    let (answer, data) = kv_client::read(client, &path, version).await?;
-    if let Some(field) = field {
+    let (answer, data) = match kv_client::read(client, &path, version).await {
+        Ok((answer, data)) => (answer, Some(data)),
+        Err(error) => match error.downcast::<NotFound>() {
+            // As Vault's CLI, a deleted or destroyed version shows its metadata, without data.
+            Ok(NotFound {
+                deleted: Some(answer),
+                ..
+            }) if field.is_none() => (answer, None),
+            Ok(not_found) => return Err(not_found.into()),
+            Err(error) => return Err(error),
+        },
+    };
+    if let (Some(field), Some(data)) = (field, &data) {
         let Some(value) = data.get(field) else {
             bail!("field {field:?} is not present in the secret");
         };
@@ -321,14 +332,14 @@ async fn get(
     if format != OutputFormat::Table {
         return output::print_structured(format, &answer);
     }
-    match path.version {
-        KvVersion::V1 => print!("{}", output::table(None, &output::data_rows(&data))),
-        KvVersion::V2 => {
+    match (path.version, &data) {
+        (KvVersion::V1, Some(data)) => print!("{}", output::table(None, &output::data_rows(data))),
+        _ => {
             let metadata = answer
                 .get("data")
                 .and_then(|data| data.get("metadata"))
                 .and_then(Value::as_object);
-            print_v2_secret(&path, metadata, Some(&data));
+            print_v2_secret(&path, metadata, data.as_ref());
         }
     }
     Ok(())
@@ -400,6 +411,7 @@ async fn patch(
     if answer.status == StatusCode::NOT_FOUND {
         return Err(NotFound {
             path: path.data_path(),
+            deleted: None,
         }
         .into());
     }
@@ -431,7 +443,11 @@ async fn list(
         .and_then(Value::as_array)
         .filter(|_| answer.status != StatusCode::NOT_FOUND);
     let Some(keys) = keys else {
-        return Err(NotFound { path: folder }.into());
+        return Err(NotFound {
+            path: folder,
+            deleted: None,
+        }
+        .into());
     };
     match format {
         // As Vault, the JSON and YAML forms are the list of keys alone, ready for `jq -r '.[]'`.
@@ -478,7 +494,11 @@ async fn read_metadata(client: &Client, path: &KvPath) -> anyhow::Result<Value> 
     let answer = send(client, Method::GET, &encode_path(&api_path), None).await?;
     match answer.body {
         Some(body) if answer.status != StatusCode::NOT_FOUND => Ok(body),
-        _ => Err(NotFound { path: api_path }.into()),
+        _ => Err(NotFound {
+            path: api_path,
+            deleted: None,
+        }
+        .into()),
     }
 }
 

@@ -10,6 +10,7 @@ mod kv_cmd;
 mod operator;
 mod output;
 mod run_cmd;
+mod scan_cmd;
 mod server_cmd;
 mod yaml;
 
@@ -49,6 +50,8 @@ enum Command {
     Export(dotenv_cmd::ExportArgs),
     /// Write the variables of a .env file into a secret, as one new version.
     Import(dotenv_cmd::ImportArgs),
+    // The help text comes from `ScanArgs`' own doc comment.
+    Scan(scan_cmd::ScanArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,12 @@ fn main() -> ExitCode {
             Command::Run(args) => run_cmd::run(args).await,
             Command::Export(args) => dotenv_cmd::export(args).await,
             Command::Import(args) => dotenv_cmd::import(args).await,
+            // The scanner is synchronous (its own thread pool) and exits 2 on errors, 1 on
+            // findings, as secret scanners do.
+            Command::Scan(args) => Ok(scan_cmd::run(args).unwrap_or_else(|error| {
+                eprintln!("custos: error: {error:#}");
+                ExitCode::from(2)
+            })),
         }
     });
     match result {

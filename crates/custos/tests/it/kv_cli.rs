@@ -252,7 +252,14 @@ fn delete_undelete_destroy_and_rollback() {
     // Soft-delete the latest, then bring it back.
     let deleted = ok(custos(&server, &["kv", "delete", "secret/app"]));
     assert!(deleted.contains("Success! Data deleted"), "{deleted}");
-    let output = custos(&server, &["kv", "get", "secret/app"]);
+    // As Vault's CLI: a deleted version shows its metadata and no data; its fields are missing.
+    let shown = ok(custos(&server, &["kv", "get", "secret/app"]));
+    assert!(
+        shown.contains("Metadata ==") && !shown.contains("Data =="),
+        "{shown}"
+    );
+    assert!(!shown.contains("n/a"), "deletion_time is set: {shown}");
+    let output = custos(&server, &["kv", "get", "--field", "value", "secret/app"]);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert_eq!(stderr(&output).trim(), "No value found at secret/data/app");
     ok(custos(
@@ -283,6 +290,20 @@ fn delete_undelete_destroy_and_rollback() {
     );
     assert!(output.status.success(), "{output:?}");
     assert_eq!(field("1").status.code(), Some(2));
+    let destroyed = json_of(custos(
+        &server,
+        &[
+            "kv",
+            "get",
+            "--version",
+            "1",
+            "--format",
+            "json",
+            "secret/app",
+        ],
+    ));
+    assert_eq!(destroyed["data"]["data"], Value::Null);
+    assert_eq!(destroyed["data"]["metadata"]["destroyed"], true);
 
     // Rollback writes version 2's data as version 4, checked against version 3.
     let rolled = json_of(custos(

@@ -12,6 +12,7 @@ mod kv_cli;
 mod lifecycle;
 mod outage;
 mod run_cli;
+mod scan;
 mod tidy;
 mod tls;
 mod vaultrs_compat;

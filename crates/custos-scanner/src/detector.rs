@@ -1,0 +1,603 @@
+//! The `Detector`: compiled rules and the matching pipeline for one buffer.
+//!
+//! Pipeline: keyword prefilter (one Aho-Corasick pass over the buffer) → regexes of the
+//! triggered rules only → per-candidate checks (entropy, allowlists, placeholders, checksum)
+//! → overlap resolution (specific rules beat generic ones, earlier rules beat later ones).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+use crate::checks::{generic_value_plausible, shannon_entropy, validate};
+use crate::rules::{AllowlistSpec, RuleError, RuleSet, Validation};
+
+/// Bytes of each keyword used by the Aho-Corasick prefilter.
+const MAX_KEYWORD_PREFIX: usize = 6;
+
+/// Above this many keyword hits in one buffer, a rule's regex runs over the whole buffer
+/// instead of in windows around the hits.
+const MAX_WINDOWED_HITS: usize = 64;
+
+/// How far a window end is pushed forward to finish the word it cuts, so that `\b` and `$`
+/// do not see a boundary the buffer does not have.
+const WORD_SLACK: usize = 256;
+
+/// Byte ranges of `data` where a match containing one of `hits` can lie: a match of at most
+/// `max_len` bytes that contains a hit starts no earlier than `hit.end - max_len` and ends no
+/// later than `hit.start + max_len`. Windows are merged and extended past the word they cut.
+fn windows(data: &[u8], hits: &[Range<usize>], max_len: usize) -> Vec<Range<usize>> {
+    let mut windows: Vec<Range<usize>> = Vec::with_capacity(hits.len());
+    for hit in hits {
+        let start = hit.end.saturating_sub(max_len);
+        let mut end = hit.start.saturating_add(max_len).min(data.len());
+        let limit = end.saturating_add(WORD_SLACK).min(data.len());
+        while end < limit
+            && !data[end].is_ascii_whitespace()
+            && !b"\"'`,;()[]{}<>".contains(&data[end])
+        {
+            end += 1;
+        }
+        if end < limit {
+            // Include the delimiter itself, which some regexes consume as a terminator.
+            end += 1;
+        } else {
+            end = data.len().min(end.max(limit));
+        }
+        match windows.last_mut() {
+            Some(last) if start <= last.end => last.end = last.end.max(end),
+            _ => windows.push(start..end),
+        }
+    }
+    windows
+}
+
+/// Upper bound on detections of one rule in one buffer, so a pathological file (a million
+/// JWTs in a log) cannot exhaust memory; the scanner reports the cap when it is hit.
+const MAX_DETECTIONS_PER_RULE: usize = 1000;
+
+/// Size limit for one compiled regex (the `regex` crate's default is 10 MiB).
+const REGEX_SIZE_LIMIT: usize = 32 * 1024 * 1024;
+
+/// One match that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// Index of the rule in the detector.
+    pub rule: usize,
+    /// Byte range of the secret in the buffer.
+    pub secret: Range<usize>,
+    /// Byte range of the whole regex match.
+    pub whole: Range<usize>,
+    /// Whether a checksum proved the secret genuine.
+    pub validated: bool,
+    /// Shannon entropy of the secret, bits per byte.
+    pub entropy: f64,
+}
+
+struct CompiledAllowlist {
+    paths: Option<RegexSet>,
+    regexes: Option<RegexSet>,
+    stopwords: Vec<Vec<u8>>,
+}
+
+impl CompiledAllowlist {
+    fn new(id: &str, spec: &AllowlistSpec) -> Result<Self, RuleError> {
+        let set = |patterns: &[String]| -> Result<Option<RegexSet>, RuleError> {
+            if patterns.is_empty() {
+                return Ok(None);
+            }
+            RegexSetBuilder::new(patterns)
+                .unicode(false)
+                .build()
+                .map(Some)
+                .map_err(|error| RuleError::Invalid {
+                    id: id.to_owned(),
+                    message: format!("allowlist regex: {error}"),
+                })
+        };
+        Ok(Self {
+            paths: set(&spec.paths)?,
+            regexes: set(&spec.regexes)?,
+            stopwords: spec
+                .stopwords
+                .iter()
+                .filter(|word| !word.is_empty())
+                .map(|word| word.to_ascii_lowercase().into_bytes())
+                .collect(),
+        })
+    }
+
+    fn allows_path(&self, path: &str) -> bool {
+        self.paths
+            .as_ref()
+            .is_some_and(|set| set.is_match(path.as_bytes()))
+    }
+
+    fn allows_secret(&self, secret: &[u8], lowercase: &[u8]) -> bool {
+        self.regexes
+            .as_ref()
+            .is_some_and(|set| set.is_match(secret))
+            || self
+                .stopwords
+                .iter()
+                .any(|word| memchr::memmem::find(lowercase, word).is_some())
+    }
+}
+
+struct CompiledRule {
+    /// `^(?:regex)`, for rules whose matches start at a keyword hit.
+    anchored: Option<Regex>,
+    /// Longest possible match, when the regex bounds it: the regex then runs only in
+    /// windows around keyword hits instead of over the whole buffer.
+    max_len: Option<usize>,
+    id: Arc<str>,
+    description: Arc<str>,
+    regex: Regex,
+    group: usize,
+    entropy: f64,
+    validate: Option<Validation>,
+    generic: bool,
+    allow: CompiledAllowlist,
+}
+
+/// Compiled rules, shared read-only by all scanning threads.
+pub struct Detector {
+    rules: Vec<CompiledRule>,
+    prefilter: Option<AhoCorasick>,
+    /// Aho-Corasick pattern id → rules that listed that keyword.
+    pattern_rules: Vec<Vec<usize>>,
+    /// Rules without keywords: their regexes run on every buffer.
+    unfiltered: Vec<usize>,
+    global: CompiledAllowlist,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector")
+            .field("rules", &self.rules.len())
+            .field("keywords", &self.pattern_rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Detector {
+    /// Compiles a rule set once; the result is cheap to share across threads.
+    ///
+    /// # Errors
+    /// [`RuleError::Invalid`] for a bad regex, a secret group the regex lacks, or a
+    /// duplicate keyword list entry that is empty.
+    pub fn new(set: &RuleSet) -> Result<Self, RuleError> {
+        let mut rules = Vec::with_capacity(set.rules.len());
+        let mut keywords: Vec<Vec<u8>> = Vec::new();
+        let mut pattern_rules: Vec<Vec<usize>> = Vec::new();
+        let mut unfiltered = Vec::new();
+        for (index, spec) in set.rules.iter().enumerate() {
+            let invalid = |message: String| RuleError::Invalid {
+                id: spec.id.clone(),
+                message,
+            };
+            let regex = RegexBuilder::new(&spec.regex)
+                .unicode(false)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|error| invalid(format!("regex: {error}")))?;
+            let groups = regex.captures_len() - 1;
+            let group = spec.secret_group.unwrap_or(if groups >= 1 { 1 } else { 0 });
+            if group > groups {
+                return Err(invalid(format!(
+                    "secret_group {group} but the regex has {groups} groups"
+                )));
+            }
+            if !(0.0..=8.0).contains(&spec.entropy) {
+                return Err(invalid("entropy must be between 0 and 8".to_owned()));
+            }
+            if spec.keywords.is_empty() {
+                unfiltered.push(index);
+            }
+            for keyword in &spec.keywords {
+                if keyword.is_empty() {
+                    return Err(invalid("empty keyword".to_owned()));
+                }
+                // Only a keyword's first bytes go into the automaton: a smaller automaton
+                // stays in cache and runs several times faster, and the regex (or the
+                // window around the hit) still checks the rest.
+                let mut lower = keyword.to_ascii_lowercase().into_bytes();
+                lower.truncate(MAX_KEYWORD_PREFIX);
+                match keywords.iter().position(|known| *known == lower) {
+                    Some(pattern) => pattern_rules[pattern].push(index),
+                    None => {
+                        keywords.push(lower);
+                        pattern_rules.push(vec![index]);
+                    }
+                }
+            }
+            let max_len = regex_syntax::ParserBuilder::new()
+                .unicode(false)
+                .utf8(false)
+                .build()
+                .parse(&spec.regex)
+                .ok()
+                .and_then(|hir| hir.properties().maximum_len())
+                .filter(|_| !spec.keywords.is_empty());
+            let anchored = if spec.starts_with_keyword {
+                if spec.keywords.is_empty() || max_len.is_none() {
+                    return Err(invalid(
+                        "starts_with_keyword needs keywords and a bounded regex".to_owned(),
+                    ));
+                }
+                Some(
+                    RegexBuilder::new(&format!("^(?:{})", spec.regex))
+                        .unicode(false)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .build()
+                        .map_err(|error| invalid(format!("regex: {error}")))?,
+                )
+            } else {
+                None
+            };
+            rules.push(CompiledRule {
+                anchored,
+                max_len,
+                id: Arc::from(spec.id.as_str()),
+                description: Arc::from(spec.description.as_str()),
+                regex,
+                group,
+                entropy: spec.entropy,
+                validate: spec.validate,
+                generic: spec.generic,
+                allow: CompiledAllowlist::new(&spec.id, &spec.allowlist)?,
+            });
+        }
+        let prefilter = if keywords.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&keywords)
+                    .map_err(|error| RuleError::Invalid {
+                        id: "<keywords>".to_owned(),
+                        message: error.to_string(),
+                    })?,
+            )
+        };
+        Ok(Self {
+            rules,
+            prefilter,
+            pattern_rules,
+            unfiltered,
+            global: CompiledAllowlist::new("<global allowlist>", &set.allowlist)?,
+        })
+    }
+
+    /// Number of rules.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether the detector has no rules.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Id of rule `index`.
+    #[must_use]
+    pub fn rule_id(&self, index: usize) -> &Arc<str> {
+        &self.rules[index].id
+    }
+
+    /// Description of rule `index`.
+    #[must_use]
+    pub fn rule_description(&self, index: usize) -> &Arc<str> {
+        &self.rules[index].description
+    }
+
+    /// Whether the global allowlist excludes this path entirely.
+    #[must_use]
+    pub fn path_allowed(&self, path: &str) -> bool {
+        self.global.allows_path(path)
+    }
+
+    /// Finds secrets in `data`, which came from `path` (used for path allowlists only).
+    /// Results are sorted by position; overlapping matches are resolved.
+    #[must_use]
+    pub fn detect(&self, data: &[u8], path: &str) -> Vec<Detection> {
+        let mut triggered = vec![false; self.rules.len()];
+        // Keyword hits per rule, while few enough to be worth windowing.
+        let mut hits: Vec<Vec<Range<usize>>> = vec![Vec::new(); self.rules.len()];
+        for &index in &self.unfiltered {
+            triggered[index] = true;
+        }
+        if let Some(prefilter) = &self.prefilter {
+            for found in prefilter.find_overlapping_iter(data) {
+                for &index in &self.pattern_rules[found.pattern().as_usize()] {
+                    triggered[index] = true;
+                    let rule_hits = &mut hits[index];
+                    if rule_hits.len() <= MAX_WINDOWED_HITS || self.rules[index].anchored.is_some()
+                    {
+                        rule_hits.push(found.range());
+                    }
+                }
+            }
+        }
+        let mut detections = Vec::new();
+        let mut vetoes = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            if !triggered[index] || rule.allow.allows_path(path) {
+                continue;
+            }
+            // This rule's detections are `detections[first..]`: rules run one after another.
+            let first = detections.len();
+            let mut detections = Collected {
+                all: &mut detections,
+                first,
+            };
+            if let (Some(anchored), Some(max_len)) = (&rule.anchored, rule.max_len) {
+                self.run_anchored(
+                    index,
+                    rule,
+                    anchored,
+                    data,
+                    &hits[index],
+                    max_len,
+                    &mut detections,
+                    &mut vetoes,
+                );
+                continue;
+            }
+            if rule.validate == Some(Validation::Custos) && self.unfiltered.contains(&index) {
+                for window in custos_key_windows(data) {
+                    self.run_rule(index, rule, data, window, &mut detections, &mut vetoes);
+                }
+                continue;
+            }
+            match rule.max_len {
+                Some(max_len) if hits[index].len() <= MAX_WINDOWED_HITS => {
+                    for window in windows(data, &hits[index], max_len) {
+                        self.run_rule(index, rule, data, window, &mut detections, &mut vetoes);
+                    }
+                }
+                _ => self.run_rule(
+                    index,
+                    rule,
+                    data,
+                    0..data.len(),
+                    &mut detections,
+                    &mut vetoes,
+                ),
+            }
+        }
+        resolve_overlaps(&self.rules, &mut detections, &vetoes);
+        detections
+    }
+
+    fn run_rule(
+        &self,
+        index: usize,
+        rule: &CompiledRule,
+        data: &[u8],
+        window: Range<usize>,
+        detections: &mut Collected<'_>,
+        vetoes: &mut Vec<Range<usize>>,
+    ) {
+        // Searching `haystack` from `position` keeps the bytes before the window visible,
+        // so `\b` and `^` at the window start behave as on the whole buffer.
+        let haystack = &data[..window.end];
+        let mut position = window.start;
+        while position <= haystack.len() {
+            let Some(captures) = rule.regex.captures_at(haystack, position) else {
+                break;
+            };
+            let (Some(whole), Some(secret)) = (captures.get(0), captures.get(rule.group)) else {
+                break;
+            };
+            position = if whole.is_empty() {
+                whole.end() + 1
+            } else {
+                whole.end()
+            };
+            if !self.consider(
+                index,
+                rule,
+                data,
+                whole.range(),
+                secret.range(),
+                detections,
+                vetoes,
+            ) {
+                break;
+            }
+        }
+    }
+
+    /// Runs the anchored form of the regex at every keyword hit.
+    #[expect(clippy::too_many_arguments, reason = "internal helper of detect")]
+    fn run_anchored(
+        &self,
+        index: usize,
+        rule: &CompiledRule,
+        anchored: &Regex,
+        data: &[u8],
+        hits: &[Range<usize>],
+        max_len: usize,
+        detections: &mut Collected<'_>,
+        vetoes: &mut Vec<Range<usize>>,
+    ) {
+        let mut consumed = 0;
+        for hit in hits {
+            if hit.start < consumed {
+                continue;
+            }
+            let end = hit
+                .start
+                .saturating_add(max_len)
+                .saturating_add(WORD_SLACK)
+                .min(data.len());
+            let Some(captures) = anchored.captures(&data[hit.start..end]) else {
+                continue;
+            };
+            let (Some(whole), Some(secret)) = (captures.get(0), captures.get(rule.group)) else {
+                continue;
+            };
+            let shift = |range: Range<usize>| hit.start + range.start..hit.start + range.end;
+            consumed = hit.start + whole.end();
+            if !self.consider(
+                index,
+                rule,
+                data,
+                shift(whole.range()),
+                shift(secret.range()),
+                detections,
+                vetoes,
+            ) {
+                break;
+            }
+        }
+    }
+
+    /// Checks one candidate and records it. Returns `false` once the rule hit its cap.
+    #[expect(clippy::too_many_arguments, reason = "internal helper of detect")]
+    fn consider(
+        &self,
+        index: usize,
+        rule: &CompiledRule,
+        data: &[u8],
+        whole: Range<usize>,
+        secret: Range<usize>,
+        detections: &mut Collected<'_>,
+        vetoes: &mut Vec<Range<usize>>,
+    ) -> bool {
+        let mut range = secret;
+        let mut validated = false;
+        // A specific format that matched but was rejected (bad checksum, placeholder,
+        // low entropy) is known not to be a secret: generic rules must not report it.
+        let mut veto = || {
+            if !rule.generic {
+                vetoes.push(whole.clone());
+            }
+            true
+        };
+        if let Some(kind) = rule.validate {
+            let Some(valid) = validate(kind, &data[range.clone()]) else {
+                return veto();
+            };
+            range = range.start + valid.start..range.start + valid.end;
+            validated = true;
+        }
+        let bytes = &data[range.clone()];
+        let entropy = shannon_entropy(bytes);
+        if entropy < rule.entropy {
+            return veto();
+        }
+        // A checksum-validated key is real even if it contains a "placeholder" word.
+        if !validated {
+            let lowercase = bytes.to_ascii_lowercase();
+            if self.global.allows_secret(bytes, &lowercase)
+                || rule.allow.allows_secret(bytes, &lowercase)
+            {
+                return veto();
+            }
+        }
+        if rule.generic && !generic_value_plausible(bytes) {
+            return true;
+        }
+        detections.all.push(Detection {
+            rule: index,
+            secret: range,
+            whole: whole.clone(),
+            validated,
+            entropy,
+        });
+        detections.all.len() - detections.first < MAX_DETECTIONS_PER_RULE
+    }
+}
+
+/// Candidate spans of custos keys: `_` followed by exactly 36 base62 characters and a
+/// non-word byte. Rules validated as custos keys without keywords search only there, at
+/// memchr speed, instead of running their regex over the whole buffer.
+fn custos_key_windows(data: &[u8]) -> Vec<Range<usize>> {
+    const BODY: usize = 36;
+    const MAX_PREFIX: usize = 32;
+    let is_word = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'_';
+    let mut windows: Vec<Range<usize>> = Vec::new();
+    for underscore in memchr::memchr_iter(b'_', data) {
+        let body_end = underscore + 1 + BODY;
+        if body_end > data.len()
+            || !data[underscore + 1..body_end]
+                .iter()
+                .all(u8::is_ascii_alphanumeric)
+            || data.get(body_end).is_some_and(|&byte| is_word(byte))
+        {
+            continue;
+        }
+        let start = underscore.saturating_sub(MAX_PREFIX + 1);
+        let end = (body_end + 1).min(data.len());
+        match windows.last_mut() {
+            Some(last) if start <= last.end => last.end = last.end.max(end),
+            _ => windows.push(start..end),
+        }
+    }
+    windows
+}
+
+/// The detections of one buffer, and where the current rule's own start.
+struct Collected<'a> {
+    all: &'a mut Vec<Detection>,
+    first: usize,
+}
+
+fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// Drops the loser of every overlapping pair: a generic rule loses to a specific one,
+/// otherwise the later rule (in priority order) loses. Generic detections also yield to
+/// anything inside the whole match of a specific rule, and to vetoed spans.
+fn resolve_overlaps(
+    rules: &[CompiledRule],
+    detections: &mut Vec<Detection>,
+    vetoes: &[Range<usize>],
+) {
+    detections.sort_by_key(|detection| (detection.secret.start, detection.rule));
+    let mut keep: Vec<bool> = detections
+        .iter()
+        .map(|detection| {
+            !rules[detection.rule].generic
+                || (!vetoes.iter().any(|veto| overlaps(veto, &detection.secret))
+                    && !detections.iter().any(|other| {
+                        !rules[other.rule].generic && overlaps(&other.whole, &detection.secret)
+                    }))
+        })
+        .collect();
+    for i in 0..detections.len() {
+        for j in i + 1..detections.len() {
+            if detections[j].secret.start >= detections[i].secret.end {
+                break;
+            }
+            if !keep[i] || !keep[j] || !overlaps(&detections[i].secret, &detections[j].secret) {
+                continue;
+            }
+            let (a, b) = (&detections[i], &detections[j]);
+            let a_wins = match (rules[a.rule].generic, rules[b.rule].generic) {
+                (false, true) => true,
+                (true, false) => false,
+                _ => a.rule <= b.rule,
+            };
+            if a_wins {
+                keep[j] = false;
+            } else {
+                keep[i] = false;
+            }
+        }
+    }
+    let mut flags = keep.into_iter();
+    detections.retain(|_| flags.next().unwrap_or(false));
+}
+
+#[cfg(test)]
+mod tests;
