@@ -31,12 +31,16 @@ pub(crate) fn token_path(hasher: &KeyedHasher, token: &str) -> String {
     format!("{TOKEN_PREFIX}{}", hasher.hash_hex(token.as_bytes()))
 }
 
-/// A fresh random service token.
+/// A fresh random token in custos's checksummed key format, `custos_token_<30><6>`: 240 random
+/// bits, and a CRC-32 that lets `custos scan` (and any scanner) tell a real leaked token from a
+/// random string offline.
 pub(crate) fn new_token() -> Result<String, EngineError> {
-    // 30 base62 characters carry 178 bits of entropy.
-    let body = custos_crypto::random_base62(30)
+    let mut random = zeroize::Zeroizing::new([0u8; 30]);
+    custos_crypto::fill_random(random.as_mut())
         .map_err(|error| EngineError::Internal(format!("random: {error}")))?;
-    Ok(format!("s.{body}"))
+    let token = custos_core::ApiKey::from_random(custos_core::CUSTOS_TOKEN_PREFIX, &random)
+        .map_err(|error| EngineError::Internal(format!("token format: {error}")))?;
+    Ok(token.as_str().to_owned())
 }
 
 /// Who is calling, once their token checked out.

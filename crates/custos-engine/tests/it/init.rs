@@ -168,12 +168,8 @@ async fn init_returns_n_distinct_33_byte_shares_and_a_root_token() {
     xs.sort_unstable();
     xs.dedup();
     assert_eq!(xs.len(), 5, "x-coordinates must be distinct");
-    assert!(
-        output.root_token.starts_with("s."),
-        "{}",
-        output.root_token.len()
-    );
-    assert_eq!(output.root_token.len(), 32);
+    assert!(output.root_token.starts_with("custos_token_"));
+    assert_eq!(output.root_token.len(), "custos_token_".len() + 36);
 }
 
 #[tokio::test]
@@ -211,7 +207,7 @@ async fn dev_init_with_a_custom_root_token_is_unsealed_and_the_token_works() {
 async fn dev_init_without_a_token_generates_one() {
     let h = Harness::new();
     let output = h.engine.dev_init(None).await.unwrap();
-    assert!(output.root_token.starts_with("s."));
+    assert!(output.root_token.starts_with("custos_token_"));
     assert!(
         h.engine
             .authenticate(Some(&output.root_token))
@@ -219,4 +215,12 @@ async fn dev_init_without_a_token_generates_one() {
             .unwrap()
             .is_root()
     );
+}
+
+#[tokio::test]
+async fn root_tokens_are_checksummed_custos_tokens() {
+    let harness = crate::support::Harness::new();
+    let output = harness.init(1, 1).await;
+    let token = custos_core::ApiKey::parse(&output.root_token).unwrap();
+    assert!(token.is_custos_token());
 }

@@ -8,6 +8,7 @@ const HEALTH_FIELDS: &[&str] = &[
     "initialized",
     "sealed",
     "standby",
+    "performance_standby",
     "replication_performance_mode",
     "replication_dr_mode",
     "server_time_utc",
