@@ -181,56 +181,16 @@ impl Client {
     }
 
     /// Sends one request to `/v1/<path>` and returns the status and body, whatever the status.
+    /// A body is sent as JSON.
     pub async fn raw(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Option<String>, Bytes), ClientError> {
-        let uri = format!("{}/v1/{}", self.address, path.trim_start_matches('/'));
-        let mut request = Request::builder().method(method).uri(&uri);
-        if let Some(token) = &self.token {
-            request = request.header(TOKEN_HEADER, token);
-        }
-        if body.is_some() {
-            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|error| ClientError::Config(format!("bad request for {uri}: {error}")))?;
-        let exchange = async {
-            let response = self.http.request(request).await.map_err(|error| {
-                let mut message = error.to_string();
-                let mut source = std::error::Error::source(&error);
-                while let Some(inner) = source {
-                    message = format!("{message}: {inner}");
-                    source = inner.source();
-                }
-                ClientError::Transport {
-                    address: self.address.clone(),
-                    message,
-                }
-            })?;
-            let status = response.status();
-            let code = response
-                .headers()
-                .get(ERROR_CODE_HEADER)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned);
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|error| ClientError::Transport {
-                    address: self.address.clone(),
-                    message: error.to_string(),
-                })?
-                .to_bytes();
-            Ok((status, code, body))
-        };
-        tokio::time::timeout(self.timeout, exchange)
+        let content_type = body.as_ref().map(|_| "application/json");
+        self.send(method, path, content_type, body.unwrap_or_default())
             .await
-            .map_err(|_| ClientError::Timeout)?
     }
 
     /// Like [`Client::raw`], with the body's `Content-Type` chosen by the caller (PATCH requests
@@ -242,13 +202,23 @@ impl Client {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<(StatusCode, Option<String>, Bytes), ClientError> {
+        self.send(method, path, Some(content_type), body).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, Option<String>, Bytes), ClientError> {
         let uri = format!("{}/v1/{}", self.address, path.trim_start_matches('/'));
-        let mut request = Request::builder()
-            .method(method)
-            .uri(&uri)
-            .header(hyper::header::CONTENT_TYPE, content_type);
+        let mut request = Request::builder().method(method).uri(&uri);
         if let Some(token) = &self.token {
             request = request.header(TOKEN_HEADER, token);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header(hyper::header::CONTENT_TYPE, content_type);
         }
         let request = request
             .body(Full::new(Bytes::from(body)))

@@ -1,32 +1,20 @@
 //! Client commands over the HTTP API: `custos operator ...` and `custos status`.
 
 use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use custos_api::sys::{InitRequest, SealStatusResponse};
-use custos_client::{Client, ClientConfig};
+use custos_client::Client;
+
+use crate::connection::ConnectionArgs;
 use serde::Serialize;
 
-/// How to reach the server; shared by every client command.
+/// How to reach the server, and how to print: shared by `custos operator` and `custos status`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ClientArgs {
-    /// Server address [env: CUSTOS_ADDR, falls back to VAULT_ADDR; default https://127.0.0.1:8200]
-    #[arg(long, global = true, value_name = "URL")]
-    address: Option<String>,
-    /// Token [env: CUSTOS_TOKEN, falls back to VAULT_TOKEN]
-    #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// PEM bundle of CAs that signed the server's certificate [env: CUSTOS_CACERT or VAULT_CACERT]
-    #[arg(long, global = true, value_name = "FILE")]
-    ca_cert: Option<PathBuf>,
-    /// PEM client certificate for mTLS [env: CUSTOS_CLIENT_CERT or VAULT_CLIENT_CERT]
-    #[arg(long, global = true, value_name = "FILE")]
-    client_cert: Option<PathBuf>,
-    /// PEM key of the client certificate [env: CUSTOS_CLIENT_KEY or VAULT_CLIENT_KEY]
-    #[arg(long, global = true, value_name = "FILE")]
-    client_key: Option<PathBuf>,
+    #[command(flatten)]
+    connection: ConnectionArgs,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -38,39 +26,9 @@ pub(crate) enum Format {
     Json,
 }
 
-fn env_either(primary: &str, fallback: &str) -> Option<String> {
-    std::env::var(primary)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .or_else(|| std::env::var(fallback).ok().filter(|v| !v.is_empty()))
-}
-
 impl ClientArgs {
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
-        let config = ClientConfig {
-            address: self
-                .address
-                .clone()
-                .or_else(|| env_either("CUSTOS_ADDR", "VAULT_ADDR"))
-                .unwrap_or_else(|| "https://127.0.0.1:8200".into()),
-            token: self
-                .token
-                .clone()
-                .or_else(|| env_either("CUSTOS_TOKEN", "VAULT_TOKEN")),
-            ca_cert: self
-                .ca_cert
-                .clone()
-                .or_else(|| env_either("CUSTOS_CACERT", "VAULT_CACERT").map(PathBuf::from)),
-            client_cert: self.client_cert.clone().or_else(|| {
-                env_either("CUSTOS_CLIENT_CERT", "VAULT_CLIENT_CERT").map(PathBuf::from)
-            }),
-            client_key: self
-                .client_key
-                .clone()
-                .or_else(|| env_either("CUSTOS_CLIENT_KEY", "VAULT_CLIENT_KEY").map(PathBuf::from)),
-            timeout: None,
-        };
-        Ok(Client::new(config)?)
+        self.connection.client()
     }
 }
 
