@@ -111,7 +111,12 @@ async fn put_init_returns_hex_and_base64_keys_and_a_root_token() {
             .unwrap();
         assert_eq!(from_hex, from_b64, "both encodings carry the same share");
     }
-    assert!(body["root_token"].as_str().unwrap().starts_with("custos_token_"));
+    assert!(
+        body["root_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("custos_token_")
+    );
 }
 
 #[tokio::test]
