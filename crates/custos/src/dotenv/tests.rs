@@ -104,3 +104,21 @@ fn written_values_read_back_unchanged() {
     let read: BTreeMap<String, String> = parse(&text).unwrap().into_iter().collect();
     assert_eq!(read, entries);
 }
+
+proptest::proptest! {
+    /// Untrusted .env files: parsing never panics, whatever the bytes.
+    #[test]
+    fn parsing_never_panics(text in "\\PC{0,200}") {
+        let _ = parse(&text);
+    }
+
+    /// What `write` produces, `parse` reads back exactly.
+    #[test]
+    fn written_files_parse_back(
+        entries in proptest::collection::btree_map("[A-Za-z_][A-Za-z0-9_]{0,12}", "\\PC{0,40}", 0..8)
+    ) {
+        let text = write(&entries);
+        let parsed: BTreeMap<String, String> = parse(&text).unwrap().into_iter().collect();
+        proptest::prop_assert_eq!(parsed, entries);
+    }
+}
