@@ -333,6 +333,21 @@ impl PostgresStorage {
         receiver
     }
 
+    /// Applies a stream of [`Invalidation`]s to a read cache until the stream ends: the one place
+    /// that knows what each message means for the cache.
+    pub async fn follow(
+        mut invalidations: tokio::sync::mpsc::UnboundedReceiver<Invalidation>,
+        cache: std::sync::Arc<custos_storage::CachedStorage>,
+    ) {
+        while let Some(invalidation) = invalidations.recv().await {
+            match invalidation {
+                Invalidation::All => cache.clear(),
+                Invalidation::Lost => cache.suspend(),
+                Invalidation::Keys(keys) => cache.invalidate(keys.iter().map(String::as_str)),
+            }
+        }
+    }
+
     async fn client(&self) -> Result<Object, StorageError> {
         self.pool.get().await.map_err(pool_error)
     }

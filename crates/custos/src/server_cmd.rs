@@ -143,23 +143,15 @@ async fn open_storage(config: &StorageConfig) -> anyhow::Result<Arc<dyn Storage>
             }
             // Other nodes write the same database: their commits reach this cache through
             // LISTEN/NOTIFY, and a listener that reconnects clears it.
-            let mut invalidations = storage.invalidations();
+            let invalidations = storage.invalidations();
             let cached = Arc::new(custos_storage::CachedStorage::new(
                 Arc::new(storage),
                 *cache_bytes,
             ));
-            let follower = cached.clone();
-            tokio::spawn(async move {
-                while let Some(invalidation) = invalidations.recv().await {
-                    match invalidation {
-                        custos_storage_postgres::Invalidation::All => follower.clear(),
-                        custos_storage_postgres::Invalidation::Lost => follower.suspend(),
-                        custos_storage_postgres::Invalidation::Keys(keys) => {
-                            follower.invalidate(keys.iter().map(String::as_str));
-                        }
-                    }
-                }
-            });
+            tokio::spawn(custos_storage_postgres::PostgresStorage::follow(
+                invalidations,
+                cached.clone(),
+            ));
             cached
         }
     })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use custos_storage::{CachedStorage, Storage};
-use custos_storage_postgres::Invalidation;
+use custos_storage_postgres::{Invalidation, PostgresStorage};
 
 use crate::support::TestDatabase;
 
@@ -23,16 +23,7 @@ async fn cached_node(database: &TestDatabase) -> Arc<CachedStorage> {
             .unwrap(),
         Some(Invalidation::All)
     );
-    let follower = cached.clone();
-    tokio::spawn(async move {
-        while let Some(invalidation) = invalidations.recv().await {
-            match invalidation {
-                Invalidation::All => follower.clear(),
-                Invalidation::Lost => follower.suspend(),
-                Invalidation::Keys(keys) => follower.invalidate(keys.iter().map(String::as_str)),
-            }
-        }
-    });
+    tokio::spawn(PostgresStorage::follow(invalidations, cached.clone()));
     cached
 }
 
