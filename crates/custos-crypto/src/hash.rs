@@ -79,6 +79,12 @@ impl fmt::Debug for KeyedHasher {
     }
 }
 
+/// SHA-256 of `data` as 64 lower-case hex characters: the public fingerprint of a credential
+/// (GitHub's secret-scanning programme calls it `token_hash`), safe to log and return.
+pub fn sha256_hex(data: &[u8]) -> String {
+    to_hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
 /// Whether `a` and `b` are equal, in time that depends only on their lengths.
 ///
 /// Lengths are treated as public. We do not use `ring::constant_time::verify_slices_are_equal`

@@ -46,7 +46,7 @@ mod test_support;
 
 pub use blob::{FORMAT_VERSION, HEADER_LEN, MIN_BLOB_LEN, NONCE_LEN, SealedBlob, TAG_LEN};
 pub use error::CryptoError;
-pub use hash::{HASH_LEN, KeyedHasher, constant_time_eq};
+pub use hash::{HASH_LEN, KeyedHasher, constant_time_eq, sha256_hex};
 pub use keyring::Keyring;
 pub use random::{fill_random, random_base62, random_uuid};
 pub use root::{KEYRING_PATH, ROOT_KEY_TERM, RootKey};

@@ -8,6 +8,7 @@ mod barrier;
 mod clock;
 mod error;
 pub mod kv;
+mod leaks;
 pub mod logical;
 mod mounts;
 mod pipeline;
@@ -19,6 +20,7 @@ mod wrapping;
 pub use barrier::{Barrier, KeyInfo, Plain};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::EngineError;
+pub use leaks::MAX_LEAKS_PER_REPORT;
 pub use mounts::{MountConfig, MountEntry};
 pub use pipeline::{
     AuditEvent, AuditSink, Authorizer, MAX_PATH_LEN, NoAudit, Request, RootOnly, validate_path,
@@ -539,6 +541,9 @@ impl Engine {
         if let Some(answer) = self.unauthenticated_wrapping(&unsealed, &request).await {
             return answer;
         }
+        if request.path.trim_end_matches('/') == "sys/leaks" {
+            return self.leak_report(&unsealed, request).await;
+        }
         // Authenticate first, so an anonymous caller learns nothing, not even that a path is
         // malformed.
         let caller = self.authenticate(request.token.as_deref()).await?;
@@ -649,6 +654,30 @@ impl Engine {
             }
             _ => None,
         }
+    }
+
+    /// `sys/leaks` needs no token (holding a credential is the authority to revoke it) but is
+    /// audited like every other request.
+    async fn leak_report(
+        &self,
+        unsealed: &Unsealed,
+        request: Request,
+    ) -> Result<Option<logical::LogicalResponse>, EngineError> {
+        if request.operation != logical::Operation::Update {
+            return Err(EngineError::MethodNotAllowed);
+        }
+        let mut event = AuditEvent {
+            request_id: &request.request_id,
+            operation: request.operation,
+            path: "sys/leaks",
+            caller: "leak-report",
+            outcome: None,
+        };
+        self.inner.audit.record(&event).await?;
+        let result = self.report_leaks(unsealed, request.data.as_ref()).await;
+        event.outcome = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+        self.inner.audit.record(&event).await?;
+        result
     }
 
     /// Mounts a secrets engine as the root token would (dev mode mounts `secret/` this way).

@@ -28,7 +28,12 @@ pub(crate) struct TokenEntry {
 }
 
 pub(crate) fn token_path(hasher: &KeyedHasher, token: &str) -> String {
-    format!("{TOKEN_PREFIX}{}", hasher.hash_hex(token.as_bytes()))
+    token_path_for_hash(&hasher.hash_hex(token.as_bytes()))
+}
+
+/// Where the entry of the token whose keyed hash is `hash_hex` is stored.
+pub(crate) fn token_path_for_hash(hash_hex: &str) -> String {
+    format!("{TOKEN_PREFIX}{hash_hex}")
 }
 
 /// A fresh random token in custos's checksummed key format, `custos_token_<30><6>`: 240 random

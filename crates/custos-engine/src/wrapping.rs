@@ -52,6 +52,11 @@ impl WrapRecord {
 }
 
 /// Checks a requested wrap TTL.
+/// Where the wrapped response of the token whose keyed hash is `hash_hex` is stored.
+pub(crate) fn record_path_for_hash(hash_hex: &str) -> String {
+    format!("{WRAP_PREFIX}{hash_hex}")
+}
+
 pub(crate) fn check_ttl(ttl: u64) -> Result<u64, EngineError> {
     if ttl == 0 {
         return Err(EngineError::InvalidRequest(
@@ -97,10 +102,7 @@ impl Engine {
         let bytes = serde_json::to_vec(&record).map_err(|error| {
             EngineError::Internal(format!("encoding wrapped response: {error}"))
         })?;
-        let key = format!(
-            "{WRAP_PREFIX}{}",
-            unsealed.token_hasher.hash_hex(token.as_bytes())
-        );
+        let key = record_path_for_hash(&unsealed.token_hasher.hash_hex(token.as_bytes()));
         unsealed.barrier.put(&key, bytes).await?;
         Ok(LogicalResponse {
             wrap_info: Some(record.info(token)),
@@ -114,10 +116,7 @@ impl Engine {
         unsealed: &Unsealed,
         token: &str,
     ) -> Result<(String, WrapRecord, custos_storage::Revision), EngineError> {
-        let key = format!(
-            "{WRAP_PREFIX}{}",
-            unsealed.token_hasher.hash_hex(token.as_bytes())
-        );
+        let key = record_path_for_hash(&unsealed.token_hasher.hash_hex(token.as_bytes()));
         let plain = unsealed
             .barrier
             .get(&key)

@@ -79,3 +79,16 @@ fn to_hex_is_lower_case() {
     assert_eq!(to_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     assert_eq!(to_hex(&[]), "");
 }
+
+#[test]
+fn sha256_matches_an_independent_implementation() {
+    // Computed with Python's `hashlib.sha256`.
+    assert_eq!(
+        sha256_hex(b"custos token"),
+        "05ff056ed64cf665ff9ecb239a7d86d1de435f235cf90cfbeebfe49dececbee1"
+    );
+    assert_eq!(
+        sha256_hex(b""),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+}

@@ -4,6 +4,7 @@
 
 mod auth;
 mod init;
+mod leaks;
 mod mounts;
 mod posture;
 mod properties;

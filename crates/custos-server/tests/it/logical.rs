@@ -167,3 +167,36 @@ async fn unknown_methods_are_405() {
         .await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn leak_reports_need_no_token_and_revoke_the_credential() {
+    let (server, init) = unsealed().await;
+    let token = init.root_token.as_str();
+    let reply = server
+        .send(
+            req(Method::POST, "/v1/sys/leaks")
+                .json(&json!({"leaks": [{"token": token, "type": "custos_token"}]})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
+    let body = reply.json();
+    assert_eq!(body["data"]["revoked"], 1);
+    assert_eq!(body["data"]["results"][0]["status"], "revoked");
+    assert!(!String::from_utf8_lossy(&reply.bytes).contains(token));
+
+    let reply = server
+        .send(req(Method::GET, "/v1/auth/token/lookup-self").token(token))
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+
+    let reply = server
+        .send(req(Method::POST, "/v1/sys/leaks").json(&json!({"leaks": "nope"})))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let reply = server
+        .send(req(Method::POST, "/v1/sys/leaks").raw("{"))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let reply = server.send(req(Method::GET, "/v1/sys/leaks")).await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+}

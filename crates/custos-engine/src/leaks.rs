@@ -1,0 +1,254 @@
+//! `sys/leaks`: the leak endpoint. Whoever found a custos credential in the wild (`custos scan
+//! --revoke-with`, a CI job, a partner's scanner) posts it here and the server revokes it at once.
+//!
+//! Holding a credential is the authority to kill it, as with `sys/wrapping/unwrap`, so the
+//! endpoint needs no token of its own: a leaked credential can already be used by anyone, and
+//! revoking it takes nothing from its legitimate owner that the leak had not taken already.
+//! Guessing is hopeless (240 random bits per credential), and each report is bounded in count.
+//!
+//! The items have the shape of GitHub's secret-scanning partner programme (`token`, `type`,
+//! `url`, `source`) and so do the answers (`token_hash`, `token_type`, `label`), so a report
+//! can be forwarded unchanged. Credentials are never echoed back: results name them by their
+//! SHA-256. Today the server's credentials are tokens and wrapping tokens; the API-key engine
+//! adds its keys to [`Engine::revoke_leaked`] when it lands.
+
+use serde_json::{Map, Value, json};
+
+use crate::token::TokenEntry;
+use crate::{Engine, EngineError, Unsealed, logical::LogicalResponse};
+
+/// The most credentials one report may carry.
+pub const MAX_LEAKS_PER_REPORT: usize = 1000;
+
+/// The longest credential considered; longer strings cannot be one of ours.
+const MAX_CREDENTIAL_LEN: usize = 256;
+
+/// What became of one reported credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// It was live here and is now revoked.
+    Revoked(Kind),
+    /// Its checksum is valid but this server does not know it (never issued here, already
+    /// revoked or expired, or a kind of key this server does not hold yet).
+    Unknown,
+    /// Not a custos credential: the checksum does not match.
+    Invalid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Token,
+    WrappingToken,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Token => "token",
+            Kind::WrappingToken => "wrapping_token",
+        }
+    }
+}
+
+/// One item of a report, as given.
+struct Leak {
+    token: String,
+    kind: String,
+    url: String,
+    source: String,
+}
+
+fn parse_report(data: Option<&Map<String, Value>>) -> Result<Vec<Leak>, EngineError> {
+    let invalid = |why: String| EngineError::InvalidRequest(why);
+    let items = data
+        .and_then(|data| data.get("leaks"))
+        .ok_or_else(|| invalid("missing \"leaks\": a list of {\"token\": ...} objects".into()))?
+        .as_array()
+        .ok_or_else(|| invalid("\"leaks\" must be a list".into()))?;
+    if items.is_empty() {
+        return Err(invalid("\"leaks\" is empty".into()));
+    }
+    if items.len() > MAX_LEAKS_PER_REPORT {
+        return Err(invalid(format!(
+            "{} leaks in one report is more than the limit of {MAX_LEAKS_PER_REPORT}",
+            items.len()
+        )));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let item = item
+                .as_object()
+                .ok_or_else(|| invalid(format!("leaks[{index}] must be an object")))?;
+            let text = |field: &str| -> Result<String, EngineError> {
+                match item.get(field) {
+                    None | Some(Value::Null) => Ok(String::new()),
+                    Some(Value::String(text)) => Ok(text.clone()),
+                    Some(_) => Err(invalid(format!("leaks[{index}].{field} must be a string"))),
+                }
+            };
+            let token = text("token")?;
+            if token.is_empty() {
+                return Err(invalid(format!("leaks[{index}].token is missing")));
+            }
+            Ok(Leak {
+                token,
+                kind: text("type")?,
+                url: text("url")?,
+                source: text("source")?,
+            })
+        })
+        .collect()
+}
+
+impl Engine {
+    /// `POST sys/leaks`: revokes every reported credential that is live on this server and
+    /// says, for each, what happened. Repeating a report is harmless.
+    pub(crate) async fn report_leaks(
+        &self,
+        unsealed: &Unsealed,
+        data: Option<&Map<String, Value>>,
+    ) -> Result<Option<LogicalResponse>, EngineError> {
+        let leaks = parse_report(data)?;
+        let mut results = Vec::with_capacity(leaks.len());
+        let mut revoked = 0usize;
+        let mut seen: std::collections::HashMap<String, Outcome> = Default::default();
+        for leak in &leaks {
+            let token_hash = custos_crypto::sha256_hex(leak.token.as_bytes());
+            let outcome = match seen.get(&token_hash) {
+                // The same credential twice in one report: the second sees the first's result.
+                Some(outcome) => *outcome,
+                None => {
+                    let outcome = self.revoke_leaked(unsealed, leak).await?;
+                    if matches!(outcome, Outcome::Revoked(_)) {
+                        revoked += 1;
+                    }
+                    seen.insert(token_hash.clone(), outcome);
+                    outcome
+                }
+            };
+            let (label, status, kind) = match outcome {
+                Outcome::Revoked(kind) => ("true_positive", "revoked", Some(kind.name())),
+                Outcome::Unknown => ("false_positive", "unknown", None),
+                Outcome::Invalid => ("false_positive", "invalid", None),
+            };
+            results.push(json!({
+                "token_hash": token_hash,
+                "token_type": leak.kind,
+                "label": label,
+                "status": status,
+                "kind": kind,
+            }));
+        }
+        Ok(Some(crate::pipeline::object(json!({
+            "results": results,
+            "revoked": revoked,
+        }))))
+    }
+
+    /// Revokes one credential if it is live here.
+    async fn revoke_leaked(
+        &self,
+        unsealed: &Unsealed,
+        leak: &Leak,
+    ) -> Result<Outcome, EngineError> {
+        if leak.token.len() > MAX_CREDENTIAL_LEN {
+            return Ok(Outcome::Invalid);
+        }
+        let Ok(key) = custos_core::ApiKey::parse(&leak.token) else {
+            return Ok(Outcome::Invalid);
+        };
+        if !key.is_custos_token() {
+            // API keys: the API-key engine answers for its own prefixes once it exists.
+            return Ok(Outcome::Unknown);
+        }
+        let hash = unsealed.token_hasher.hash_hex(leak.token.as_bytes());
+        for (kind, path) in [
+            (Kind::Token, crate::token::token_path_for_hash(&hash)),
+            (
+                Kind::WrappingToken,
+                crate::wrapping::record_path_for_hash(&hash),
+            ),
+        ] {
+            let Some(plain) = unsealed.barrier.get(&path).await? else {
+                continue;
+            };
+            let accessor = match kind {
+                Kind::Token => serde_json::from_slice::<TokenEntry>(&plain.value)
+                    .map(|entry| entry.accessor)
+                    .unwrap_or_default(),
+                Kind::WrappingToken => String::new(),
+            };
+            // Conditional on the revision read, so two reports racing revoke it once.
+            match unsealed
+                .barrier
+                .commit(
+                    custos_storage::Transaction::new()
+                        .require_revision(&path, plain.revision)
+                        .delete(&path),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(EngineError::Conflict) => return Ok(Outcome::Unknown),
+                Err(error) => return Err(error),
+            }
+            tracing::warn!(
+                kind = kind.name(),
+                accessor = %accessor,
+                token_sha256 = %custos_crypto::sha256_hex(leak.token.as_bytes()),
+                reported_type = %leak.kind,
+                url = %leak.url,
+                source = %leak.source,
+                "leaked credential revoked"
+            );
+            return Ok(Outcome::Revoked(kind));
+        }
+        Ok(Outcome::Unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(value: Value) -> Result<Vec<Leak>, EngineError> {
+        match value {
+            Value::Object(map) => parse_report(Some(&map)),
+            _ => parse_report(None),
+        }
+    }
+
+    #[test]
+    fn reports_are_checked() {
+        for bad in [
+            json!({}),
+            json!({"leaks": "x"}),
+            json!({"leaks": []}),
+            json!({"leaks": [1]}),
+            json!({"leaks": [{}]}),
+            json!({"leaks": [{"token": ""}]}),
+            json!({"leaks": [{"token": 7}]}),
+            json!({"leaks": [{"token": "a", "url": 3}]}),
+        ] {
+            assert!(
+                matches!(report(bad.clone()), Err(EngineError::InvalidRequest(_))),
+                "{bad}"
+            );
+        }
+        let many: Vec<Value> = (0..=MAX_LEAKS_PER_REPORT)
+            .map(|_| json!({"token": "a"}))
+            .collect();
+        assert!(report(json!({ "leaks": many })).is_err());
+        let leaks = report(json!({"leaks": [
+            {"token": "a", "type": "custos_token", "url": "https://x/y", "source": "git"},
+            {"token": "b", "type": null}
+        ]}))
+        .unwrap();
+        assert_eq!(leaks.len(), 2);
+        assert_eq!(leaks[0].kind, "custos_token");
+        assert_eq!(leaks[0].url, "https://x/y");
+        assert_eq!(leaks[1].kind, "");
+    }
+}
