@@ -41,31 +41,53 @@ fn env_either(primary: &str, fallback: &str) -> Option<String> {
 impl ConnectionArgs {
     /// A client for these flags, each falling back to its environment variables.
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
-        let path_env = |primary, fallback| env_either(primary, fallback).map(PathBuf::from);
-        let config = ClientConfig {
-            address: self
-                .address
-                .clone()
-                .or_else(|| env_either("CUSTOS_ADDR", "VAULT_ADDR"))
-                .unwrap_or_else(|| "https://127.0.0.1:8200".into()),
-            token: self
-                .token
-                .clone()
-                .or_else(|| env_either("CUSTOS_TOKEN", "VAULT_TOKEN")),
-            ca_cert: self
-                .ca_cert
-                .clone()
-                .or_else(|| path_env("CUSTOS_CACERT", "VAULT_CACERT")),
-            client_cert: self
-                .client_cert
-                .clone()
-                .or_else(|| path_env("CUSTOS_CLIENT_CERT", "VAULT_CLIENT_CERT")),
-            client_key: self
-                .client_key
-                .clone()
-                .or_else(|| path_env("CUSTOS_CLIENT_KEY", "VAULT_CLIENT_KEY")),
-            timeout: None,
-        };
-        Ok(Client::new(config)?)
+        let token = self
+            .token
+            .clone()
+            .or_else(|| env_either("CUSTOS_TOKEN", "VAULT_TOKEN"));
+        client_for(
+            self.address.clone(),
+            token,
+            TlsFiles {
+                ca_cert: self.ca_cert.clone(),
+                client_cert: self.client_cert.clone(),
+                client_key: self.client_key.clone(),
+            },
+        )
     }
+}
+
+/// TLS material given on the command line; each falls back to its environment variables.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TlsFiles {
+    pub(crate) ca_cert: Option<PathBuf>,
+    pub(crate) client_cert: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
+}
+
+/// A client for `address` (falling back to CUSTOS_ADDR, VAULT_ADDR, then the default) with
+/// `token`, and TLS material from `tls` or the environment.
+pub(crate) fn client_for(
+    address: Option<String>,
+    token: Option<String>,
+    tls: TlsFiles,
+) -> anyhow::Result<Client> {
+    let path_env = |primary, fallback| env_either(primary, fallback).map(PathBuf::from);
+    let config = ClientConfig {
+        address: address
+            .or_else(|| env_either("CUSTOS_ADDR", "VAULT_ADDR"))
+            .unwrap_or_else(|| "https://127.0.0.1:8200".into()),
+        token,
+        ca_cert: tls
+            .ca_cert
+            .or_else(|| path_env("CUSTOS_CACERT", "VAULT_CACERT")),
+        client_cert: tls
+            .client_cert
+            .or_else(|| path_env("CUSTOS_CLIENT_CERT", "VAULT_CLIENT_CERT")),
+        client_key: tls
+            .client_key
+            .or_else(|| path_env("CUSTOS_CLIENT_KEY", "VAULT_CLIENT_KEY")),
+        timeout: None,
+    };
+    Ok(Client::new(config)?)
 }

@@ -11,6 +11,7 @@ mod operator;
 mod output;
 mod run_cmd;
 mod scan_cmd;
+mod scan_revoke;
 mod server_cmd;
 mod yaml;
 
@@ -75,9 +76,9 @@ fn main() -> ExitCode {
             Command::Run(args) => run_cmd::run(args).await,
             Command::Export(args) => dotenv_cmd::export(args).await,
             Command::Import(args) => dotenv_cmd::import(args).await,
-            // The scanner is synchronous (its own thread pool) and exits 2 on errors, 1 on
-            // findings, as secret scanners do.
-            Command::Scan(args) => Ok(scan_cmd::run(args).unwrap_or_else(|error| {
+            // The scanner runs on its own thread pool; it exits 2 on errors, 1 on findings, as
+            // secret scanners do.
+            Command::Scan(args) => Ok(scan_cmd::run(args).await.unwrap_or_else(|error| {
                 eprintln!("custos: error: {error:#}");
                 ExitCode::from(2)
             })),

@@ -83,6 +83,18 @@ pub(crate) struct ScanArgs {
     /// Never draw the progress bar (it is drawn only when stderr is a terminal).
     #[arg(long)]
     no_progress: bool,
+
+    /// After the scan, report the custos tokens and API keys found (checksum-valid ones only)
+    /// to the custos server at URL, which revokes every one that is live there. Needs no
+    /// token: holding a credential is the authority to revoke it. Exit status 2 if the
+    /// server cannot be reached.
+    #[arg(long, value_name = "URL", conflicts_with = "write_baseline")]
+    revoke_with: Option<String>,
+
+    /// PEM bundle of CAs that signed the --revoke-with server's certificate
+    /// [env: CUSTOS_CACERT or VAULT_CACERT]
+    #[arg(long, value_name = "FILE", requires = "revoke_with")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -152,7 +164,7 @@ fn progress_bar(hidden: bool) -> indicatif::ProgressBar {
 }
 
 /// Runs `custos scan`.
-pub(crate) fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     if let Some(ScanCommand::InstallHook { repo, force }) = &args.command {
         return install_hook(repo.as_deref().unwrap_or(Path::new(".")), *force);
     }
@@ -203,6 +215,17 @@ pub(crate) fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
 
     write_findings(&args, &outcome)?;
     summary(&outcome, suppressed, elapsed);
+    if let Some(address) = &args.revoke_with {
+        let client = crate::connection::client_for(
+            Some(address.clone()),
+            None,
+            crate::connection::TlsFiles {
+                ca_cert: args.ca_cert.clone(),
+                ..Default::default()
+            },
+        )?;
+        crate::scan_revoke::revoke(&client, &outcome.findings).await?;
+    }
     Ok(if outcome.findings.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -13,6 +13,7 @@ mod lifecycle;
 mod outage;
 mod run_cli;
 mod scan;
+mod scan_revoke;
 mod tidy;
 mod tls;
 mod vaultrs_compat;
