@@ -152,3 +152,32 @@ fn nothing_to_revoke_needs_no_server() {
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stderr).contains("nothing to revoke"));
 }
+
+#[tokio::test]
+async fn a_credential_deleted_from_git_long_ago_is_still_revoked() {
+    let (dir, server) = dev_server();
+    let live = wrapping_token(&server.address);
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    crate::scan::git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("ci.env"), format!("TOKEN={live}\n")).unwrap();
+    crate::scan::git(&repo, &["add", "ci.env"]);
+    crate::scan::git(&repo, &["commit", "-q", "-m", "add ci token"]);
+    std::fs::remove_file(repo.join("ci.env")).unwrap();
+    crate::scan::git(&repo, &["commit", "-q", "-a", "-m", "oops, remove it"]);
+
+    // The working tree is clean; only the history holds the credential.
+    let output = scan(&repo, &["--revoke-with", &server.address, "."]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(lookup_status(&server.address, &live).await, 200);
+
+    let output = scan(&repo, &["--git", "--revoke-with", &server.address, "."]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("custos_token at ci.env:1 (commit ")
+            && stderr.contains("revoked (wrapping_token)"),
+        "{stderr}"
+    );
+    assert_eq!(lookup_status(&server.address, &live).await, 400);
+}
