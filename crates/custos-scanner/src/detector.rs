@@ -7,11 +7,14 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::checks::{generic_value_plausible, shannon_entropy, validate};
 use crate::rules::{AllowlistSpec, RuleError, RuleSet, Validation};
+
+mod prefilter;
+
+use prefilter::KeywordPrefilter;
 
 /// Bytes of each keyword used by the Aho-Corasick prefilter.
 const MAX_KEYWORD_PREFIX: usize = 6;
@@ -144,7 +147,7 @@ struct CompiledRule {
 /// Compiled rules, shared read-only by all scanning threads.
 pub struct Detector {
     rules: Vec<CompiledRule>,
-    prefilter: Option<AhoCorasick>,
+    prefilter: Option<KeywordPrefilter>,
     /// Aho-Corasick pattern id → rules that listed that keyword.
     pattern_rules: Vec<Vec<usize>>,
     /// Rules without keywords: their regexes run on every buffer.
@@ -253,15 +256,10 @@ impl Detector {
             None
         } else {
             Some(
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&keywords)
-                    .map_err(|error| RuleError::Invalid {
-                        id: "<keywords>".to_owned(),
-                        message: error.to_string(),
-                    })?,
+                KeywordPrefilter::new(&keywords).map_err(|message| RuleError::Invalid {
+                    id: "<keywords>".to_owned(),
+                    message,
+                })?,
             )
         };
         Ok(Self {
@@ -314,16 +312,16 @@ impl Detector {
             triggered[index] = true;
         }
         if let Some(prefilter) = &self.prefilter {
-            for found in prefilter.find_overlapping_iter(data) {
-                for &index in &self.pattern_rules[found.pattern().as_usize()] {
+            prefilter.find(data, |pattern, range| {
+                for &index in &self.pattern_rules[pattern] {
                     triggered[index] = true;
                     let rule_hits = &mut hits[index];
                     if rule_hits.len() <= MAX_WINDOWED_HITS || self.rules[index].anchored.is_some()
                     {
-                        rule_hits.push(found.range());
+                        rule_hits.push(range.clone());
                     }
                 }
-            }
+            });
         }
         let mut detections = Vec::new();
         let mut vetoes = Vec::new();
