@@ -144,12 +144,30 @@ struct CompiledRule {
     allow: CompiledAllowlist,
 }
 
+/// A rule's keyword, as found through its first [`MAX_KEYWORD_PREFIX`] bytes.
+#[derive(PartialEq)]
+struct KeywordRule {
+    rule: usize,
+    /// The lowercase bytes of the keyword after the prefix.
+    rest: Box<[u8]>,
+}
+
+impl KeywordRule {
+    /// The range of the whole keyword, if it occurs where its prefix was found.
+    fn occurrence(&self, data: &[u8], prefix: &Range<usize>) -> Option<Range<usize>> {
+        let end = prefix.end.checked_add(self.rest.len())?;
+        data.get(prefix.end..end)?
+            .eq_ignore_ascii_case(&self.rest)
+            .then_some(prefix.start..end)
+    }
+}
+
 /// Compiled rules, shared read-only by all scanning threads.
 pub struct Detector {
     rules: Vec<CompiledRule>,
     prefilter: Option<KeywordPrefilter>,
-    /// Aho-Corasick pattern id → rules that listed that keyword.
-    pattern_rules: Vec<Vec<usize>>,
+    /// Aho-Corasick pattern id → the keywords starting with that prefix.
+    pattern_rules: Vec<Vec<KeywordRule>>,
     /// Rules without keywords: their regexes run on every buffer.
     unfiltered: Vec<usize>,
     global: CompiledAllowlist,
@@ -173,7 +191,7 @@ impl Detector {
     pub fn new(set: &RuleSet) -> Result<Self, RuleError> {
         let mut rules = Vec::with_capacity(set.rules.len());
         let mut keywords: Vec<Vec<u8>> = Vec::new();
-        let mut pattern_rules: Vec<Vec<usize>> = Vec::new();
+        let mut pattern_rules: Vec<Vec<KeywordRule>> = Vec::new();
         let mut unfiltered = Vec::new();
         for (index, spec) in set.rules.iter().enumerate() {
             let invalid = |message: String| RuleError::Invalid {
@@ -203,15 +221,24 @@ impl Detector {
                     return Err(invalid("empty keyword".to_owned()));
                 }
                 // Only a keyword's first bytes go into the automaton: a smaller automaton
-                // stays in cache and runs several times faster, and the regex (or the
-                // window around the hit) still checks the rest.
+                // stays in cache and runs several times faster. A hit on the prefix is then
+                // checked against the rest of the keyword, so a long keyword stays as
+                // selective as it reads ("sha256~" does not fire on "sha256(").
                 let mut lower = keyword.to_ascii_lowercase().into_bytes();
-                lower.truncate(MAX_KEYWORD_PREFIX);
+                let rest = lower.split_off(lower.len().min(MAX_KEYWORD_PREFIX));
+                let keyword_rule = KeywordRule {
+                    rule: index,
+                    rest: rest.into_boxed_slice(),
+                };
                 match keywords.iter().position(|known| *known == lower) {
-                    Some(pattern) => pattern_rules[pattern].push(index),
+                    Some(pattern) => {
+                        if !pattern_rules[pattern].contains(&keyword_rule) {
+                            pattern_rules[pattern].push(keyword_rule);
+                        }
+                    }
                     None => {
                         keywords.push(lower);
-                        pattern_rules.push(vec![index]);
+                        pattern_rules.push(vec![keyword_rule]);
                     }
                 }
             }
@@ -312,13 +339,26 @@ impl Detector {
             triggered[index] = true;
         }
         if let Some(prefilter) = &self.prefilter {
-            prefilter.find(data, |pattern, range| {
-                for &index in &self.pattern_rules[pattern] {
+            prefilter.find(data, |pattern, prefix| {
+                for keyword in &self.pattern_rules[pattern] {
+                    let Some(range) = keyword.occurrence(data, &prefix) else {
+                        continue;
+                    };
+                    let index = keyword.rule;
                     triggered[index] = true;
                     let rule_hits = &mut hits[index];
+                    // Two keywords of one rule can both start here; the shorter one gives the
+                    // wider window.
+                    if let Some(last) = rule_hits
+                        .last_mut()
+                        .filter(|last| last.start == range.start)
+                    {
+                        last.end = last.end.min(range.end);
+                        continue;
+                    }
                     if rule_hits.len() <= MAX_WINDOWED_HITS || self.rules[index].anchored.is_some()
                     {
-                        rule_hits.push(range.clone());
+                        rule_hits.push(range);
                     }
                 }
             });

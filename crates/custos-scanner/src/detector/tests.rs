@@ -187,3 +187,14 @@ fn detections_per_rule_are_capped() {
         MAX_DETECTIONS_PER_RULE
     );
 }
+
+#[test]
+fn keywords_longer_than_the_prefix_are_checked_in_full() {
+    let keyword = KeywordRule {
+        rule: 0,
+        rest: b"~".to_vec().into_boxed_slice(),
+    };
+    assert_eq!(keyword.occurrence(b"x SHA256~abc", &(2..8)), Some(2..9));
+    assert_eq!(keyword.occurrence(b"x sha256(abc", &(2..8)), None);
+    assert_eq!(keyword.occurrence(b"x sha256", &(2..8)), None);
+}
