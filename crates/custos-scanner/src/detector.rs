@@ -7,7 +7,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::bytes::{CaptureLocations, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::checks::{generic_value_plausible, shannon_entropy, validate};
 use crate::rules::{AllowlistSpec, RuleError, RuleSet, Validation};
@@ -388,16 +388,33 @@ impl Detector {
                 );
                 continue;
             }
+            let mut locations = rule.regex.capture_locations();
             if rule.validate == Some(Validation::Custos) && self.unfiltered.contains(&index) {
                 for window in custos_key_windows(data) {
-                    self.run_rule(index, rule, data, window, &mut detections, &mut vetoes);
+                    self.run_rule(
+                        index,
+                        rule,
+                        data,
+                        window,
+                        &mut locations,
+                        &mut detections,
+                        &mut vetoes,
+                    );
                 }
                 continue;
             }
             match rule.max_len {
                 Some(max_len) if hits[index].len() <= MAX_WINDOWED_HITS => {
                     for window in windows(data, &hits[index], max_len) {
-                        self.run_rule(index, rule, data, window, &mut detections, &mut vetoes);
+                        self.run_rule(
+                            index,
+                            rule,
+                            data,
+                            window,
+                            &mut locations,
+                            &mut detections,
+                            &mut vetoes,
+                        );
                     }
                 }
                 _ => self.run_rule(
@@ -405,6 +422,7 @@ impl Detector {
                     rule,
                     data,
                     0..data.len(),
+                    &mut locations,
                     &mut detections,
                     &mut vetoes,
                 ),
@@ -414,12 +432,16 @@ impl Detector {
         detections
     }
 
+    /// Runs the regex over `window`. `locations` belong to `rule.regex` and are reused
+    /// across calls, so a search allocates nothing.
+    #[expect(clippy::too_many_arguments, reason = "internal helper of detect")]
     fn run_rule(
         &self,
         index: usize,
         rule: &CompiledRule,
         data: &[u8],
         window: Range<usize>,
+        locations: &mut CaptureLocations,
         detections: &mut Collected<'_>,
         vetoes: &mut Vec<Range<usize>>,
     ) {
@@ -428,23 +450,27 @@ impl Detector {
         let haystack = &data[..window.end];
         let mut position = window.start;
         while position <= haystack.len() {
-            let Some(captures) = rule.regex.captures_at(haystack, position) else {
+            if rule
+                .regex
+                .captures_read_at(locations, haystack, position)
+                .is_none()
+            {
+                break;
+            }
+            let (Some(whole), Some(secret)) = (locations.get(0), locations.get(rule.group)) else {
                 break;
             };
-            let (Some(whole), Some(secret)) = (captures.get(0), captures.get(rule.group)) else {
-                break;
-            };
-            position = if whole.is_empty() {
-                whole.end() + 1
+            position = if whole.0 == whole.1 {
+                whole.1 + 1
             } else {
-                whole.end()
+                whole.1
             };
             if !self.consider(
                 index,
                 rule,
                 data,
-                whole.range(),
-                secret.range(),
+                whole.0..whole.1,
+                secret.0..secret.1,
                 detections,
                 vetoes,
             ) {
@@ -467,6 +493,7 @@ impl Detector {
         vetoes: &mut Vec<Range<usize>>,
     ) {
         let mut consumed = 0;
+        let mut locations = anchored.capture_locations();
         for hit in hits {
             if hit.start < consumed {
                 continue;
@@ -476,20 +503,23 @@ impl Detector {
                 .saturating_add(max_len)
                 .saturating_add(WORD_SLACK)
                 .min(data.len());
-            let Some(captures) = anchored.captures(&data[hit.start..end]) else {
+            if anchored
+                .captures_read(&mut locations, &data[hit.start..end])
+                .is_none()
+            {
+                continue;
+            }
+            let (Some(whole), Some(secret)) = (locations.get(0), locations.get(rule.group)) else {
                 continue;
             };
-            let (Some(whole), Some(secret)) = (captures.get(0), captures.get(rule.group)) else {
-                continue;
-            };
-            let shift = |range: Range<usize>| hit.start + range.start..hit.start + range.end;
-            consumed = hit.start + whole.end();
+            let shift = |(start, end): (usize, usize)| hit.start + start..hit.start + end;
+            consumed = hit.start + whole.1;
             if !self.consider(
                 index,
                 rule,
                 data,
-                shift(whole.range()),
-                shift(secret.range()),
+                shift(whole),
+                shift(secret),
                 detections,
                 vetoes,
             ) {
