@@ -5,7 +5,10 @@ Generates (outside the repository):
   * a source tree of --tree-mb megabytes (default 1024) of code-like text with a few
     planted secrets, and
   * a git repository of --commits commits (default 10000) built with `git fast-import`,
-then times each scanner on both and reports MB/s. With --corpus DIR (the labelled corpus
+then times each scanner on both and reports MB/s. With --rounds N every input is scanned N
+times, the scanners taking turns within each round so that they meet the same machine load,
+and a summary gives each scanner's median and best wall-clock time and custos's speed-up over
+the others per round. --tools picks the scanners to run. With --corpus DIR (the labelled corpus
 written by `CUSTOS_WRITE_CORPUS=DIR cargo test -p custos-scanner --test it corpus`) it also
 scores precision and recall of every scanner on that corpus.
 
@@ -200,6 +203,9 @@ def main():
     ap.add_argument("--commits", type=int, default=10000)
     ap.add_argument("--corpus")
     ap.add_argument("--skip-generate", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--tools", default="custos,gitleaks,kingfisher", help="comma-separated scanners to run")
+    ap.add_argument("--inputs", default="tree,git", help="comma-separated inputs to scan")
     args = ap.parse_args()
     tree = os.path.join(args.work, "tree")
     repo = os.path.join(args.work, "repo")
@@ -216,16 +222,34 @@ def main():
         json.dump({"tree_bytes": tree_bytes, "tree_files": tree_files, "diff_bytes": diff_bytes}, open(meta_path, "w"))
     meta = json.load(open(meta_path))
     subprocess.run(["sh", "-c", "find %s -type f -exec cat {} + > /dev/null" % tree], check=False)  # warm the page cache
-    rows = []
-    for label, target, size, git_mode in [("tree", tree, meta["tree_bytes"], False), ("git", repo, meta["diff_bytes"], True)]:
-        for tool, cmd in scanners(args, target, os.path.join(args.work, "report-" + label), git_mode).items():
-            seconds, proc = run(cmd)
-            ok = proc.returncode in (0, 1, 200, 205)
-            rows.append((label, tool, seconds, size / 1e6 / seconds, proc.returncode))
-            print("%-5s %-10s %7.2fs wall %8.1f MB/s  %7.2fs CPU %8.1f MB per CPU-second  exit=%d%s" % (label, tool, seconds, size / 1e6 / seconds, proc.cpu, size / 1e6 / max(proc.cpu, 1e-9), proc.returncode, "" if ok else "  " + proc.stderr.decode(errors="replace")[-300:]), flush=True)
+    tools = args.tools.split(",")
+    inputs = [(label, target, size, git_mode) for label, target, size, git_mode in [("tree", tree, meta["tree_bytes"], False), ("git", repo, meta["diff_bytes"], True)] if label in args.inputs.split(",")]
+    walls = {}  # (input, tool) -> wall-clock seconds per round
+    for round_number in range(1, args.rounds + 1):
+        for label, target, size, git_mode in inputs:
+            for tool, cmd in scanners(args, target, os.path.join(args.work, "report-" + label), git_mode).items():
+                if tool not in tools:
+                    continue
+                seconds, proc = run(cmd)
+                ok = proc.returncode in (0, 1, 200, 205)
+                walls.setdefault((label, tool), []).append(seconds)
+                prefix = "round %d  " % round_number if args.rounds > 1 else ""
+                print("%s%-5s %-10s %7.2fs wall %8.1f MB/s  %7.2fs CPU %8.1f MB per CPU-second  exit=%d%s" % (prefix, label, tool, seconds, size / 1e6 / seconds, proc.cpu, size / 1e6 / max(proc.cpu, 1e-9), proc.returncode, "" if ok else "  " + proc.stderr.decode(errors="replace")[-300:]), flush=True)
+    if args.rounds > 1:
+        for label, _, _, _ in inputs:
+            for tool in tools:
+                times = sorted(walls.get((label, tool), []))
+                if times:
+                    print("%-5s %-10s median %.2fs  best %.2fs" % (label, tool, times[len(times) // 2], times[0]), flush=True)
+            for other in tools:
+                if other != "custos" and (label, "custos") in walls and (label, other) in walls:
+                    ratios = ["%.2fx" % (theirs / ours) for ours, theirs in zip(walls[(label, "custos")], walls[(label, other)])]
+                    print("%-5s custos vs %-10s wall-clock speed-up per round: %s" % (label, other, " ".join(ratios)), flush=True)
     if args.corpus:
         labels = json.load(open(os.path.join(args.corpus, "labels.json")))
         for tool, cmd in scanners(args, args.corpus, os.path.join(args.work, "report-corpus"), False).items():
+            if tool not in tools:
+                continue
             run(cmd)
             found = findings_by_path(tool, os.path.join(args.work, "report-corpus." + tool), args.corpus)
             tp, fp, fn, p, r = score(labels, found)
