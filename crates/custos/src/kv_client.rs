@@ -283,13 +283,7 @@ pub(crate) async fn write(
 ) -> anyhow::Result<Option<Value>> {
     path.require_secret()?;
     let body = match path.version {
-        KvVersion::V2 => {
-            let mut body = serde_json::json!({ "data": data });
-            if let Some(cas) = cas {
-                body["options"] = serde_json::json!({ "cas": cas });
-            }
-            body
-        }
+        KvVersion::V2 => v2_data_body(data, cas),
         KvVersion::V1 => {
             if cas.is_some() {
                 path.require_v2("--cas")?;
@@ -297,13 +291,40 @@ pub(crate) async fn write(
             Value::Object(data)
         }
     };
-    let answer = send(
-        client,
-        Method::PUT,
-        &encode_path(&path.data_path()),
-        Some(&body),
-    )
-    .await?;
+    send_data(client, Method::PUT, path, &body).await
+}
+
+/// Merges `data` into the secret's latest version (v2 only, with check-and-set when `cas` is
+/// given) and returns the API's answer.
+pub(crate) async fn patch(
+    client: &Client,
+    path: &KvPath,
+    data: Map<String, Value>,
+    cas: Option<u64>,
+) -> anyhow::Result<Option<Value>> {
+    path.require_secret()?;
+    path.require_v2("patch")?;
+    send_data(client, Method::PATCH, path, &v2_data_body(data, cas)).await
+}
+
+/// The body of a v2 write: the data, and the check-and-set version when there is one.
+fn v2_data_body(data: Map<String, Value>, cas: Option<u64>) -> Value {
+    let mut body = serde_json::json!({ "data": data });
+    if let Some(cas) = cas {
+        body["options"] = serde_json::json!({ "cas": cas });
+    }
+    body
+}
+
+/// Sends `body` to the secret's data endpoint and returns the API's answer; a 404 (no such
+/// mount or path) is a [`NotFound`] error.
+async fn send_data(
+    client: &Client,
+    method: Method,
+    path: &KvPath,
+    body: &Value,
+) -> anyhow::Result<Option<Value>> {
+    let answer = send(client, method, &encode_path(&path.data_path()), Some(body)).await?;
     if answer.status == StatusCode::NOT_FOUND {
         return Err(NotFound {
             path: path.data_path(),

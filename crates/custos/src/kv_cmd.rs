@@ -179,7 +179,10 @@ pub(crate) async fn run(args: KvArgs) -> anyhow::Result<ExitCode> {
         KvCommand::Patch { path, data, cas } => {
             let path = kv_client::resolve(&client, args.mount.as_deref(), &path).await?;
             let data = parse_data(&data, &mut std::io::stdin().lock())?;
-            patch(&client, &path, data, cas, args.format).await
+            // No `?` here: a missing secret must reach `exit_code` below.
+            kv_client::patch(&client, &path, data, cas)
+                .await
+                .and_then(|answer| print_written(&path, answer.as_ref(), args.format))
         }
         KvCommand::List { path } => list(&client, args.mount.as_deref(), &path, args.format).await,
         KvCommand::Delete { path, versions } => {
@@ -386,36 +389,6 @@ fn print_written(
             Ok(())
         }
     }
-}
-
-async fn patch(
-    client: &Client,
-    path: &KvPath,
-    data: Map<String, Value>,
-    cas: Option<u64>,
-    format: OutputFormat,
-) -> anyhow::Result<()> {
-    path.require_secret()?;
-    path.require_v2("patch")?;
-    let mut body = json!({ "data": data });
-    if let Some(cas) = cas {
-        body["options"] = json!({ "cas": cas });
-    }
-    let answer = send(
-        client,
-        Method::PATCH,
-        &encode_path(&path.data_path()),
-        Some(&body),
-    )
-    .await?;
-    if answer.status == StatusCode::NOT_FOUND {
-        return Err(NotFound {
-            path: path.data_path(),
-            deleted: None,
-        }
-        .into());
-    }
-    print_written(path, answer.body.as_ref(), format)
 }
 
 async fn list(
