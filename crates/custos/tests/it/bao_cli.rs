@@ -126,17 +126,7 @@ fn bao_cli_kv_and_wrapping_against_a_dev_server() {
         eprintln!("skipped bao_cli_kv_and_wrapping_against_a_dev_server: CUSTOS_TEST_BAO not set");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(
-        &[
-            "--dev",
-            "--dev-listen-address",
-            "127.0.0.1:0",
-            "--dev-root-token-id",
-            "root",
-        ],
-        &dir.path().join("server.log"),
-    );
+    let (_dir, server) = support::dev_server();
     let address = server.address.as_str();
     let run = |args: &[&str]| bao(&binary, address, Some("root"), args);
     let json = |args: &[&str]| -> serde_json::Value {

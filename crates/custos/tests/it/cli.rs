@@ -19,16 +19,7 @@ fn custos(address: &str, args: &[&str]) -> std::process::Output {
 #[test]
 fn dev_server_is_unsealed_with_the_chosen_root_token() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(
-        &[
-            "--dev",
-            "--dev-listen-address",
-            "127.0.0.1:0",
-            "--dev-root-token-id",
-            "dev-root",
-        ],
-        &dir.path().join("server.log"),
-    );
+    let server = TestServer::dev("dev-root", &dir.path().join("server.log"));
     assert!(server.address.starts_with("http://127.0.0.1:"));
 
     let output = custos(&server.address, &["status", "--format", "json"]);

@@ -19,9 +19,7 @@ async fn kill_loop(config: &std::path::Path, log: &std::path::Path, pki: &TestPk
     let (keys, token) = support::init(&client, 1, 1).await;
     let mut term = 1u32;
     for round in 0..ROUNDS {
-        let client = pki.client(&server.address, None, false);
-        support::unseal(&client, &keys).await;
-        let root = pki.client(&server.address, Some(&token), false);
+        let root = pki.unsealed_client(&server.address, &keys, &token).await;
         assert_eq!(root.key_status().await.unwrap().term, term, "round {round}");
 
         let acknowledged = Arc::new(AtomicU32::new(0));
@@ -43,9 +41,7 @@ async fn kill_loop(config: &std::path::Path, log: &std::path::Path, pki: &TestPk
         );
 
         server = TestServer::with_config(config, log);
-        let client = pki.client(&server.address, None, false);
-        support::unseal(&client, &keys).await;
-        let root = pki.client(&server.address, Some(&token), false);
+        let root = pki.unsealed_client(&server.address, &keys, &token).await;
         let recovered = root.key_status().await.unwrap().term;
         let expected = term + acked;
         assert!(
@@ -62,14 +58,7 @@ async fn kill_loop(config: &std::path::Path, log: &std::path::Path, pki: &TestPk
 async fn sigkill_never_loses_acknowledged_writes_sqlite() {
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "{}[storage]\nbackend = \"sqlite\"\npath = {:?}\n",
-            pki.listener_section(false),
-            dir.path().join("custos.db")
-        ),
-    );
+    let config = pki.write_config(dir.path(), false, &support::sqlite_storage(dir.path()));
     kill_loop(&config, &dir.path().join("server.log"), &pki).await;
 }
 
@@ -82,14 +71,7 @@ async fn sigkill_never_loses_acknowledged_writes_postgres() {
     };
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "{}[storage]\nbackend = \"postgres\"\nurl = {:?}\n",
-            pki.listener_section(false),
-            database.url
-        ),
-    );
+    let config = pki.write_config(dir.path(), false, &support::postgres_storage(&database.url));
     kill_loop(&config, &dir.path().join("server.log"), &pki).await;
     database.drop_database().await;
 }

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::TestServer;
+use crate::support;
 
 #[test]
 fn hvac_suite_passes() {
@@ -14,17 +14,7 @@ fn hvac_suite_passes() {
         eprintln!("skipped hvac_suite_passes: CUSTOS_TEST_PYTHON not set");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(
-        &[
-            "--dev",
-            "--dev-listen-address",
-            "127.0.0.1:0",
-            "--dev-root-token-id",
-            "root",
-        ],
-        &dir.path().join("server.log"),
-    );
+    let (_dir, server) = support::dev_server();
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/hvac_suite.py");
     let output = Command::new(python)
         .arg(suite)

@@ -7,23 +7,9 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
+// `run_cli` and `scan_revoke` take the dev server from here, with the commands that use it.
+pub(crate) use crate::support::dev_server;
 use crate::support::{self, TestServer};
-
-/// A dev server with root token `root`, and the directory holding its log.
-pub(crate) fn dev_server() -> (tempfile::TempDir, TestServer) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(
-        &[
-            "--dev",
-            "--dev-listen-address",
-            "127.0.0.1:0",
-            "--dev-root-token-id",
-            "root",
-        ],
-        &dir.path().join("server.log"),
-    );
-    (dir, server)
-}
 
 /// `custos ARGS` with the address and token in the environment, as a user would set them.
 pub(crate) fn command(server: &TestServer, token: &str, args: &[&str]) -> Command {

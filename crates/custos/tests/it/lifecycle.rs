@@ -12,14 +12,7 @@ fn is_sealed_error(error: &ClientError) -> bool {
 async fn data_survives_restart_and_stays_sealed_until_unsealed() {
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "{}[storage]\nbackend = \"sqlite\"\npath = {:?}\n",
-            pki.listener_section(false),
-            dir.path().join("custos.db")
-        ),
-    );
+    let config = pki.write_config(dir.path(), false, &support::sqlite_storage(dir.path()));
     let log = dir.path().join("server.log");
     let mut server = TestServer::with_config(&config, &log);
     assert!(
@@ -88,14 +81,7 @@ async fn data_survives_restart_and_stays_sealed_until_unsealed() {
 async fn wrong_unseal_keys_do_not_unseal() {
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "{}[storage]\nbackend = \"sqlite\"\npath = {:?}\n",
-            pki.listener_section(false),
-            dir.path().join("custos.db")
-        ),
-    );
+    let config = pki.write_config(dir.path(), false, &support::sqlite_storage(dir.path()));
     let server = TestServer::with_config(&config, &dir.path().join("server.log"));
     let client = pki.client(&server.address, None, false);
     let (keys, _) = support::init(&client, 3, 2).await;

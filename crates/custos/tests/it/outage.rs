@@ -81,19 +81,15 @@ async fn postgres_outage_fails_closed_and_recovers() {
 
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
+    let storage = support::postgres_storage(&via_relay(&database.url, relay_address));
+    let config = pki.write_config(
         dir.path(),
-        &format!(
-            "{}[storage]\nbackend = \"postgres\"\nurl = {:?}\nconnect_timeout = \"2s\"\n",
-            pki.listener_section(false),
-            via_relay(&database.url, relay_address)
-        ),
+        false,
+        &format!("{storage}connect_timeout = \"2s\"\n"),
     );
     let server = TestServer::with_config(&config, &dir.path().join("server.log"));
-    let client = pki.client(&server.address, None, false);
-    let (keys, token) = support::init(&client, 1, 1).await;
-    support::unseal(&client, &keys).await;
-    let root = pki.client(&server.address, Some(&token), false);
+    let (keys, token) = support::init(&pki.client(&server.address, None, false), 1, 1).await;
+    let root = pki.unsealed_client(&server.address, &keys, &token).await;
     assert_eq!(root.key_status().await.unwrap().term, 1);
 
     // Cut PostgreSQL off: authenticated requests fail closed with 503, never 403 or 404.

@@ -89,6 +89,20 @@ impl TestPki {
         section
     }
 
+    /// Writes a config file into `dir`: this PKI's TLS listener (requiring client certificates
+    /// when asked), then `storage`, the `[storage]` section and anything after it.
+    pub(crate) fn write_config(
+        &self,
+        dir: &Path,
+        require_client_cert: bool,
+        storage: &str,
+    ) -> PathBuf {
+        write_config(
+            dir,
+            &format!("{}{storage}", self.listener_section(require_client_cert)),
+        )
+    }
+
     /// A client that trusts the test CA, with the valid client certificate when asked.
     pub(crate) fn client(&self, address: &str, token: Option<&str>, with_cert: bool) -> Client {
         let mut config = ClientConfig {
@@ -103,6 +117,17 @@ impl TestPki {
             config.client_key = Some(self.path("client-key.pem"));
         }
         Client::new(config).unwrap()
+    }
+
+    /// Unseals the server at `address` with `keys` and returns a client holding `token`.
+    pub(crate) async fn unsealed_client(
+        &self,
+        address: &str,
+        keys: &[String],
+        token: &str,
+    ) -> Client {
+        unseal(&self.client(address, None, false), keys).await;
+        self.client(address, Some(token), false)
     }
 }
 
@@ -156,6 +181,20 @@ impl TestServer {
         TestServer { child, address }
     }
 
+    /// Starts `custos server --dev` on a free port with this root token.
+    pub(crate) fn dev(root_token: &str, log: &Path) -> TestServer {
+        TestServer::start(
+            &[
+                "--dev",
+                "--dev-listen-address",
+                "127.0.0.1:0",
+                "--dev-root-token-id",
+                root_token,
+            ],
+            log,
+        )
+    }
+
     /// Starts the server with a config file.
     pub(crate) fn with_config(config: &Path, log: &Path) -> TestServer {
         TestServer::start(&["--config", config.to_str().unwrap()], log)
@@ -189,6 +228,29 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A dev server with root token `root`, and the directory holding its log.
+pub(crate) fn dev_server() -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::dev("root", &dir.path().join("server.log"));
+    (dir, server)
+}
+
+/// The `[storage]` section for the in-memory backend.
+pub(crate) const MEMORY_STORAGE: &str = "[storage]\nbackend = \"memory\"\n";
+
+/// The `[storage]` section for a SQLite database in `dir`.
+pub(crate) fn sqlite_storage(dir: &Path) -> String {
+    format!(
+        "[storage]\nbackend = \"sqlite\"\npath = {:?}\n",
+        dir.join("custos.db")
+    )
+}
+
+/// The `[storage]` section for the PostgreSQL database at `url`.
+pub(crate) fn postgres_storage(url: &str) -> String {
+    format!("[storage]\nbackend = \"postgres\"\nurl = {url:?}\n")
 }
 
 /// Writes a config file into `dir` and returns its path.

@@ -10,13 +10,7 @@ use crate::support::{self, TestPki, TestServer};
 async fn mtls_rejects_clients_without_a_valid_certificate() {
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "{}[storage]\nbackend = \"memory\"\n",
-            pki.listener_section(true)
-        ),
-    );
+    let config = pki.write_config(dir.path(), true, support::MEMORY_STORAGE);
     let server = TestServer::with_config(&config, &dir.path().join("server.log"));
 
     // With the client certificate from the trusted CA: served.
@@ -50,13 +44,7 @@ async fn clients_that_do_not_trust_the_server_certificate_refuse_it() {
     let pki = TestPki::new();
     let other = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "{}[storage]\nbackend = \"memory\"\n",
-            pki.listener_section(false)
-        ),
-    );
+    let config = pki.write_config(dir.path(), false, support::MEMORY_STORAGE);
     let server = TestServer::with_config(&config, &dir.path().join("server.log"));
     let client = other.client(&server.address, None, false);
     assert!(matches!(
@@ -116,13 +104,7 @@ fn tls_negotiates_http2_and_still_serves_http1() {
     }
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "{}[storage]\nbackend = \"memory\"\n",
-            pki.listener_section(false)
-        ),
-    );
+    let config = pki.write_config(dir.path(), false, support::MEMORY_STORAGE);
     let server = TestServer::with_config(&config, &dir.path().join("server.log"));
     let url = format!("{}/v1/sys/seal-status", server.address);
     for (flag, expected) in [("--http2", "2 200"), ("--http1.1", "1.1 200")] {

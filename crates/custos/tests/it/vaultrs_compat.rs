@@ -13,7 +13,7 @@ use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 use vaultrs::{kv1, kv2, sys, token};
 
-use crate::support::TestServer;
+use crate::support;
 
 fn client(address: &str, token: &str) -> VaultClient {
     // reqwest is built without a crypto provider; rustls uses the process default, ring.
@@ -46,17 +46,7 @@ fn status_of(error: ClientError) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vaultrs_kv_mounts_tokens_and_wrapping() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(
-        &[
-            "--dev",
-            "--dev-listen-address",
-            "127.0.0.1:0",
-            "--dev-root-token-id",
-            "root",
-        ],
-        &dir.path().join("server.log"),
-    );
+    let (_dir, server) = support::dev_server();
     let client = client(&server.address, "root");
 
     // sys
