@@ -4,38 +4,16 @@ use custos_engine::logical::Operation;
 use custos_engine::{EngineError, Request};
 use serde_json::json;
 
-use crate::support::Harness;
-
-async fn setup() -> (Harness, String) {
-    let (harness, token, _) = setup_with_shares().await;
-    (harness, token)
-}
-
-async fn setup_with_shares() -> (Harness, String, Vec<zeroize::Zeroizing<Vec<u8>>>) {
-    let harness = Harness::new();
-    let output = harness.init_unsealed(1, 1).await;
-    let token = output.root_token.to_string();
-    (harness, token, output.shares)
-}
+use crate::support::{Harness, get, put, read_data};
 
 async fn raw_keys_under(harness: &Harness, prefix: &str) -> Vec<String> {
     use custos_storage::Storage;
     harness.storage.list(prefix, None, 0).await.unwrap().keys
 }
 
-fn put(path: &str, token: &str, data: serde_json::Value) -> Request {
-    Request::new(Operation::Update, path)
-        .token(token)
-        .data(data)
-}
-
-fn get(path: &str, token: &str) -> Request {
-    Request::new(Operation::Read, path).token(token)
-}
-
 #[tokio::test]
 async fn pipeline_authenticates_before_anything_else() {
-    let (harness, _) = setup().await;
+    let (harness, _) = Harness::unsealed().await;
     for token in [None, Some("not-a-token")] {
         let mut request = Request::new(Operation::Read, "sys/mounts");
         request.token = token.map(str::to_owned);
@@ -56,7 +34,7 @@ async fn pipeline_authenticates_before_anything_else() {
 
 #[tokio::test]
 async fn pipeline_is_sealed_when_sealed() {
-    let (harness, token) = setup().await;
+    let (harness, token) = Harness::unsealed().await;
     harness.engine.seal(Some(&token)).await.unwrap();
     assert!(matches!(
         harness.engine.handle(get("sys/mounts", &token)).await,
@@ -66,7 +44,7 @@ async fn pipeline_is_sealed_when_sealed() {
 
 #[tokio::test]
 async fn invalid_paths_are_refused() {
-    let (harness, token) = setup().await;
+    let (harness, token) = Harness::unsealed().await;
     let long = "a/".repeat(600);
     for path in [
         "secret//x",
@@ -85,7 +63,7 @@ async fn invalid_paths_are_refused() {
 
 #[tokio::test]
 async fn unmounted_paths_have_no_route() {
-    let (harness, token) = setup().await;
+    let (harness, token) = Harness::unsealed().await;
     assert!(matches!(
         harness.engine.handle(get("nothing/here", &token)).await,
         Err(EngineError::NoRoute(path)) if path == "nothing/here"
@@ -94,7 +72,7 @@ async fn unmounted_paths_have_no_route() {
 
 #[tokio::test]
 async fn enable_list_read_and_disable_a_mount() {
-    let (harness, token) = setup().await;
+    let (harness, token) = Harness::unsealed().await;
     let engine = &harness.engine;
     let answer = engine
         .handle(put(
@@ -122,13 +100,7 @@ async fn enable_list_read_and_disable_a_mount() {
     assert!(mount["uuid"].as_str().unwrap().len() == 36);
     assert!(data.contains_key("sys/"));
 
-    let ui = engine
-        .handle(get("sys/internal/ui/mounts/kv2/some/secret", &token))
-        .await
-        .unwrap()
-        .unwrap()
-        .data
-        .unwrap();
+    let ui = read_data(engine, "sys/internal/ui/mounts/kv2/some/secret", &token).await;
     assert_eq!(ui["path"], "kv2/");
     assert_eq!(ui["options"]["version"], "2");
 
@@ -161,7 +133,7 @@ async fn enable_list_read_and_disable_a_mount() {
 
 #[tokio::test]
 async fn mount_paths_cannot_overlap_or_take_reserved_prefixes() {
-    let (harness, token) = setup().await;
+    let (harness, token) = Harness::unsealed().await;
     let engine = &harness.engine;
     engine.mount(&token, "team/a", "kv", &[]).await.unwrap();
     for path in ["team/a", "team", "team/a/b", "sys", "auth/x", "cubbyhole"] {
@@ -182,7 +154,7 @@ async fn mount_paths_cannot_overlap_or_take_reserved_prefixes() {
 
 #[tokio::test]
 async fn unknown_types_and_versions_are_refused() {
-    let (harness, token) = setup().await;
+    let (harness, token) = Harness::unsealed().await;
     let engine = &harness.engine;
     for body in [
         json!({"type": "nope"}),
@@ -210,7 +182,7 @@ async fn unknown_types_and_versions_are_refused() {
 
 #[tokio::test]
 async fn kv_v2_alias_and_default_version() {
-    let (harness, token) = setup().await;
+    let (harness, token) = Harness::unsealed().await;
     let engine = &harness.engine;
     engine
         .handle(put("sys/mounts/a", &token, json!({"type": "kv-v2"})))
@@ -220,13 +192,7 @@ async fn kv_v2_alias_and_default_version() {
         .handle(put("sys/mounts/b", &token, json!({"type": "kv"})))
         .await
         .unwrap();
-    let data = engine
-        .handle(get("sys/mounts", &token))
-        .await
-        .unwrap()
-        .unwrap()
-        .data
-        .unwrap();
+    let data = read_data(engine, "sys/mounts", &token).await;
     assert_eq!(data["a/"]["type"], "kv");
     assert_eq!(data["a/"]["options"]["version"], "2");
     assert_eq!(data["b/"]["options"], serde_json::Value::Null);
@@ -234,19 +200,13 @@ async fn kv_v2_alias_and_default_version() {
 
 #[tokio::test]
 async fn tune_reads_and_changes_settings() {
-    let (harness, token) = setup().await;
+    let (harness, token) = Harness::unsealed().await;
     let engine = &harness.engine;
     engine
         .mount(&token, "kv", "kv", &[("version", "2")])
         .await
         .unwrap();
-    let tune = engine
-        .handle(get("sys/mounts/kv/tune", &token))
-        .await
-        .unwrap()
-        .unwrap()
-        .data
-        .unwrap();
+    let tune = read_data(engine, "sys/mounts/kv/tune", &token).await;
     assert_eq!(tune["default_lease_ttl"], 32 * 24 * 3600);
     engine
         .handle(put(
@@ -256,13 +216,7 @@ async fn tune_reads_and_changes_settings() {
         ))
         .await
         .unwrap();
-    let tune = engine
-        .handle(get("sys/mounts/kv/tune", &token))
-        .await
-        .unwrap()
-        .unwrap()
-        .data
-        .unwrap();
+    let tune = read_data(engine, "sys/mounts/kv/tune", &token).await;
     assert_eq!(
         (
             tune["default_lease_ttl"].as_u64(),
@@ -296,7 +250,7 @@ async fn tune_reads_and_changes_settings() {
 
 #[tokio::test]
 async fn remount_moves_a_mount_with_its_data() {
-    let (harness, token) = setup().await;
+    let (harness, token) = Harness::unsealed().await;
     let engine = &harness.engine;
     engine
         .mount(&token, "old", "kv", &[("version", "2")])
@@ -330,27 +284,23 @@ async fn remount_moves_a_mount_with_its_data() {
 
 #[tokio::test]
 async fn mounts_survive_a_restart() {
-    let (harness, token, shares) = setup_with_shares().await;
+    let harness = Harness::new();
+    let output = harness.init_unsealed(1, 1).await;
+    let token = output.root_token.to_string();
     harness
         .engine
         .mount(&token, "kept", "kv", &[("version", "2")])
         .await
         .unwrap();
     let other = harness.another_engine();
-    crate::support::unseal_all(&other, &shares).await;
-    let data = other
-        .handle(get("sys/mounts", &token))
-        .await
-        .unwrap()
-        .unwrap()
-        .data
-        .unwrap();
+    crate::support::unseal_all(&other, &output.shares).await;
+    let data = read_data(&other, "sys/mounts", &token).await;
     assert_eq!(data["kept/"]["options"]["version"], "2");
 }
 
 #[tokio::test]
 async fn concurrent_mount_changes_are_all_kept() {
-    let (harness, token) = setup().await;
+    let (harness, token) = Harness::unsealed().await;
     let mut tasks = Vec::new();
     for index in 0..16 {
         let engine = harness.engine.clone();
@@ -362,14 +312,7 @@ async fn concurrent_mount_changes_are_all_kept() {
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    let data = harness
-        .engine
-        .handle(get("sys/mounts", &token))
-        .await
-        .unwrap()
-        .unwrap()
-        .data
-        .unwrap();
+    let data = read_data(&harness.engine, "sys/mounts", &token).await;
     for index in 0..16 {
         assert!(
             data.contains_key(&format!("m{index}/")),
@@ -380,7 +323,7 @@ async fn concurrent_mount_changes_are_all_kept() {
 
 #[tokio::test]
 async fn wrong_methods_on_sys_paths_are_refused() {
-    let (harness, token) = setup().await;
+    let (harness, token) = Harness::unsealed().await;
     assert!(matches!(
         harness
             .engine

@@ -5,7 +5,7 @@ use custos_engine::{EngineError, Request};
 use jiff::SignedDuration;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, START_UNIX};
+use crate::support::{Harness, START_UNIX, get, put, read_data};
 
 fn at(offset_hours: i64) -> String {
     jiff::Timestamp::from_second(START_UNIX + offset_hours * 3600)
@@ -15,8 +15,7 @@ fn at(offset_hours: i64) -> String {
 
 #[tokio::test]
 async fn posture_lists_expired_expiring_and_rotation_due_secrets() {
-    let harness = Harness::new();
-    let token = harness.init_unsealed(1, 1).await.root_token.to_string();
+    let (harness, token) = Harness::unsealed().await;
     let engine = &harness.engine;
     engine
         .mount(&token, "apps", "kv", &[("version", "2")])
@@ -29,19 +28,19 @@ async fn posture_lists_expired_expiring_and_rotation_due_secrets() {
         let path = path.to_owned();
         async move {
             engine
-                .handle(
-                    Request::new(Operation::Update, format!("apps/data/{path}"))
-                        .token(token.as_str())
-                        .data(json!({"data": {"k": "v"}})),
-                )
+                .handle(put(
+                    &format!("apps/data/{path}"),
+                    &token,
+                    json!({"data": {"k": "v"}}),
+                ))
                 .await
                 .unwrap();
             engine
-                .handle(
-                    Request::new(Operation::Update, format!("apps/metadata/{path}"))
-                        .token(token.as_str())
-                        .data(json!({"custom_metadata": custom})),
-                )
+                .handle(put(
+                    &format!("apps/metadata/{path}"),
+                    &token,
+                    json!({"custom_metadata": custom}),
+                ))
                 .await
                 .unwrap();
         }
@@ -53,13 +52,7 @@ async fn posture_lists_expired_expiring_and_rotation_due_secrets() {
     write("fine", json!({})).await;
     harness.clock.advance(SignedDuration::from_hours(25));
 
-    let answer = engine
-        .handle(Request::new(Operation::Read, "sys/posture/secrets").token(token.as_str()))
-        .await
-        .unwrap()
-        .unwrap()
-        .data
-        .unwrap();
+    let answer = read_data(engine, "sys/posture/secrets", &token).await;
     let findings: Vec<(String, String)> = answer["secrets"]
         .as_array()
         .unwrap()
@@ -124,38 +117,28 @@ async fn posture_lists_expired_expiring_and_rotation_due_secrets() {
 
 #[tokio::test]
 async fn reading_an_expired_secret_needs_allow_expired() {
-    let harness = Harness::new();
-    let token = harness.init_unsealed(1, 1).await.root_token.to_string();
+    let (harness, token) = Harness::unsealed().await;
     let engine = &harness.engine;
     engine
         .mount(&token, "apps", "kv", &[("version", "2")])
         .await
         .unwrap();
     engine
-        .handle(
-            Request::new(Operation::Update, "apps/data/db")
-                .token(token.as_str())
-                .data(json!({"data": {"pw": "x"}})),
-        )
+        .handle(put("apps/data/db", &token, json!({"data": {"pw": "x"}})))
         .await
         .unwrap();
     engine
-        .handle(
-            Request::new(Operation::Update, "apps/metadata/db")
-                .token(token.as_str())
-                .data(json!({"custom_metadata": {"expires_at": at(1)}})),
-        )
+        .handle(put(
+            "apps/metadata/db",
+            &token,
+            json!({"custom_metadata": {"expires_at": at(1)}}),
+        ))
         .await
         .unwrap();
-    assert!(
-        engine
-            .handle(Request::new(Operation::Read, "apps/data/db").token(token.as_str()))
-            .await
-            .is_ok()
-    );
+    assert!(engine.handle(get("apps/data/db", &token)).await.is_ok());
     harness.clock.advance(SignedDuration::from_hours(2));
     assert!(matches!(
-        engine.handle(Request::new(Operation::Read, "apps/data/db").token(token.as_str())).await,
+        engine.handle(get("apps/data/db", &token)).await,
         Err(EngineError::Expired(message)) if message.contains("expired")
     ));
     let read = engine

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
+use custos_engine::logical::Operation;
 use custos_engine::{
-    Engine, EngineError, FakeClock, InitOutput, InitParams, SealStatus, UnsealInput,
+    Engine, EngineError, FakeClock, InitOutput, InitParams, Request, SealStatus, UnsealInput,
 };
 use custos_storage::{MemoryStorage, Storage};
 use jiff::Timestamp;
+use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 /// When every test's clock starts: 2026-01-01T00:00:00Z.
@@ -30,6 +32,13 @@ impl Harness {
         }
     }
 
+    /// A harness initialised with one share and unsealed, and its root token.
+    pub(crate) async fn unsealed() -> (Harness, String) {
+        let harness = Harness::new();
+        let token = harness.init_unsealed(1, 1).await.root_token.to_string();
+        (harness, token)
+    }
+
     /// A second engine over the same storage and clock, as after a restart (or another node).
     pub(crate) fn another_engine(&self) -> Engine {
         let storage: Arc<dyn Storage> = self.storage.clone();
@@ -47,6 +56,29 @@ impl Harness {
         assert!(!status.sealed);
         output
     }
+}
+
+/// An update request for `path` carrying `data`, made with `token`.
+pub(crate) fn put(path: &str, token: &str, data: Value) -> Request {
+    Request::new(Operation::Update, path)
+        .token(token)
+        .data(data)
+}
+
+/// A read request for `path`, made with `token`.
+pub(crate) fn get(path: &str, token: &str) -> Request {
+    Request::new(Operation::Read, path).token(token)
+}
+
+/// Reads `path` with `token` and returns the answer's data; anything else panics.
+pub(crate) async fn read_data(engine: &Engine, path: &str, token: &str) -> Map<String, Value> {
+    engine
+        .handle(get(path, token))
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .unwrap()
 }
 
 pub(crate) fn params(shares: u32, threshold: u32) -> InitParams {

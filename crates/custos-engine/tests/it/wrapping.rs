@@ -5,12 +5,10 @@ use custos_engine::{EngineError, Request};
 use jiff::SignedDuration;
 use serde_json::json;
 
-use crate::support::Harness;
+use crate::support::{Harness, put};
 
 async fn setup() -> (Harness, String) {
-    let harness = Harness::new();
-    let output = harness.init_unsealed(1, 1).await;
-    let token = output.root_token.to_string();
+    let (harness, token) = Harness::unsealed().await;
     harness
         .engine
         .mount(&token, "secret", "kv", &[("version", "2")])
@@ -18,11 +16,11 @@ async fn setup() -> (Harness, String) {
         .unwrap();
     harness
         .engine
-        .handle(
-            Request::new(Operation::Update, "secret/data/app")
-                .token(token.as_str())
-                .data(json!({"data": {"password": "hunter2"}})),
-        )
+        .handle(put(
+            "secret/data/app",
+            &token,
+            json!({"data": {"password": "hunter2"}}),
+        ))
         .await
         .unwrap();
     (harness, token)
