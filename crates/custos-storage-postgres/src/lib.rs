@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use custos_storage::{
     Condition, Entry, ListPage, Op, Revision, Storage, StorageError, Transaction, page_from,
-    validate_key, validate_transaction,
+    prefix_upper_bound, validate_key, validate_transaction,
 };
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
@@ -164,24 +164,6 @@ fn lock_id(key: &str) -> i64 {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     i64::from_ne_bytes(hash.to_ne_bytes())
-}
-
-/// The smallest string greater than every string that starts with `prefix`, or `None` when no
-/// such string exists. UTF-8 preserves code point order, so bumping the last code point gives
-/// the exclusive byte-order bound.
-fn prefix_upper_bound(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let mut next = u32::from(last) + 1;
-        if next == 0xD800 {
-            next = 0xE000; // Skip the surrogates, which are not chars.
-        }
-        if let Some(next) = char::from_u32(next) {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
 }
 
 /// What a transaction does, reduced to the shape of the SQL that runs it.

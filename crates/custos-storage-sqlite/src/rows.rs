@@ -6,6 +6,7 @@
 
 use custos_storage::{
     Condition, Entry, ListPage, Op, Revision, StorageError, Transaction, page_from,
+    prefix_upper_bound,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
@@ -103,24 +104,6 @@ fn current_revision_of(
             parse_revision(revision).map(Some)
         }
     }
-}
-
-/// The smallest string greater than every string that starts with `prefix`, or `None` when no
-/// such string exists (the prefix is empty or made only of `char::MAX`). UTF-8 preserves code
-/// point order, so bumping the last code point gives the exclusive byte-order bound.
-pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let mut next = u32::from(last) + 1;
-        if next == 0xD800 {
-            next = 0xE000; // Skip the surrogates, which are not chars.
-        }
-        if let Some(next) = char::from_u32(next) {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
 }
 
 pub(crate) fn list_keys(

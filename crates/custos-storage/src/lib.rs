@@ -243,6 +243,25 @@ pub trait Storage: Send + Sync + 'static {
     }
 }
 
+/// The smallest string greater than every string that starts with `prefix`, or `None` when no
+/// such string exists (the prefix is empty or made only of `char::MAX`). UTF-8 preserves code
+/// point order, so bumping the last code point gives the exclusive byte-order bound, which
+/// backends that list with a key range use as its end.
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = u32::from(last) + 1;
+        if next == 0xD800 {
+            next = 0xE000; // Skip the surrogates, which are not chars.
+        }
+        if let Some(next) = char::from_u32(next) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// Computes the page boundary for backends that list by fetching `limit + 1` keys.
 pub fn page_from(mut keys: Vec<String>, limit: usize) -> ListPage {
     if limit > 0 && keys.len() > limit {
@@ -256,3 +275,6 @@ pub fn page_from(mut keys: Vec<String>, limit: usize) -> ListPage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,18 +5,6 @@ use rusqlite::types::ValueRef;
 use super::*;
 
 #[test]
-fn upper_bound_bumps_the_last_code_point() {
-    assert_eq!(prefix_upper_bound(""), None);
-    assert_eq!(prefix_upper_bound("a/").as_deref(), Some("a0"));
-    assert_eq!(
-        prefix_upper_bound("a\u{d7ff}").as_deref(),
-        Some("a\u{e000}")
-    );
-    assert_eq!(prefix_upper_bound("a\u{10ffff}").as_deref(), Some("b"));
-    assert_eq!(prefix_upper_bound("\u{10ffff}\u{10ffff}"), None);
-}
-
-#[test]
 fn revisions_must_be_positive_integers() {
     assert_eq!(parse_revision(ValueRef::Integer(7)).ok(), Some(Revision(7)));
     for bad in [
