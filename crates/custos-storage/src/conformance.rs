@@ -17,7 +17,36 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::{MAX_KEY_LEN, Revision, Storage, StorageError, Transaction};
+use crate::{Entry, ListPage, MAX_KEY_LEN, Revision, Storage, StorageError, Transaction};
+
+/// A store together with what it lives in (a temporary directory, a scratch database), which
+/// must outlive it. Fields drop in order, so the store closes its files or connections before
+/// the guard removes them.
+pub struct GuardedStorage<S, G> {
+    pub storage: S,
+    pub guard: G,
+}
+
+#[async_trait::async_trait]
+impl<S: Storage, G: Send + Sync + 'static> Storage for GuardedStorage<S, G> {
+    fn backend_name(&self) -> &'static str {
+        self.storage.backend_name()
+    }
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        self.storage.get(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, StorageError> {
+        self.storage.list(prefix, after, limit).await
+    }
+    async fn commit(&self, txn: Transaction) -> Result<Revision, StorageError> {
+        self.storage.commit(txn).await
+    }
+}
 
 /// What a conformance factory may return: a store, or `None` when the backend is unavailable.
 pub trait ConformanceStorage {

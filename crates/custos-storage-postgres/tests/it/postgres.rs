@@ -6,7 +6,7 @@ use std::time::Duration;
 use custos_storage::{Storage, StorageError, Transaction};
 use custos_storage_postgres::{PostgresConfig, PostgresStorage};
 
-use crate::support::{ScratchStorage, TestDatabase};
+use crate::support::{TestDatabase, scratch_storage};
 
 #[tokio::test]
 async fn an_unreachable_server_is_unavailable() {
@@ -94,12 +94,12 @@ async fn a_newer_schema_is_refused() {
 
 #[tokio::test]
 async fn a_corrupt_row_is_reported_not_panicked_on() {
-    let Some(scratch) = ScratchStorage::create().await else {
+    let Some(scratch) = scratch_storage().await else {
         return;
     };
     scratch.put("good", b"x".to_vec()).await.expect("put");
     scratch
-        .database
+        .guard
         .raw_client()
         .await
         .batch_execute(
@@ -137,10 +137,10 @@ async fn a_corrupt_row_is_reported_not_panicked_on() {
 
 #[tokio::test]
 async fn prefix_listing_uses_the_primary_key_index() {
-    let Some(scratch) = ScratchStorage::create().await else {
+    let Some(scratch) = scratch_storage().await else {
         return;
     };
-    let client = scratch.database.raw_client().await;
+    let client = scratch.guard.raw_client().await;
     client
         .batch_execute("SET enable_seqscan = off")
         .await
@@ -161,7 +161,7 @@ async fn prefix_listing_uses_the_primary_key_index() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn racing_creates_of_an_absent_key_let_exactly_one_win() {
-    let Some(scratch) = ScratchStorage::create().await else {
+    let Some(scratch) = scratch_storage().await else {
         return;
     };
     let storage = Arc::new(scratch);
@@ -198,7 +198,7 @@ async fn racing_creates_of_an_absent_key_let_exactly_one_win() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pool_recovers_when_connections_are_killed() {
-    let Some(scratch) = ScratchStorage::create().await else {
+    let Some(scratch) = scratch_storage().await else {
         return;
     };
     // Warm the pool with a few connections.
@@ -214,12 +214,12 @@ async fn the_pool_recovers_when_connections_are_killed() {
     // What a server restart does to every open connection. Dead connections are noticed and
     // replaced, and a request that met one is retried on another, so callers see no error.
     for round in 0..3 {
-        let admin = scratch.database.admin().await;
+        let admin = scratch.guard.admin().await;
         let killed: i64 = admin
             .query_one(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
                  WHERE datname = $1 AND pid <> pg_backend_pid()",
-                &[&scratch.database.name()],
+                &[&scratch.guard.name()],
             )
             .await
             .expect("terminate")

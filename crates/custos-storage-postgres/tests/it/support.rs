@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use custos_storage::{Entry, ListPage, Revision, Storage, StorageError, Transaction};
+use custos_storage::conformance::GuardedStorage;
 use custos_storage_postgres::{PostgresConfig, PostgresStorage};
 use tokio_postgres::NoTls;
 
@@ -160,40 +160,17 @@ impl Drop for TestDatabase {
     }
 }
 
-/// A store on a fresh database; the database goes away with the store.
-pub(crate) struct ScratchStorage {
-    // Declared first so the pool closes before the database is dropped.
-    pub(crate) storage: PostgresStorage,
-    pub(crate) database: TestDatabase,
-}
+/// A store on a fresh database (the guard); the database goes away with the store.
+pub(crate) type ScratchStorage = GuardedStorage<PostgresStorage, TestDatabase>;
 
-impl ScratchStorage {
-    pub(crate) async fn create() -> Option<ScratchStorage> {
-        let database = TestDatabase::create().await?;
-        let storage = database.connect().await;
-        Some(ScratchStorage { storage, database })
-    }
-}
-
-#[async_trait::async_trait]
-impl Storage for ScratchStorage {
-    fn backend_name(&self) -> &'static str {
-        self.storage.backend_name()
-    }
-    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        self.storage.get(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<ListPage, StorageError> {
-        self.storage.list(prefix, after, limit).await
-    }
-    async fn commit(&self, txn: Transaction) -> Result<Revision, StorageError> {
-        self.storage.commit(txn).await
-    }
+/// A store on a fresh database, or `None` when PostgreSQL is not configured.
+pub(crate) async fn scratch_storage() -> Option<ScratchStorage> {
+    let database = TestDatabase::create().await?;
+    let storage = database.connect().await;
+    Some(GuardedStorage {
+        storage,
+        guard: database,
+    })
 }
 
 #[test]
