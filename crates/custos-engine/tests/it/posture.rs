@@ -13,14 +13,21 @@ fn at(offset_hours: i64) -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn posture_lists_expired_expiring_and_rotation_due_secrets() {
+/// An unsealed harness with a KV v2 mount at `apps/`, and its root token.
+async fn with_apps_mount() -> (Harness, String) {
     let (harness, token) = Harness::unsealed().await;
-    let engine = &harness.engine;
-    engine
+    harness
+        .engine
         .mount(&token, "apps", "kv", &[("version", "2")])
         .await
         .unwrap();
+    (harness, token)
+}
+
+#[tokio::test]
+async fn posture_lists_expired_expiring_and_rotation_due_secrets() {
+    let (harness, token) = with_apps_mount().await;
+    let engine = &harness.engine;
     engine.mount(&token, "legacy", "kv", &[]).await.unwrap();
     let write = |path: &str, custom: Value| {
         let engine = engine.clone();
@@ -117,12 +124,8 @@ async fn posture_lists_expired_expiring_and_rotation_due_secrets() {
 
 #[tokio::test]
 async fn reading_an_expired_secret_needs_allow_expired() {
-    let (harness, token) = Harness::unsealed().await;
+    let (harness, token) = with_apps_mount().await;
     let engine = &harness.engine;
-    engine
-        .mount(&token, "apps", "kv", &[("version", "2")])
-        .await
-        .unwrap();
     engine
         .handle(put("apps/data/db", &token, json!({"data": {"pw": "x"}})))
         .await
