@@ -173,8 +173,10 @@ pub(crate) async fn run(args: KvArgs) -> anyhow::Result<ExitCode> {
         KvCommand::Put { path, data, cas } => {
             let path = kv_client::resolve(&client, args.mount.as_deref(), &path).await?;
             let data = parse_data(&data, &mut std::io::stdin().lock())?;
-            let answer = kv_client::write(&client, &path, data, cas).await?;
-            print_written(&path, answer.as_ref(), args.format)
+            // No `?` here: a missing secret must reach `exit_code` below.
+            kv_client::write(&client, &path, data, cas)
+                .await
+                .and_then(|answer| print_written(&path, answer.as_ref(), args.format))
         }
         KvCommand::Patch { path, data, cas } => {
             let path = kv_client::resolve(&client, args.mount.as_deref(), &path).await?;
