@@ -181,3 +181,48 @@ async fn a_credential_deleted_from_git_long_ago_is_still_revoked() {
     );
     assert_eq!(lookup_status(&server.address, &live).await, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaked_root_token_is_revoked_over_tls_with_the_given_ca() {
+    let pki = crate::support::TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = pki.write_config(dir.path(), false, crate::support::MEMORY_STORAGE);
+    let server = crate::support::TestServer::with_config(&config, &dir.path().join("server.log"));
+    let (keys, root) = crate::support::init(&pki.client(&server.address, None, false), 1, 1).await;
+    let client = pki.unsealed_client(&server.address, &keys, &root).await;
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    std::fs::write(repo.join("notes.md"), format!("root token: {root}\n")).unwrap();
+
+    // Without the CA the server's certificate is not trusted: an error, and nothing revoked.
+    let output = scan(&repo, &["--revoke-with", &server.address, "."]);
+    assert_eq!(output.status.code(), Some(2));
+    let (status, _, _) = client
+        .raw(Method::GET, "auth/token/lookup-self", None)
+        .await
+        .unwrap();
+    assert_eq!(status.as_u16(), 200);
+
+    let ca = pki.path("ca.pem");
+    let output = scan(
+        &repo,
+        &[
+            "--revoke-with",
+            &server.address,
+            "--ca-cert",
+            ca.to_str().unwrap(),
+            ".",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("custos_token at notes.md:1: revoked (token)"),
+        "{stderr}"
+    );
+    let (status, _, _) = client
+        .raw(Method::GET, "auth/token/lookup-self", None)
+        .await
+        .unwrap();
+    assert_eq!(status.as_u16(), 403);
+}
