@@ -388,44 +388,30 @@ impl Detector {
                 );
                 continue;
             }
-            let mut locations = rule.regex.capture_locations();
-            if rule.validate == Some(Validation::Custos) && self.unfiltered.contains(&index) {
-                for window in custos_key_windows(data) {
-                    self.run_rule(
-                        index,
-                        rule,
-                        data,
-                        window,
-                        &mut locations,
-                        &mut detections,
-                        &mut vetoes,
-                    );
-                }
-                continue;
-            }
-            match rule.max_len {
-                Some(max_len) if hits[index].len() <= MAX_WINDOWED_HITS => {
-                    for window in windows(data, &hits[index], max_len) {
-                        self.run_rule(
-                            index,
-                            rule,
-                            data,
-                            window,
-                            &mut locations,
-                            &mut detections,
-                            &mut vetoes,
-                        );
+            // Where the regex runs: around custos key candidates for the keyword-less custos
+            // rule, around the keyword hits when they are few, else over the whole buffer.
+            let ranges =
+                if rule.validate == Some(Validation::Custos) && self.unfiltered.contains(&index) {
+                    custos_key_windows(data)
+                } else {
+                    match rule.max_len {
+                        Some(max_len) if hits[index].len() <= MAX_WINDOWED_HITS => {
+                            windows(data, &hits[index], max_len)
+                        }
+                        _ => vec![0..data.len()],
                     }
-                }
-                _ => self.run_rule(
+                };
+            let mut locations = rule.regex.capture_locations();
+            for window in ranges {
+                self.run_rule(
                     index,
                     rule,
                     data,
-                    0..data.len(),
+                    window,
                     &mut locations,
                     &mut detections,
                     &mut vetoes,
-                ),
+                );
             }
         }
         resolve_overlaps(&self.rules, &mut detections, &vetoes);
