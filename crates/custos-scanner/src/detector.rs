@@ -398,7 +398,7 @@ impl Detector {
                         Some(max_len) if hits[index].len() <= MAX_WINDOWED_HITS => {
                             windows(data, &hits[index], max_len)
                         }
-                        _ => vec![0..data.len()],
+                        _ => std::iter::once(0..data.len()).collect(),
                     }
                 };
             let mut locations = rule.regex.capture_locations();
