@@ -33,6 +33,8 @@ const DIGITS: &[u8] = b"0123456789";
 const B32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const B32_LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
 const BECH32: &[u8] = b"QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L";
+const BECH32_LOWER: &[u8] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+const BASE58: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 const PASSWORD: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789!#%^*";
 
 /// Innocuous lines around each positive; none of them may trigger a rule.
@@ -115,6 +117,8 @@ fn expand(template: &str, rng: &mut Rng) -> String {
             "b32" => rng.string(B32, len()),
             "b32l" => rng.string(B32_LOWER, len()),
             "bech" => rng.string(BECH32, len()),
+            "bechl" => rng.string(BECH32_LOWER, len()),
+            "b58" => rng.string(BASE58, len()),
             "pw" => format!(
                 "{}{}{}",
                 rng.string(ALPHA, 1),
@@ -254,6 +258,19 @@ const NEGATIVE_LINES: &[&str] = &[
     "API_KEY=$API_KEY",
     "passwordless_login_enabled: true",
     "SECRET_KEY_FILE=/run/secrets/secret_key",
+    // Placeholders and public halves of formats with a distinctive prefix.
+    "NEON_API_KEY=napi_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "napi_status status = napi_create_string_utf8(env, buffer, NAPI_AUTO_LENGTH, &result);",
+    "[Interface]\nPrivateKey = <contents of privatekey>\nListenPort = 51820",
+    "PostUp = wg set %i private-key /etc/wireguard/privatekey",
+    "LANGFUSE_SECRET_KEY=sk-lf-...",
+    "RIOT_API_KEY=RGAPI-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+    "TAVILY_API_KEY=tvly-YOUR_API_KEY",
+    "NVIDIA_API_KEY=nvapi-<your-key>",
+    "untrusted comment: minisign public key 5D2F09A4C1B3E687\nRWSH5z3rQm9bVt0xKd8LpYc2Nw7uEf4gJa6TiOs1kZlMvXyBqUhC",
+    "xpub661MyMwAqRbcFtXgS5sYJABqqG9YLmC4Q1Rdap9gSE8NqtwybGhePY2gZ29ESFjqJoCu1Rupje8YtGqsefD265TMg7usUDFdp6W1EGMcet8",
+    "PADDLE_API_KEY=pdl_sdbx_apikey_...",
+    "MIDTRANS_SERVER_KEY=SB-Mid-server-xxxxxxxxxxxxxxxxxxxxxxxx",
 ];
 
 fn negatives(rng: &mut Rng) -> Vec<Sample> {
