@@ -271,6 +271,14 @@ const NEGATIVE_LINES: &[&str] = &[
     "xpub661MyMwAqRbcFtXgS5sYJABqqG9YLmC4Q1Rdap9gSE8NqtwybGhePY2gZ29ESFjqJoCu1Rupje8YtGqsefD265TMg7usUDFdp6W1EGMcet8",
     "PADDLE_API_KEY=pdl_sdbx_apikey_...",
     "MIDTRANS_SERVER_KEY=SB-Mid-server-xxxxxxxxxxxxxxxxxxxxxxxx",
+    "TWITCH_CLIENT_SECRET=${TWITCH_CLIENT_SECRET}",
+    "jenkins_api_token: \"{{ vault_jenkins_api_token }}\"",
+    "ALTER TABLE users ADD CONSTRAINT pk_users PRIMARY KEY (id);",
+    "The recommended dose is 5 mg; dosefactor = 0.25",
+    "#include \"csb_v1_f2126_f2165_platform_source_boundary_pc34_compat.h\"",
+    "HCLOUD_TOKEN=<hetzner-cloud-api-token>",
+    "ONESIGNAL_REST_API_KEY=os_v2_app_...",
+    "Claude OAuth tokens look like `sk-ant-oat01-...` (access) and `sk-ant-ort01-...` (refresh).",
 ];
 
 fn negatives(rng: &mut Rng) -> Vec<Sample> {
