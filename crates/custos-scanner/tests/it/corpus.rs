@@ -278,6 +278,11 @@ const NEGATIVE_LINES: &[&str] = &[
     "#include \"csb_v1_f2126_f2165_platform_source_boundary_pc34_compat.h\"",
     "HCLOUD_TOKEN=<hetzner-cloud-api-token>",
     "ONESIGNAL_REST_API_KEY=os_v2_app_...",
+    "STYTCH_BUSINESS_SECRET=secret-live-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx=",
+    "#define CXTP_max(a, b) ((a) > (b) ? (a) : (b))",
+    "AKLT = plaquette_AKLT(Sigma); // Affleck-Kennedy-Lieb-Tasaki state",
+    "const PLATFORM_ENTRY_CODE_RE = /^RPA_[A-Z0-9][A-Z0-9_]*$/;",
+    "HELICONE_API_KEY=sk-helicone-...",
     "Claude OAuth tokens look like `sk-ant-oat01-...` (access) and `sk-ant-ort01-...` (refresh).",
 ];
 
