@@ -283,6 +283,8 @@ const NEGATIVE_LINES: &[&str] = &[
     "AKLT = plaquette_AKLT(Sigma); // Affleck-Kennedy-Lieb-Tasaki state",
     "const PLATFORM_ENTRY_CODE_RE = /^RPA_[A-Z0-9][A-Z0-9_]*$/;",
     "HELICONE_API_KEY=sk-helicone-...",
+    "WAKATIME_API_KEY=waka_xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+    "SPOTIFY_CLIENT_SECRET=<spotify-client-secret>",
     "Claude OAuth tokens look like `sk-ant-oat01-...` (access) and `sk-ant-ort01-...` (refresh).",
 ];
 
