@@ -382,10 +382,10 @@ impl PatchParser<'_> {
             self.data.extend_from_slice(content);
             self.data.push(b'\n');
             self.lines.push(self.next_line);
-            self.next_line += 1;
+            self.next_line = self.next_line.saturating_add(1);
         } else if !marks.contains(&b'-') && !marks.contains(&b'\\') {
             // Context, or a line some parent already had: it exists in the result.
-            self.next_line += 1;
+            self.next_line = self.next_line.saturating_add(1);
         }
     }
 
@@ -432,6 +432,28 @@ impl PatchParser<'_> {
             });
         }
     }
+}
+
+/// One chunk of added lines: the file's path, the lines (each ended by `\n`) and their line
+/// numbers in the new file.
+#[cfg(any(test, feature = "fuzzing"))]
+pub type ParsedChunk = (String, Vec<u8>, Vec<u32>);
+
+/// Runs the patch parser over `stream` as if git had printed it, and returns the chunks it would
+/// hand to the detector. For fuzzing and property tests: git's output carries paths, commit
+/// messages and file contents of repositories custos does not control.
+#[cfg(any(test, feature = "fuzzing"))]
+#[must_use]
+pub fn parse_patch_bytes(stream: &[u8]) -> Vec<ParsedChunk> {
+    // Every chunk holds at least one line, so the channel never fills up.
+    let (sender, receiver) = mpsc::sync_channel(stream.len() + 1);
+    let parsed = parse_patch_stream(stream, &sender, &crate::NoProgress, 0);
+    drop(sender);
+    debug_assert!(parsed.is_ok(), "reading from a slice cannot fail");
+    receiver
+        .into_iter()
+        .map(|chunk| (chunk.path, chunk.data, chunk.lines))
+        .collect()
 }
 
 fn parse_commit(header: &[u8]) -> CommitInfo {
@@ -504,6 +526,7 @@ fn unquote(quoted: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn target_path_handles_prefixes_quotes_and_deletions() {
@@ -549,12 +572,54 @@ mod tests {
     #[test]
     fn combined_diffs_keep_only_lines_new_to_every_parent() {
         let patch = b"diff --cc f\nindex 1,2..3\n--- a/f\n+++ b/f\n@@@ -1,1 -1,1 +1,3 @@@\n++evil\n+ from_second\n  both\n- gone\n";
-        let (sender, receiver) = mpsc::sync_channel(16);
-        let _ = parse_patch_stream(&patch[..], &sender, &crate::scanner::NoProgress, 0);
-        drop(sender);
-        let chunks: Vec<Chunk> = receiver.iter().collect();
+        let chunks = parse_patch_bytes(patch);
         assert_eq!(chunks.len(), 1);
-        assert_eq!(chunks[0].data, b"evil\n");
-        assert_eq!(chunks[0].lines, vec![1]);
+        assert_eq!(chunks[0].1, b"evil\n");
+        assert_eq!(chunks[0].2, vec![1]);
+    }
+
+    #[test]
+    fn line_numbers_stop_at_the_largest_instead_of_overflowing() {
+        let patch = b"diff --git a/f b/f\n+++ b/f\n@@ -1 +4294967295,3 @@\n+a\n b\n+c\n";
+        let chunks = parse_patch_bytes(patch);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].2, vec![u32::MAX, u32::MAX]);
+    }
+
+    /// Lines that look like the parts of `git log -p` output, plus arbitrary bytes.
+    fn patch_line() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"diff --git a/f b/f".to_vec()),
+            Just(b"diff --cc f".to_vec()),
+            Just(b"+++ b/f".to_vec()),
+            Just(b"+++ \"b/q\\303\\251\\\"".to_vec()),
+            Just(b"+++ /dev/null".to_vec()),
+            Just(b"@@ -1 +2,3 @@".to_vec()),
+            Just(b"@@ -1 +4294967295 @@".to_vec()),
+            Just(b"@@@ -1 -1 +1,2 @@@".to_vec()),
+            Just(b"\x1eabc\x1fJane\x1fj@x\x1f2024\x1fs".to_vec()),
+            Just(b"\\ No newline at end of file".to_vec()),
+            "[+ -]{0,3}[a-z ]{0,8}".prop_map(String::into_bytes),
+            proptest::collection::vec(any::<u8>(), 0..12),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_chunk_has_one_line_number_per_added_line(
+            lines in proptest::collection::vec(patch_line(), 0..40)
+        ) {
+            let stream = lines.join(&b'\n');
+            let chunks = parse_patch_bytes(&stream);
+            let mut total = 0;
+            for (_, data, numbers) in &chunks {
+                prop_assert!(!data.is_empty());
+                prop_assert_eq!(data.last(), Some(&b'\n'));
+                let newlines = data.iter().filter(|&&b| b == b'\n').count();
+                prop_assert_eq!(newlines, numbers.len());
+                total += data.len();
+            }
+            prop_assert!(total <= stream.len() + lines.len());
+        }
     }
 }

@@ -25,4 +25,10 @@ pub use detector::{Detection, Detector};
 pub use finding::{CommitInfo, Finding, redact};
 pub use rules::{RuleError, RuleSet, RuleSpec};
 pub use scanner::{NoProgress, Problem, Progress, ScanError, ScanOptions, ScanOutcome, Scanner};
+/// Entry points for the fuzz targets in `fuzz/`; not a stable API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::git::{ParsedChunk, parse_patch_bytes};
+}
 pub use sink::{FindingSink, JsonLinesSink, OutputFormat, SarifSink, TextSink, sink_for};
