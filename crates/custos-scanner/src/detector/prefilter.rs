@@ -56,6 +56,10 @@ impl KeywordPrefilter {
 
     /// Calls `hit(keyword, range)` for every occurrence, in order of the end of the range
     /// (as `AhoCorasick::find_overlapping_iter` does).
+    ///
+    /// Never inlined: inside the detector's big loop the compiler ran out of registers and kept
+    /// three of the four lane states on the stack, a store and a load per byte.
+    #[inline(never)]
     pub(super) fn find(&self, data: &[u8], mut hit: impl FnMut(usize, Range<usize>)) {
         let lane_len = data.len() / LANES;
         if lane_len < MIN_LANE_LEN {
