@@ -27,7 +27,7 @@ const DEFAULT_RULE_FILES: &[(&str, &str)] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
     /// The file is not valid TOML or does not follow the rule format.
-    #[error("{file}: {source}")]
+    #[error("cannot parse rules file {file}")]
     Parse {
         /// Name of the rule file.
         file: String,

@@ -60,7 +60,7 @@ pub struct Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     /// Reading an input failed.
-    #[error("{path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The input.
         path: String,
@@ -238,11 +238,22 @@ impl Scanner {
             let mut buffer = Vec::new();
             Box::new(move |entry| {
                 match entry {
-                    Ok(entry) => {
-                        if entry.file_type().is_some_and(|kind| kind.is_file()) {
+                    Ok(entry) => match entry.file_type() {
+                        Some(kind) if kind.is_file() => {
                             self.scan_file(entry.path(), &mut buffer, shared, progress);
                         }
-                    }
+                        // A FIFO, socket or device named on the command line: reading it
+                        // could block forever or never end. Inside a directory they are
+                        // passed over like symlinks, without a word.
+                        Some(kind) if entry.depth() == 0 && !kind.is_dir() && !kind.is_symlink() => {
+                            shared.problem(
+                                display_path(entry.path()),
+                                "skipped: not a regular file (pipe one into `custos scan -` instead)"
+                                    .to_owned(),
+                            );
+                        }
+                        _ => {}
+                    },
                     Err(error) => shared.problem(String::new(), error.to_string()),
                 }
                 ignore::WalkState::Continue

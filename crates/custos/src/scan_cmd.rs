@@ -192,12 +192,11 @@ pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed();
 
     for problem in &outcome.problems {
-        let path = if problem.path.is_empty() {
-            "scan"
+        if problem.path.is_empty() {
+            eprintln!("custos scan: warning: {}", problem.message);
         } else {
-            &problem.path
-        };
-        eprintln!("custos scan: warning: {path}: {}", problem.message);
+            eprintln!("custos scan: warning: {}: {}", problem.path, problem.message);
+        }
     }
     if let Some(path) = &args.write_baseline {
         fs::write(path, Baseline::render(&outcome.findings))

@@ -157,6 +157,36 @@ fn missing_root_is_an_error() {
         .scan_paths(&[PathBuf::from("/nonexistent/custos/path")], &NoProgress)
         .unwrap_err();
     assert!(matches!(error, ScanError::Io { .. }), "{error}");
+    // The message names the path once; the OS error is its source, printed once by callers.
+    assert_eq!(error.to_string(), "cannot read /nonexistent/custos/path");
+    let source = std::error::Error::source(&error).map(ToString::to_string);
+    assert!(source.is_some_and(|text| text.contains("No such file")));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_named_on_the_command_line_is_skipped_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|status| status.success()) {
+        eprintln!("skipped: mkfifo is not available");
+        return;
+    }
+    fs::write(
+        dir.path().join("a.txt"),
+        format!("t = \"{}\"\n", github_token(3)),
+    )
+    .unwrap();
+    // Named directly, the FIFO is reported; inside a directory it is passed over. Reading it
+    // would block this test forever, since nobody writes to it.
+    let outcome = scanner()
+        .scan_paths(&[fifo.clone(), dir.path().to_path_buf()], &NoProgress)
+        .unwrap();
+    assert_eq!(outcome.findings.len(), 1);
+    assert_eq!(outcome.problems.len(), 1, "{:?}", outcome.problems);
+    assert!(outcome.problems[0].path.ends_with("pipe"));
+    assert!(outcome.problems[0].message.contains("not a regular file"));
 }
 
 #[test]
