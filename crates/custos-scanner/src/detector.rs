@@ -10,7 +10,7 @@ use std::sync::Arc;
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::checks::{generic_value_plausible, shannon_entropy, validate};
-use crate::rules::{AllowlistSpec, RuleError, RuleSet, Validation};
+use crate::rules::{AllowlistSpec, Condition, RuleError, RuleSet, Validation};
 
 mod prefilter;
 
@@ -78,9 +78,22 @@ pub struct Detection {
     pub entropy: f64,
 }
 
+/// What an allowlist is checked against, for one candidate.
+struct Candidate<'a> {
+    path: &'a str,
+    secret: &'a [u8],
+    /// The secret in ASCII lowercase, for stopwords.
+    lowercase: &'a [u8],
+    whole: &'a [u8],
+    line: &'a [u8],
+}
+
 struct CompiledAllowlist {
+    condition: Condition,
     paths: Option<RegexSet>,
     regexes: Option<RegexSet>,
+    match_regexes: Option<RegexSet>,
+    line_regexes: Option<RegexSet>,
     stopwords: Vec<Vec<u8>>,
 }
 
@@ -92,6 +105,7 @@ impl CompiledAllowlist {
             }
             RegexSetBuilder::new(patterns)
                 .unicode(false)
+                .size_limit(REGEX_SIZE_LIMIT)
                 .build()
                 .map(Some)
                 .map_err(|error| RuleError::Invalid {
@@ -100,8 +114,11 @@ impl CompiledAllowlist {
                 })
         };
         Ok(Self {
+            condition: spec.condition,
             paths: set(&spec.paths)?,
             regexes: set(&spec.regexes)?,
+            match_regexes: set(&spec.match_regexes)?,
+            line_regexes: set(&spec.line_regexes)?,
             stopwords: spec
                 .stopwords
                 .iter()
@@ -111,20 +128,45 @@ impl CompiledAllowlist {
         })
     }
 
-    fn allows_path(&self, path: &str) -> bool {
-        self.paths
-            .as_ref()
-            .is_some_and(|set| set.is_match(path.as_bytes()))
+    /// Whether the list has entries about the content (anything but paths).
+    fn checks_content(&self) -> bool {
+        self.regexes.is_some()
+            || self.match_regexes.is_some()
+            || self.line_regexes.is_some()
+            || !self.stopwords.is_empty()
     }
 
-    fn allows_secret(&self, secret: &[u8], lowercase: &[u8]) -> bool {
-        self.regexes
-            .as_ref()
-            .is_some_and(|set| set.is_match(secret))
-            || self
-                .stopwords
+    fn path_matches(&self, path: &str) -> Option<bool> {
+        self.paths.as_ref().map(|set| set.is_match(path.as_bytes()))
+    }
+
+    /// Whether the list excludes the whole file, whatever the content.
+    fn allows_path(&self, path: &str) -> bool {
+        match self.condition {
+            Condition::Or => self.path_matches(path) == Some(true),
+            Condition::And => !self.checks_content() && self.path_matches(path) == Some(true),
+        }
+    }
+
+    /// Whether the list allows this candidate.
+    fn allows(&self, candidate: &Candidate<'_>) -> bool {
+        let on = |set: &Option<RegexSet>, bytes: &[u8]| set.as_ref().map(|set| set.is_match(bytes));
+        let stopword = (!self.stopwords.is_empty()).then(|| {
+            self.stopwords
                 .iter()
-                .any(|word| memchr::memmem::find(lowercase, word).is_some())
+                .any(|word| memchr::memmem::find(candidate.lowercase, word).is_some())
+        });
+        let checks = [
+            self.path_matches(candidate.path),
+            on(&self.regexes, candidate.secret),
+            on(&self.match_regexes, candidate.whole),
+            on(&self.line_regexes, candidate.line),
+            stopword,
+        ];
+        match self.condition {
+            Condition::Or => checks.contains(&Some(true)),
+            Condition::And => checks.iter().any(Option::is_some) && !checks.contains(&Some(false)),
+        }
     }
 }
 
@@ -141,7 +183,9 @@ struct CompiledRule {
     entropy: f64,
     validate: Option<Validation>,
     generic: bool,
-    allow: CompiledAllowlist,
+    /// Regex on the file path the rule is restricted to.
+    path: Option<Regex>,
+    allow: Vec<CompiledAllowlist>,
 }
 
 /// A rule's keyword, as found through its first [`MAX_KEYWORD_PREFIX`] bytes.
@@ -170,7 +214,7 @@ pub struct Detector {
     pattern_rules: Vec<Vec<KeywordRule>>,
     /// Rules without keywords: their regexes run on every buffer.
     unfiltered: Vec<usize>,
-    global: CompiledAllowlist,
+    global: Vec<CompiledAllowlist>,
 }
 
 impl std::fmt::Debug for Detector {
@@ -276,7 +320,22 @@ impl Detector {
                 entropy: spec.entropy,
                 validate: spec.validate,
                 generic: spec.generic,
-                allow: CompiledAllowlist::new(&spec.id, &spec.allowlist)?,
+                path: spec
+                    .path
+                    .as_ref()
+                    .map(|path| {
+                        RegexBuilder::new(path)
+                            .unicode(false)
+                            .size_limit(REGEX_SIZE_LIMIT)
+                            .build()
+                            .map_err(|error| invalid(format!("path regex: {error}")))
+                    })
+                    .transpose()?,
+                allow: std::iter::once(&spec.allowlist)
+                    .chain(&spec.allowlists)
+                    .filter(|allow| !allow.is_empty())
+                    .map(|allow| CompiledAllowlist::new(&spec.id, allow))
+                    .collect::<Result<_, _>>()?,
             });
         }
         let prefilter = if keywords.is_empty() {
@@ -294,7 +353,12 @@ impl Detector {
             prefilter,
             pattern_rules,
             unfiltered,
-            global: CompiledAllowlist::new("<global allowlist>", &set.allowlist)?,
+            global: set
+                .allowlists
+                .iter()
+                .filter(|allow| !allow.is_empty())
+                .map(|allow| CompiledAllowlist::new("<global allowlist>", allow))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -325,7 +389,7 @@ impl Detector {
     /// Whether the global allowlist excludes this path entirely.
     #[must_use]
     pub fn path_allowed(&self, path: &str) -> bool {
-        self.global.allows_path(path)
+        self.global.iter().any(|allow| allow.allows_path(path))
     }
 
     /// Finds secrets in `data`, which came from `path` (used for path allowlists only).
@@ -366,7 +430,13 @@ impl Detector {
         let mut detections = Vec::new();
         let mut vetoes = Vec::new();
         for (index, rule) in self.rules.iter().enumerate() {
-            if !triggered[index] || rule.allow.allows_path(path) {
+            if !triggered[index]
+                || rule
+                    .path
+                    .as_ref()
+                    .is_some_and(|only| !only.is_match(path.as_bytes()))
+                || rule.allow.iter().any(|allow| allow.allows_path(path))
+            {
                 continue;
             }
             // This rule's detections are `detections[first..]`: rules run one after another.
@@ -380,7 +450,7 @@ impl Detector {
                     index,
                     rule,
                     anchored,
-                    data,
+                    Input { data, path },
                     &hits[index],
                     max_len,
                     &mut detections,
@@ -406,7 +476,7 @@ impl Detector {
                 self.run_rule(
                     index,
                     rule,
-                    data,
+                    Input { data, path },
                     window,
                     &mut locations,
                     &mut detections,
@@ -425,12 +495,13 @@ impl Detector {
         &self,
         index: usize,
         rule: &CompiledRule,
-        data: &[u8],
+        input: Input<'_>,
         window: Range<usize>,
         locations: &mut CaptureLocations,
         detections: &mut Collected<'_>,
         vetoes: &mut Vec<Range<usize>>,
     ) {
+        let data = input.data;
         // Searching `haystack` from `position` keeps the bytes before the window visible,
         // so `\b` and `^` at the window start behave as on the whole buffer.
         let haystack = &data[..window.end];
@@ -454,7 +525,7 @@ impl Detector {
             if !self.consider(
                 index,
                 rule,
-                data,
+                input,
                 whole.0..whole.1,
                 secret.0..secret.1,
                 detections,
@@ -472,12 +543,13 @@ impl Detector {
         index: usize,
         rule: &CompiledRule,
         anchored: &Regex,
-        data: &[u8],
+        input: Input<'_>,
         hits: &[Range<usize>],
         max_len: usize,
         detections: &mut Collected<'_>,
         vetoes: &mut Vec<Range<usize>>,
     ) {
+        let data = input.data;
         let mut consumed = 0;
         let mut locations = anchored.capture_locations();
         for hit in hits {
@@ -503,7 +575,7 @@ impl Detector {
             if !self.consider(
                 index,
                 rule,
-                data,
+                input,
                 shift(whole),
                 shift(secret),
                 detections,
@@ -520,12 +592,13 @@ impl Detector {
         &self,
         index: usize,
         rule: &CompiledRule,
-        data: &[u8],
+        input: Input<'_>,
         whole: Range<usize>,
         secret: Range<usize>,
         detections: &mut Collected<'_>,
         vetoes: &mut Vec<Range<usize>>,
     ) -> bool {
+        let data = input.data;
         let mut range = secret;
         let mut validated = false;
         // A specific format that matched but was rejected (bad checksum, placeholder,
@@ -551,8 +624,21 @@ impl Detector {
         // A checksum-validated key is real even if it contains a "placeholder" word.
         if !validated {
             let lowercase = bytes.to_ascii_lowercase();
-            if self.global.allows_secret(bytes, &lowercase)
-                || rule.allow.allows_secret(bytes, &lowercase)
+            let line_start = memchr::memrchr(b'\n', &data[..whole.start]).map_or(0, |nl| nl + 1);
+            let line_end =
+                memchr::memchr(b'\n', &data[whole.end..]).map_or(data.len(), |nl| whole.end + nl);
+            let candidate = Candidate {
+                path: input.path,
+                secret: bytes,
+                lowercase: &lowercase,
+                whole: &data[whole.clone()],
+                line: &data[line_start..line_end],
+            };
+            if self
+                .global
+                .iter()
+                .chain(&rule.allow)
+                .any(|allow| allow.allows(&candidate))
             {
                 return veto();
             }
@@ -597,6 +683,13 @@ fn custos_key_windows(data: &[u8]) -> Vec<Range<usize>> {
         }
     }
     windows
+}
+
+/// The buffer being scanned and the path it came from.
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    data: &'a [u8],
+    path: &'a str,
 }
 
 /// The detections of one buffer, and where the current rule's own start.
