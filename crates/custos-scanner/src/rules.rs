@@ -74,6 +74,15 @@ pub enum RuleError {
         #[source]
         source: toml::de::Error,
     },
+    /// A rule file could not be read.
+    #[error("cannot read rules file {file}")]
+    Read {
+        /// Name of the rule file.
+        file: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A gitleaks `[extend] path` could not be followed: no directory to resolve it in,
     /// too deep a chain, or an unreadable file.
     #[error("{file}: cannot extend {path}: {reason}")]
@@ -245,10 +254,9 @@ impl RuleSet {
     /// [`RuleError`] when a file cannot be read or parsed.
     pub fn add_toml_file(&mut self, path: &std::path::Path) -> Result<(), RuleError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| RuleError::Extend {
+        let text = std::fs::read_to_string(path).map_err(|source| RuleError::Read {
             file: file.clone(),
-            path: file.clone(),
-            reason: error.to_string(),
+            source,
         })?;
         let base = path.parent().unwrap_or(std::path::Path::new(""));
         self.add_text(&file, &text, Some(base), 0)

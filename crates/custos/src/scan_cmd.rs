@@ -51,8 +51,9 @@ pub(crate) struct ScanArgs {
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
 
-    /// Extra rule file (TOML); may be repeated. A rule with the id of a default rule
-    /// replaces it. See docs/scanner.md for the format.
+    /// Extra rule file: custos or gitleaks TOML (a `.gitleaks.toml` is converted, with a
+    /// warning for what custos cannot apply); may be repeated. A rule with the id of a
+    /// default rule replaces it. See docs/scanner.md for the formats.
     #[arg(long = "rules", value_name = "FILE")]
     rules: Vec<PathBuf>,
 
@@ -195,7 +196,10 @@ pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         if problem.path.is_empty() {
             eprintln!("custos scan: warning: {}", problem.message);
         } else {
-            eprintln!("custos scan: warning: {}: {}", problem.path, problem.message);
+            eprintln!(
+                "custos scan: warning: {}: {}",
+                problem.path, problem.message
+            );
         }
     }
     if let Some(path) = &args.write_baseline {
@@ -239,11 +243,10 @@ fn load_rules(args: &ScanArgs) -> anyhow::Result<RuleSet> {
         RuleSet::defaults().context("loading the default rules")?
     };
     for path in &args.rules {
-        let text = fs::read_to_string(path)
-            .with_context(|| format!("reading rules {}", path.display()))?;
-        rules
-            .add_toml(&path.display().to_string(), &text)
-            .context("loading rules")?;
+        rules.add_toml_file(path).context("loading rules")?;
+    }
+    for warning in rules.warnings() {
+        eprintln!("custos scan: warning: {warning}");
     }
     Ok(rules)
 }
