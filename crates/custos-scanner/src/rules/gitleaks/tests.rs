@@ -387,3 +387,10 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn unicode_classes_are_refused_with_the_rule_id() {
+    let set = load("title = \"t\"\n[[rules]]\nid = \"letters\"\nregex = '\\p{L}+'\n");
+    let error = Detector::new(&set).unwrap_err();
+    assert!(error.to_string().contains("letters"), "{error}");
+}
