@@ -70,9 +70,9 @@ pub enum RuleError {
         file: String,
         /// A gitleaks-only key the file has.
         key: String,
-        /// The TOML error.
+        /// The TOML error, boxed to keep `RuleError` small.
         #[source]
-        source: toml::de::Error,
+        source: Box<toml::de::Error>,
     },
     /// A rule file could not be read.
     #[error("cannot read rules file {file}")]
@@ -280,7 +280,7 @@ impl RuleSet {
                             gitleaks::parse(text).map_err(|source| RuleError::ParseGitleaks {
                                 file: file.to_owned(),
                                 key: key.clone(),
-                                source,
+                                source: Box::new(source),
                             })?;
                         if let Some(extended) = &config.extend.path {
                             self.add_extended(file, extended, base, depth)?;
