@@ -134,10 +134,16 @@ pub(crate) fn gitleaks_key(text: &str) -> Option<String> {
         };
         lists.into_iter().find_map(|list| {
             let list = list.as_table()?;
+            // custos spells conditions in lowercase, gitleaks in uppercase.
+            let upper_condition = list
+                .get("condition")
+                .and_then(toml::Value::as_str)
+                .is_some_and(|condition| matches!(condition, "AND" | "OR"));
             ALLOWLIST_KEYS
                 .iter()
                 .find(|key| list.contains_key(**key))
                 .map(|key| (*key).to_owned())
+                .or_else(|| upper_condition.then(|| "condition".to_owned()))
         })
     };
     if let Some(key) = TOP_LEVEL_KEYS.iter().find(|key| table.contains_key(**key)) {

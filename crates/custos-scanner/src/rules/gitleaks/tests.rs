@@ -39,6 +39,11 @@ fn gitleaks_keys_are_recognised_and_custos_files_are_not() {
         gitleaks_key("[[rules]]\nid = \"a\"\n[rules.allowlist]\ncommits = []").as_deref(),
         Some("commits")
     );
+    assert_eq!(
+        gitleaks_key("[[allowlists]]\ncondition = \"AND\"\npaths = ['x']").as_deref(),
+        Some("condition")
+    );
+    assert_eq!(gitleaks_key("[[allowlists]]\ncondition = \"and\""), None);
     assert_eq!(gitleaks_key("version = 1\n[[rules]]\nid = \"a\""), None);
     assert_eq!(gitleaks_key("not toml ["), None);
 }
