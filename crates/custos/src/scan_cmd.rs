@@ -22,7 +22,8 @@ use custos_scanner::{
 /// Scans files and directories (honouring .gitignore and .custosignore, skipping binaries,
 /// archives and files over --max-file-size), stdin (`-`), a repository's whole history
 /// (--git) or the changes staged for the next commit (--staged).
-/// Silence a line with a `custos:allow` comment; accept known findings with --baseline.
+/// Silence a line with a `custos:allow` (or `gitleaks:allow`) comment; accept known findings
+/// with --baseline.
 /// Exit status: 0 nothing found, 1 findings, 2 error.
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
