@@ -84,8 +84,19 @@ struct Candidate<'a> {
     secret: &'a [u8],
     /// The secret in ASCII lowercase, for stopwords.
     lowercase: &'a [u8],
-    whole: &'a [u8],
-    line: &'a [u8],
+    /// The buffer and the range of the whole match in it. The line is looked up only when
+    /// a line regex needs it: searching back to the line start costs time on long lines.
+    data: &'a [u8],
+    whole: Range<usize>,
+}
+
+impl Candidate<'_> {
+    fn line(&self) -> &[u8] {
+        let start = memchr::memrchr(b'\n', &self.data[..self.whole.start]).map_or(0, |nl| nl + 1);
+        let end = memchr::memchr(b'\n', &self.data[self.whole.end..])
+            .map_or(self.data.len(), |nl| self.whole.end + nl);
+        &self.data[start..end]
+    }
 }
 
 struct CompiledAllowlist {
@@ -150,22 +161,46 @@ impl CompiledAllowlist {
 
     /// Whether the list allows this candidate.
     fn allows(&self, candidate: &Candidate<'_>) -> bool {
-        let on = |set: &Option<RegexSet>, bytes: &[u8]| set.as_ref().map(|set| set.is_match(bytes));
-        let stopword = (!self.stopwords.is_empty()).then(|| {
-            self.stopwords
-                .iter()
-                .any(|word| memchr::memmem::find(candidate.lowercase, word).is_some())
-        });
-        let checks = [
-            self.path_matches(candidate.path),
-            on(&self.regexes, candidate.secret),
-            on(&self.match_regexes, candidate.whole),
-            on(&self.line_regexes, candidate.line),
-            stopword,
+        // Each check is `None` when the list has no such entries. They run lazily, cheap
+        // ones first, and stop as soon as the answer is known.
+        let checks: [&dyn Fn() -> Option<bool>; 5] = [
+            &|| {
+                (!self.stopwords.is_empty()).then(|| {
+                    self.stopwords
+                        .iter()
+                        .any(|word| memchr::memmem::find(candidate.lowercase, word).is_some())
+                })
+            },
+            &|| {
+                self.regexes
+                    .as_ref()
+                    .map(|set| set.is_match(candidate.secret))
+            },
+            &|| {
+                self.match_regexes
+                    .as_ref()
+                    .map(|set| set.is_match(&candidate.data[candidate.whole.clone()]))
+            },
+            &|| {
+                self.line_regexes
+                    .as_ref()
+                    .map(|set| set.is_match(candidate.line()))
+            },
+            &|| self.path_matches(candidate.path),
         ];
         match self.condition {
-            Condition::Or => checks.contains(&Some(true)),
-            Condition::And => checks.iter().any(Option::is_some) && !checks.contains(&Some(false)),
+            Condition::Or => checks.iter().any(|check| check() == Some(true)),
+            Condition::And => {
+                let mut any = false;
+                for check in checks {
+                    match check() {
+                        Some(false) => return false,
+                        Some(true) => any = true,
+                        None => {}
+                    }
+                }
+                any
+            }
         }
     }
 }
@@ -624,15 +659,12 @@ impl Detector {
         // A checksum-validated key is real even if it contains a "placeholder" word.
         if !validated {
             let lowercase = bytes.to_ascii_lowercase();
-            let line_start = memchr::memrchr(b'\n', &data[..whole.start]).map_or(0, |nl| nl + 1);
-            let line_end =
-                memchr::memchr(b'\n', &data[whole.end..]).map_or(data.len(), |nl| whole.end + nl);
             let candidate = Candidate {
                 path: input.path,
                 secret: bytes,
                 lowercase: &lowercase,
-                whole: &data[whole.clone()],
-                line: &data[line_start..line_end],
+                data,
+                whole: whole.clone(),
             };
             if self
                 .global
