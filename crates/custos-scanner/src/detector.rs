@@ -218,9 +218,24 @@ struct CompiledRule {
     entropy: f64,
     validate: Option<Validation>,
     generic: bool,
+    /// gitleaks semantics: the secret is the first group that matched something.
+    first_matched_group: bool,
     /// Regex on the file path the rule is restricted to.
     path: Option<Regex>,
     allow: Vec<CompiledAllowlist>,
+}
+
+impl CompiledRule {
+    /// The span of the secret in a match.
+    fn secret_of(&self, locations: &CaptureLocations) -> Option<(usize, usize)> {
+        if self.first_matched_group {
+            return (1..locations.len())
+                .filter_map(|group| locations.get(group))
+                .find(|(start, end)| start < end)
+                .or_else(|| locations.get(0));
+        }
+        locations.get(self.group)
+    }
 }
 
 /// A rule's keyword, as found through its first [`MAX_KEYWORD_PREFIX`] bytes.
@@ -355,6 +370,7 @@ impl Detector {
                 entropy: spec.entropy,
                 validate: spec.validate,
                 generic: spec.generic,
+                first_matched_group: spec.first_matched_group,
                 path: spec
                     .path
                     .as_ref()
@@ -549,7 +565,7 @@ impl Detector {
             {
                 break;
             }
-            let (Some(whole), Some(secret)) = (locations.get(0), locations.get(rule.group)) else {
+            let (Some(whole), Some(secret)) = (locations.get(0), rule.secret_of(locations)) else {
                 break;
             };
             position = if whole.0 == whole.1 {
@@ -602,7 +618,7 @@ impl Detector {
             {
                 continue;
             }
-            let (Some(whole), Some(secret)) = (locations.get(0), locations.get(rule.group)) else {
+            let (Some(whole), Some(secret)) = (locations.get(0), rule.secret_of(&locations)) else {
                 continue;
             };
             let shift = |(start, end): (usize, usize)| hit.start + start..hit.start + end;

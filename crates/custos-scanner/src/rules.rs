@@ -192,6 +192,10 @@ pub struct RuleSpec {
     /// More rule-specific allowlists; a finding any of them allows is not reported.
     #[serde(default)]
     pub allowlists: Vec<AllowlistSpec>,
+    /// gitleaks rules without `secretGroup`: the secret is the first group that matched
+    /// something, or the whole match. Not part of custos's format.
+    #[serde(skip)]
+    pub(crate) first_matched_group: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -267,6 +267,8 @@ fn convert_rule(
             "{context}: `required` (composite rules) is not supported; the rule reports without its required companions"
         ));
     }
+    // Without a group, gitleaks reports the first group that matched something.
+    let first_matched_group = matches!(rule.secret_group, None | Some(0));
     let secret_group = match rule.secret_group {
         None | Some(0) => None,
         Some(group) => Some(
@@ -308,6 +310,7 @@ fn convert_rule(
         path: rule.path,
         allowlist: AllowlistSpec::default(),
         allowlists,
+        first_matched_group,
     }))
 }
 

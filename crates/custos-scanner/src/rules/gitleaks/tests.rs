@@ -84,6 +84,24 @@ fn missing_description_and_secret_group_zero_take_defaults() {
 }
 
 #[test]
+fn without_secret_group_the_first_group_that_matched_is_the_secret() {
+    let set =
+        load("title = \"t\"\n[[rules]]\nid = \"alt\"\nregex = '''key=(a[0-9]+)|tok=(b[0-9]+)'''\n");
+    let detector = Detector::new(&set).unwrap();
+    let data = b"tok=b123 key=a456";
+    let found = detector.detect(data, "f");
+    let secrets: Vec<&[u8]> = found.iter().map(|d| &data[d.secret.clone()]).collect();
+    assert_eq!(secrets, [&b"b123"[..], &b"a456"[..]]);
+    // An explicit secretGroup is used as written.
+    let set = load(
+        "title = \"t\"\n[[rules]]\nid = \"g\"\nregex = '''(key)=(a[0-9]+)'''\nsecretGroup = 2\n",
+    );
+    let detector = Detector::new(&set).unwrap();
+    let found = detector.detect(b"key=a456", "f");
+    assert_eq!(found[0].secret, 4..8);
+}
+
+#[test]
 fn an_empty_keyword_makes_the_rule_run_everywhere() {
     let set = load("[[rules]]\nid = \"x\"\nregex = 'x'\nkeywords = [\"\", \"a\"]\ntags = []\n");
     assert!(rule(&set, "x").keywords.is_empty());
