@@ -88,6 +88,8 @@ struct Candidate<'a> {
     /// a line regex needs it: searching back to the line start costs time on long lines.
     data: &'a [u8],
     whole: Range<usize>,
+    /// The commit the buffer came from, in git history scans.
+    commit: Option<&'a str>,
 }
 
 impl Candidate<'_> {
@@ -106,6 +108,8 @@ struct CompiledAllowlist {
     match_regexes: Option<RegexSet>,
     line_regexes: Option<RegexSet>,
     stopwords: Vec<Vec<u8>>,
+    /// Commit ids in ASCII lowercase.
+    commits: Vec<String>,
 }
 
 impl CompiledAllowlist {
@@ -136,6 +140,11 @@ impl CompiledAllowlist {
                 .filter(|word| !word.is_empty())
                 .map(|word| word.to_ascii_lowercase().into_bytes())
                 .collect(),
+            commits: spec
+                .commits
+                .iter()
+                .map(|commit| commit.trim().to_ascii_lowercase())
+                .collect(),
         })
     }
 
@@ -145,6 +154,7 @@ impl CompiledAllowlist {
             || self.match_regexes.is_some()
             || self.line_regexes.is_some()
             || !self.stopwords.is_empty()
+            || !self.commits.is_empty()
     }
 
     fn path_matches(&self, path: &str) -> Option<bool> {
@@ -163,7 +173,16 @@ impl CompiledAllowlist {
     fn allows(&self, candidate: &Candidate<'_>) -> bool {
         // Each check is `None` when the list has no such entries. They run lazily, cheap
         // ones first, and stop as soon as the answer is known.
-        let checks: [&dyn Fn() -> Option<bool>; 5] = [
+        let checks: [&dyn Fn() -> Option<bool>; 6] = [
+            &|| {
+                (!self.commits.is_empty()).then(|| {
+                    candidate.commit.is_some_and(|commit| {
+                        self.commits
+                            .iter()
+                            .any(|allowed| allowed.eq_ignore_ascii_case(commit))
+                    })
+                })
+            },
             &|| {
                 (!self.stopwords.is_empty()).then(|| {
                     self.stopwords
@@ -447,6 +466,18 @@ impl Detector {
     /// Results are sorted by position; overlapping matches are resolved.
     #[must_use]
     pub fn detect(&self, data: &[u8], path: &str) -> Vec<Detection> {
+        self.detect_in_commit(data, path, None)
+    }
+
+    /// Like [`Detector::detect`], for lines a commit added: allowlists naming the commit
+    /// apply.
+    #[must_use]
+    pub fn detect_in_commit(
+        &self,
+        data: &[u8],
+        path: &str,
+        commit: Option<&str>,
+    ) -> Vec<Detection> {
         let mut triggered = vec![false; self.rules.len()];
         // Keyword hits per rule, while few enough to be worth windowing.
         let mut hits: Vec<Vec<Range<usize>>> = vec![Vec::new(); self.rules.len()];
@@ -501,7 +532,7 @@ impl Detector {
                     index,
                     rule,
                     anchored,
-                    Input { data, path },
+                    Input { data, path, commit },
                     &hits[index],
                     max_len,
                     &mut detections,
@@ -527,7 +558,7 @@ impl Detector {
                 self.run_rule(
                     index,
                     rule,
-                    Input { data, path },
+                    Input { data, path, commit },
                     window,
                     &mut locations,
                     &mut detections,
@@ -681,6 +712,7 @@ impl Detector {
                 lowercase: &lowercase,
                 data,
                 whole: whole.clone(),
+                commit: input.commit,
             };
             if self
                 .global
@@ -738,6 +770,7 @@ fn custos_key_windows(data: &[u8]) -> Vec<Range<usize>> {
 struct Input<'a> {
     data: &'a [u8],
     path: &'a str,
+    commit: Option<&'a str>,
 }
 
 /// The detections of one buffer, and where the current rule's own start.

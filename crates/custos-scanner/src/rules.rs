@@ -141,6 +141,10 @@ pub struct AllowlistSpec {
     /// Case-insensitive substrings: a secret containing one is not reported.
     #[serde(default)]
     pub stopwords: Vec<String>,
+    /// Full commit ids: in git history scans, findings from these commits are not
+    /// reported. Other scans have no commit, so these entries never match there.
+    #[serde(default)]
+    pub commits: Vec<String>,
 }
 
 impl AllowlistSpec {
@@ -152,6 +156,7 @@ impl AllowlistSpec {
             && self.match_regexes.is_empty()
             && self.line_regexes.is_empty()
             && self.stopwords.is_empty()
+            && self.commits.is_empty()
     }
 }
 
@@ -383,6 +388,7 @@ impl RuleSet {
                     first.match_regexes.extend(allow.match_regexes);
                     first.line_regexes.extend(allow.line_regexes);
                     first.stopwords.extend(allow.stopwords);
+                    first.commits.extend(allow.commits);
                 }
                 _ => self.allowlists.push(allow),
             }

@@ -161,7 +161,9 @@ impl Scanner {
         line_map: Option<&[u32]>,
         commit: Option<&std::sync::Arc<CommitInfo>>,
     ) -> Vec<Finding> {
-        let detections = self.detector.detect(data, path);
+        let detections =
+            self.detector
+                .detect_in_commit(data, path, commit.map(|commit| commit.id.as_str()));
         let mut findings = Vec::with_capacity(detections.len());
         let mut cursor = LineCursor::default();
         for detection in detections {

@@ -340,12 +340,10 @@ fn convert_allowlist(
         condition,
         paths: list.paths,
         stopwords: list.stopwords,
+        commits: list.commits,
         ..AllowlistSpec::default()
     };
     let mut unsupported = Vec::new();
-    if !list.commits.is_empty() {
-        unsupported.push("commits".to_owned());
-    }
     if !list.regexes.is_empty() {
         match list.regex_target.as_deref().unwrap_or("secret") {
             "secret" => spec.regexes = list.regexes,

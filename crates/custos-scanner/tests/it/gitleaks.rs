@@ -3,6 +3,8 @@
 //! about.
 
 use std::fs;
+use std::path::Path;
+use std::process::Command;
 
 use custos_scanner::{Detector, NoProgress, RuleSet, ScanOptions, Scanner};
 
@@ -170,12 +172,6 @@ fn unsupported_features_are_warned_about() {
     let set = gitleaks_rules();
     let warnings = set.warnings().join("\n");
     assert!(
-        warnings.contains(
-            ".gitleaks.toml: rule \"acme-ci-password\": allowlist: commits cannot be checked"
-        ),
-        "{warnings}"
-    );
-    assert!(
         warnings.contains(".gitleaks.toml: rule \"acme-cert\": a rule with `path` and no `regex`"),
         "{warnings}"
     );
@@ -186,7 +182,7 @@ fn unsupported_features_are_warned_about() {
     );
     let ids: Vec<&str> = set.rules().iter().map(|rule| rule.id.as_str()).collect();
     assert_eq!(ids, ["acme-deploy-key", "acme-ci-password"]);
-    assert_eq!(set.warnings().len(), 3, "{warnings}");
+    assert_eq!(set.warnings().len(), 2, "{warnings}");
 }
 
 #[test]
@@ -243,4 +239,51 @@ fn gitleaks_allow_comments_silence_their_line() {
     let findings = scanner.scan_bytes("deploy.sh", text.as_bytes());
     assert_eq!(findings.len(), 1);
     assert_eq!(findings[0].line, 2);
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=T", "-c", "user.email=t@example.org"])
+        .args(["-c", "commit.gpgsign=false"])
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn commit_allowlists_apply_in_git_history_scans_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    git(repo, &["init", "-q"]);
+    fs::write(
+        repo.join("old.sh"),
+        "acme_key: adk_q3j9x0q2m7v5b8n1c4z6l0p2\n",
+    )
+    .unwrap();
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", "old key"]);
+    let old = git(repo, &["rev-parse", "HEAD"]);
+    fs::write(repo.join("new.sh"), format!("acme_key: {DEPLOY_KEY}\n")).unwrap();
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", "new key"]);
+    let config = format!(
+        "title = \"t\"\n[[rules]]\nid = \"acme-deploy-key\"\nregex = '''(adk_[a-z0-9]{{24}})'''\nkeywords = [\"adk_\"]\n[[rules.allowlists]]\ncommits = [\"{old}\"]\n"
+    );
+    let mut set = RuleSet::default();
+    set.add_toml(".gitleaks.toml", &config).unwrap();
+    let scanner = scanner(&set);
+    let history = scanner.scan_git_history(repo, &NoProgress).unwrap();
+    let paths: Vec<&str> = history.findings.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["new.sh"]);
+    // Scanning the files has no commit to match, so both keys are reported.
+    let files = scanner
+        .scan_paths(&[repo.join("old.sh"), repo.join("new.sh")], &NoProgress)
+        .unwrap();
+    assert_eq!(files.findings.len(), 2);
 }

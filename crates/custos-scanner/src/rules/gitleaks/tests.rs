@@ -158,7 +158,7 @@ paths = ['p']
 }
 
 #[test]
-fn commits_are_ignored_in_or_lists_and_drop_and_lists() {
+fn commits_are_converted() {
     let set = load(
         r#"
 [[rules]]
@@ -174,12 +174,29 @@ paths = ['p']
 "#,
     );
     let lists = &rule(&set, "a").allowlists;
-    assert_eq!(lists.len(), 1);
+    assert_eq!(lists.len(), 2);
+    assert_eq!(lists[0].commits, ["abc"]);
     assert_eq!(lists[0].stopwords, ["s"]);
-    assert!(warned(
-        &set,
-        "commits cannot be checked by custos and is ignored"
-    ));
+    assert_eq!(lists[1].commits, ["abc"]);
+    assert_eq!(lists[1].condition, Condition::And);
+    assert!(set.warnings().is_empty(), "{:?}", set.warnings());
+}
+
+#[test]
+fn an_unknown_regex_target_drops_an_and_allowlist_whole() {
+    let set = load(
+        r#"
+[[rules]]
+id = "a"
+regex = 'a'
+[[rules.allowlists]]
+condition = "AND"
+regexTarget = "file"
+regexes = ['x']
+paths = ['p']
+"#,
+    );
+    assert!(rule(&set, "a").allowlists.is_empty());
     assert!(warned(&set, "this AND allowlist is ignored"));
 }
 
