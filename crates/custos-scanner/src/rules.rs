@@ -222,8 +222,8 @@ const MAX_EXTEND_DEPTH: usize = 2;
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub(crate) rules: Vec<RuleSpec>,
-    /// Global allowlists: the first collects every `[allowlist]` table, the others are
-    /// the `[[allowlists]]` entries, kept apart because their conditions differ.
+    /// Global allowlists: `or` lists are merged into the first (a union of `or` lists is
+    /// one `or` list); `and` lists are kept apart.
     pub(crate) allowlists: Vec<AllowlistSpec>,
     /// What loading had to ignore or approximate (gitleaks features custos lacks).
     warnings: Vec<String>,

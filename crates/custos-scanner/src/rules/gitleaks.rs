@@ -114,19 +114,17 @@ struct Allowlist {
 
 /// Keys a custos rule file never has, by where they occur.
 const TOP_LEVEL_KEYS: &[&str] = &["title", "extend"];
-const RULE_KEYS: &[&str] = &[
-    "secretGroup",
-    "tags",
-    "skipReport",
-    "required",
-    "allowlists",
-];
-const ALLOWLIST_KEYS: &[&str] = &["description", "regexTarget", "commits", "targetRules"];
+const RULE_KEYS: &[&str] = &["secretGroup", "tags", "skipReport", "required"];
+const ALLOWLIST_KEYS: &[&str] = &["description", "regexTarget", "targetRules"];
 
 /// A gitleaks-only key of `text`, if it is TOML and has one: the file is then meant for
 /// gitleaks.
 pub(crate) fn gitleaks_key(text: &str) -> Option<String> {
     let table: toml::Table = toml::from_str(text).ok()?;
+    // A declared custos format version settles it.
+    if table.contains_key("version") {
+        return None;
+    }
     let in_allowlist = |value: &toml::Value| -> Option<String> {
         let lists: Vec<&toml::Value> = match value {
             toml::Value::Array(items) => items.iter().collect(),
@@ -164,6 +162,7 @@ pub(crate) fn gitleaks_key(text: &str) -> Option<String> {
                 .find(|key| rule.contains_key(**key))
                 .map(|key| (*key).to_owned())
                 .or_else(|| rule.get("allowlist").and_then(in_allowlist))
+                .or_else(|| rule.get("allowlists").and_then(in_allowlist))
         })
 }
 
@@ -249,7 +248,7 @@ fn convert_rule(
     }
     if rule.skip_report == Some(true) {
         warnings.push(format!(
-            "{context}: skipReport rules only support composite rules, which custos does not have; the rule is skipped"
+            "{context}: skipReport marks a helper of composite rules, which gitleaks never reports and custos does not have; the rule is skipped"
         ));
         return Ok(None);
     }

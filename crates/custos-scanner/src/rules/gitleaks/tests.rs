@@ -36,8 +36,8 @@ fn gitleaks_keys_are_recognised_and_custos_files_are_not() {
         Some("description")
     );
     assert_eq!(
-        gitleaks_key("[[rules]]\nid = \"a\"\n[rules.allowlist]\ncommits = []").as_deref(),
-        Some("commits")
+        gitleaks_key("[[rules]]\nid = \"a\"\n[rules.allowlist]\nregexTarget = \"line\"").as_deref(),
+        Some("regexTarget")
     );
     assert_eq!(
         gitleaks_key("[[allowlists]]\ncondition = \"AND\"\npaths = ['x']").as_deref(),
@@ -46,6 +46,16 @@ fn gitleaks_keys_are_recognised_and_custos_files_are_not() {
     assert_eq!(gitleaks_key("[[allowlists]]\ncondition = \"and\""), None);
     assert_eq!(gitleaks_key("version = 1\n[[rules]]\nid = \"a\""), None);
     assert_eq!(gitleaks_key("not toml ["), None);
+    assert_eq!(
+        gitleaks_key("[[rules]]\nid = \"a\"\n[[rules.allowlists]]\ntargetRules = []").as_deref(),
+        Some("targetRules")
+    );
+    // custos rules have `allowlists` too: a mistake in one is a custos error.
+    assert_eq!(
+        gitleaks_key("[[rules]]\nid = \"a\"\n[[rules.allowlists]]\nstopword = []"),
+        None
+    );
+    assert_eq!(gitleaks_key("version = 1\ntitle = \"x\""), None);
 }
 
 #[test]
