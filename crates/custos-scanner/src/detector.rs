@@ -10,7 +10,7 @@ use std::sync::Arc;
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::checks::{generic_value_plausible, shannon_entropy, validate};
-use crate::rules::{AllowlistSpec, RuleError, RuleSet, Validation};
+use crate::rules::{AllowlistSpec, Condition, RuleError, RuleSet, Validation};
 
 mod prefilter;
 
@@ -78,10 +78,38 @@ pub struct Detection {
     pub entropy: f64,
 }
 
+/// What an allowlist is checked against, for one candidate.
+struct Candidate<'a> {
+    path: &'a str,
+    secret: &'a [u8],
+    /// The secret in ASCII lowercase, for stopwords.
+    lowercase: &'a [u8],
+    /// The buffer and the range of the whole match in it. The line is looked up only when
+    /// a line regex needs it: searching back to the line start costs time on long lines.
+    data: &'a [u8],
+    whole: Range<usize>,
+    /// The commit the buffer came from, in git history scans.
+    commit: Option<&'a str>,
+}
+
+impl Candidate<'_> {
+    fn line(&self) -> &[u8] {
+        let start = memchr::memrchr(b'\n', &self.data[..self.whole.start]).map_or(0, |nl| nl + 1);
+        let end = memchr::memchr(b'\n', &self.data[self.whole.end..])
+            .map_or(self.data.len(), |nl| self.whole.end + nl);
+        &self.data[start..end]
+    }
+}
+
 struct CompiledAllowlist {
+    condition: Condition,
     paths: Option<RegexSet>,
     regexes: Option<RegexSet>,
+    match_regexes: Option<RegexSet>,
+    line_regexes: Option<RegexSet>,
     stopwords: Vec<Vec<u8>>,
+    /// Commit ids in ASCII lowercase.
+    commits: Vec<String>,
 }
 
 impl CompiledAllowlist {
@@ -92,6 +120,7 @@ impl CompiledAllowlist {
             }
             RegexSetBuilder::new(patterns)
                 .unicode(false)
+                .size_limit(REGEX_SIZE_LIMIT)
                 .build()
                 .map(Some)
                 .map_err(|error| RuleError::Invalid {
@@ -100,31 +129,98 @@ impl CompiledAllowlist {
                 })
         };
         Ok(Self {
+            condition: spec.condition,
             paths: set(&spec.paths)?,
             regexes: set(&spec.regexes)?,
+            match_regexes: set(&spec.match_regexes)?,
+            line_regexes: set(&spec.line_regexes)?,
             stopwords: spec
                 .stopwords
                 .iter()
                 .filter(|word| !word.is_empty())
                 .map(|word| word.to_ascii_lowercase().into_bytes())
                 .collect(),
+            commits: spec
+                .commits
+                .iter()
+                .map(|commit| commit.trim().to_ascii_lowercase())
+                .collect(),
         })
     }
 
-    fn allows_path(&self, path: &str) -> bool {
-        self.paths
-            .as_ref()
-            .is_some_and(|set| set.is_match(path.as_bytes()))
+    /// Whether the list has entries about the content (anything but paths).
+    fn checks_content(&self) -> bool {
+        self.regexes.is_some()
+            || self.match_regexes.is_some()
+            || self.line_regexes.is_some()
+            || !self.stopwords.is_empty()
+            || !self.commits.is_empty()
     }
 
-    fn allows_secret(&self, secret: &[u8], lowercase: &[u8]) -> bool {
-        self.regexes
-            .as_ref()
-            .is_some_and(|set| set.is_match(secret))
-            || self
-                .stopwords
-                .iter()
-                .any(|word| memchr::memmem::find(lowercase, word).is_some())
+    fn path_matches(&self, path: &str) -> Option<bool> {
+        self.paths.as_ref().map(|set| set.is_match(path.as_bytes()))
+    }
+
+    /// Whether the list excludes the whole file, whatever the content.
+    fn allows_path(&self, path: &str) -> bool {
+        match self.condition {
+            Condition::Or => self.path_matches(path) == Some(true),
+            Condition::And => !self.checks_content() && self.path_matches(path) == Some(true),
+        }
+    }
+
+    /// Whether the list allows this candidate.
+    fn allows(&self, candidate: &Candidate<'_>) -> bool {
+        // Each check is `None` when the list has no such entries. They run lazily, cheap
+        // ones first, and stop as soon as the answer is known.
+        let checks: [&dyn Fn() -> Option<bool>; 6] = [
+            &|| {
+                (!self.commits.is_empty()).then(|| {
+                    candidate.commit.is_some_and(|commit| {
+                        self.commits
+                            .iter()
+                            .any(|allowed| allowed.eq_ignore_ascii_case(commit))
+                    })
+                })
+            },
+            &|| {
+                (!self.stopwords.is_empty()).then(|| {
+                    self.stopwords
+                        .iter()
+                        .any(|word| memchr::memmem::find(candidate.lowercase, word).is_some())
+                })
+            },
+            &|| {
+                self.regexes
+                    .as_ref()
+                    .map(|set| set.is_match(candidate.secret))
+            },
+            &|| {
+                self.match_regexes
+                    .as_ref()
+                    .map(|set| set.is_match(&candidate.data[candidate.whole.clone()]))
+            },
+            &|| {
+                self.line_regexes
+                    .as_ref()
+                    .map(|set| set.is_match(candidate.line()))
+            },
+            &|| self.path_matches(candidate.path),
+        ];
+        match self.condition {
+            Condition::Or => checks.iter().any(|check| check() == Some(true)),
+            Condition::And => {
+                let mut any = false;
+                for check in checks {
+                    match check() {
+                        Some(false) => return false,
+                        Some(true) => any = true,
+                        None => {}
+                    }
+                }
+                any
+            }
+        }
     }
 }
 
@@ -141,7 +237,24 @@ struct CompiledRule {
     entropy: f64,
     validate: Option<Validation>,
     generic: bool,
-    allow: CompiledAllowlist,
+    /// gitleaks semantics: the secret is the first group that matched something.
+    first_matched_group: bool,
+    /// Regex on the file path the rule is restricted to.
+    path: Option<Regex>,
+    allow: Vec<CompiledAllowlist>,
+}
+
+impl CompiledRule {
+    /// The span of the secret in a match.
+    fn secret_of(&self, locations: &CaptureLocations) -> Option<(usize, usize)> {
+        if self.first_matched_group {
+            return (1..locations.len())
+                .filter_map(|group| locations.get(group))
+                .find(|(start, end)| start < end)
+                .or_else(|| locations.get(0));
+        }
+        locations.get(self.group)
+    }
 }
 
 /// A rule's keyword, as found through its first [`MAX_KEYWORD_PREFIX`] bytes.
@@ -170,7 +283,7 @@ pub struct Detector {
     pattern_rules: Vec<Vec<KeywordRule>>,
     /// Rules without keywords: their regexes run on every buffer.
     unfiltered: Vec<usize>,
-    global: CompiledAllowlist,
+    global: Vec<CompiledAllowlist>,
 }
 
 impl std::fmt::Debug for Detector {
@@ -276,7 +389,23 @@ impl Detector {
                 entropy: spec.entropy,
                 validate: spec.validate,
                 generic: spec.generic,
-                allow: CompiledAllowlist::new(&spec.id, &spec.allowlist)?,
+                first_matched_group: spec.first_matched_group,
+                path: spec
+                    .path
+                    .as_ref()
+                    .map(|path| {
+                        RegexBuilder::new(path)
+                            .unicode(false)
+                            .size_limit(REGEX_SIZE_LIMIT)
+                            .build()
+                            .map_err(|error| invalid(format!("path regex: {error}")))
+                    })
+                    .transpose()?,
+                allow: std::iter::once(&spec.allowlist)
+                    .chain(&spec.allowlists)
+                    .filter(|allow| !allow.is_empty())
+                    .map(|allow| CompiledAllowlist::new(&spec.id, allow))
+                    .collect::<Result<_, _>>()?,
             });
         }
         let prefilter = if keywords.is_empty() {
@@ -294,7 +423,12 @@ impl Detector {
             prefilter,
             pattern_rules,
             unfiltered,
-            global: CompiledAllowlist::new("<global allowlist>", &set.allowlist)?,
+            global: set
+                .allowlists
+                .iter()
+                .filter(|allow| !allow.is_empty())
+                .map(|allow| CompiledAllowlist::new("<global allowlist>", allow))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -325,13 +459,25 @@ impl Detector {
     /// Whether the global allowlist excludes this path entirely.
     #[must_use]
     pub fn path_allowed(&self, path: &str) -> bool {
-        self.global.allows_path(path)
+        self.global.iter().any(|allow| allow.allows_path(path))
     }
 
     /// Finds secrets in `data`, which came from `path` (used for path allowlists only).
     /// Results are sorted by position; overlapping matches are resolved.
     #[must_use]
     pub fn detect(&self, data: &[u8], path: &str) -> Vec<Detection> {
+        self.detect_in_commit(data, path, None)
+    }
+
+    /// Like [`Detector::detect`], for lines a commit added: allowlists naming the commit
+    /// apply.
+    #[must_use]
+    pub fn detect_in_commit(
+        &self,
+        data: &[u8],
+        path: &str,
+        commit: Option<&str>,
+    ) -> Vec<Detection> {
         let mut triggered = vec![false; self.rules.len()];
         // Keyword hits per rule, while few enough to be worth windowing.
         let mut hits: Vec<Vec<Range<usize>>> = vec![Vec::new(); self.rules.len()];
@@ -366,7 +512,13 @@ impl Detector {
         let mut detections = Vec::new();
         let mut vetoes = Vec::new();
         for (index, rule) in self.rules.iter().enumerate() {
-            if !triggered[index] || rule.allow.allows_path(path) {
+            if !triggered[index]
+                || rule
+                    .path
+                    .as_ref()
+                    .is_some_and(|only| !only.is_match(path.as_bytes()))
+                || rule.allow.iter().any(|allow| allow.allows_path(path))
+            {
                 continue;
             }
             // This rule's detections are `detections[first..]`: rules run one after another.
@@ -380,7 +532,7 @@ impl Detector {
                     index,
                     rule,
                     anchored,
-                    data,
+                    Input { data, path, commit },
                     &hits[index],
                     max_len,
                     &mut detections,
@@ -406,7 +558,7 @@ impl Detector {
                 self.run_rule(
                     index,
                     rule,
-                    data,
+                    Input { data, path, commit },
                     window,
                     &mut locations,
                     &mut detections,
@@ -425,12 +577,13 @@ impl Detector {
         &self,
         index: usize,
         rule: &CompiledRule,
-        data: &[u8],
+        input: Input<'_>,
         window: Range<usize>,
         locations: &mut CaptureLocations,
         detections: &mut Collected<'_>,
         vetoes: &mut Vec<Range<usize>>,
     ) {
+        let data = input.data;
         // Searching `haystack` from `position` keeps the bytes before the window visible,
         // so `\b` and `^` at the window start behave as on the whole buffer.
         let haystack = &data[..window.end];
@@ -443,7 +596,7 @@ impl Detector {
             {
                 break;
             }
-            let (Some(whole), Some(secret)) = (locations.get(0), locations.get(rule.group)) else {
+            let (Some(whole), Some(secret)) = (locations.get(0), rule.secret_of(locations)) else {
                 break;
             };
             position = if whole.0 == whole.1 {
@@ -454,7 +607,7 @@ impl Detector {
             if !self.consider(
                 index,
                 rule,
-                data,
+                input,
                 whole.0..whole.1,
                 secret.0..secret.1,
                 detections,
@@ -472,12 +625,13 @@ impl Detector {
         index: usize,
         rule: &CompiledRule,
         anchored: &Regex,
-        data: &[u8],
+        input: Input<'_>,
         hits: &[Range<usize>],
         max_len: usize,
         detections: &mut Collected<'_>,
         vetoes: &mut Vec<Range<usize>>,
     ) {
+        let data = input.data;
         let mut consumed = 0;
         let mut locations = anchored.capture_locations();
         for hit in hits {
@@ -495,7 +649,7 @@ impl Detector {
             {
                 continue;
             }
-            let (Some(whole), Some(secret)) = (locations.get(0), locations.get(rule.group)) else {
+            let (Some(whole), Some(secret)) = (locations.get(0), rule.secret_of(&locations)) else {
                 continue;
             };
             let shift = |(start, end): (usize, usize)| hit.start + start..hit.start + end;
@@ -503,7 +657,7 @@ impl Detector {
             if !self.consider(
                 index,
                 rule,
-                data,
+                input,
                 shift(whole),
                 shift(secret),
                 detections,
@@ -520,12 +674,13 @@ impl Detector {
         &self,
         index: usize,
         rule: &CompiledRule,
-        data: &[u8],
+        input: Input<'_>,
         whole: Range<usize>,
         secret: Range<usize>,
         detections: &mut Collected<'_>,
         vetoes: &mut Vec<Range<usize>>,
     ) -> bool {
+        let data = input.data;
         let mut range = secret;
         let mut validated = false;
         // A specific format that matched but was rejected (bad checksum, placeholder,
@@ -551,8 +706,19 @@ impl Detector {
         // A checksum-validated key is real even if it contains a "placeholder" word.
         if !validated {
             let lowercase = bytes.to_ascii_lowercase();
-            if self.global.allows_secret(bytes, &lowercase)
-                || rule.allow.allows_secret(bytes, &lowercase)
+            let candidate = Candidate {
+                path: input.path,
+                secret: bytes,
+                lowercase: &lowercase,
+                data,
+                whole: whole.clone(),
+                commit: input.commit,
+            };
+            if self
+                .global
+                .iter()
+                .chain(&rule.allow)
+                .any(|allow| allow.allows(&candidate))
             {
                 return veto();
             }
@@ -597,6 +763,14 @@ fn custos_key_windows(data: &[u8]) -> Vec<Range<usize>> {
         }
     }
     windows
+}
+
+/// The buffer being scanned and the path it came from.
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    data: &'a [u8],
+    path: &'a str,
+    commit: Option<&'a str>,
 }
 
 /// The detections of one buffer, and where the current rule's own start.

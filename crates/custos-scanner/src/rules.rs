@@ -13,6 +13,17 @@
 
 use serde::Deserialize;
 
+mod gitleaks;
+
+/// Rules, allowlists and edits a rule file brings, after any conversion.
+pub(crate) struct Converted {
+    pub(crate) rules: Vec<RuleSpec>,
+    pub(crate) allowlists: Vec<AllowlistSpec>,
+    /// Ids of rules already in the set to remove.
+    pub(crate) disabled: Vec<String>,
+    pub(crate) warnings: Vec<String>,
+}
+
 /// The rule files compiled into the binary, in priority order: when two rules match the
 /// same bytes, the earlier one wins.
 const DEFAULT_RULE_FILES: &[(&str, &str)] = &[
@@ -51,6 +62,38 @@ pub enum RuleError {
         /// What is wrong.
         message: String,
     },
+    /// The file looks like a gitleaks configuration (it has gitleaks-only keys) but does
+    /// not follow gitleaks's format either.
+    #[error("cannot parse {file} as a gitleaks configuration (it has the gitleaks key `{key}`)")]
+    ParseGitleaks {
+        /// Name of the rule file.
+        file: String,
+        /// A gitleaks-only key the file has.
+        key: String,
+        /// The TOML error, boxed to keep `RuleError` small.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A rule file could not be read.
+    #[error("cannot read rules file {file}")]
+    Read {
+        /// Name of the rule file.
+        file: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A gitleaks `[extend] path` could not be followed: no directory to resolve it in,
+    /// too deep a chain, or an unreadable file.
+    #[error("{file}: cannot extend {path}: {reason}")]
+    Extend {
+        /// Name of the rule file.
+        file: String,
+        /// The `path` it extends.
+        path: String,
+        /// Why it cannot be loaded.
+        reason: String,
+    },
 }
 
 /// How a candidate's checksum is verified, for formats that carry one.
@@ -63,19 +106,58 @@ pub enum Validation {
     Github,
 }
 
+/// How the entries of one allowlist combine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Condition {
+    /// A finding is allowed when any entry matches it.
+    #[default]
+    Or,
+    /// A finding is allowed when every kind of entry present matches it (for example the
+    /// path matches one of `paths` and the secret one of `regexes`).
+    And,
+}
+
 /// Allowlist entries of one rule or of the whole rule set.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllowlistSpec {
+    /// How the entries combine; `or` by default.
+    #[serde(default)]
+    pub condition: Condition,
     /// Regexes on the file path: matching files are not checked by the rule.
     #[serde(default)]
     pub paths: Vec<String>,
     /// Regexes on the secret: a matching secret is not reported.
     #[serde(default)]
     pub regexes: Vec<String>,
+    /// Regexes on the whole regex match: a match they find is not reported.
+    #[serde(default)]
+    pub match_regexes: Vec<String>,
+    /// Regexes on the line (or lines) holding the match: a match on such a line is not
+    /// reported.
+    #[serde(default)]
+    pub line_regexes: Vec<String>,
     /// Case-insensitive substrings: a secret containing one is not reported.
     #[serde(default)]
     pub stopwords: Vec<String>,
+    /// Full commit ids: in git history scans, findings from these commits are not
+    /// reported. Other scans have no commit, so these entries never match there.
+    #[serde(default)]
+    pub commits: Vec<String>,
+}
+
+impl AllowlistSpec {
+    /// Whether the allowlist has no entries at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+            && self.regexes.is_empty()
+            && self.match_regexes.is_empty()
+            && self.line_regexes.is_empty()
+            && self.stopwords.is_empty()
+            && self.commits.is_empty()
+    }
 }
 
 /// One rule as written in TOML.
@@ -107,9 +189,18 @@ pub struct RuleSpec {
     /// extra checks against identifiers and placeholders.
     #[serde(default)]
     pub generic: bool,
+    /// Regex on the file path: the rule checks only files whose path matches.
+    pub path: Option<String>,
     /// Rule-specific allowlist.
     #[serde(default)]
     pub allowlist: AllowlistSpec,
+    /// More rule-specific allowlists; a finding any of them allows is not reported.
+    #[serde(default)]
+    pub allowlists: Vec<AllowlistSpec>,
+    /// gitleaks rules without `secretGroup`: the secret is the first group that matched
+    /// something, or the whole match. Not part of custos's format.
+    #[serde(skip)]
+    pub(crate) first_matched_group: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,13 +211,22 @@ struct RuleFile {
     rules: Vec<RuleSpec>,
     #[serde(default)]
     allowlist: AllowlistSpec,
+    #[serde(default)]
+    allowlists: Vec<AllowlistSpec>,
 }
 
-/// An ordered set of rules plus the global allowlist, not yet compiled.
+/// How many `[extend] path` links a gitleaks configuration may chain, as in gitleaks.
+const MAX_EXTEND_DEPTH: usize = 2;
+
+/// An ordered set of rules plus the global allowlists, not yet compiled.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub(crate) rules: Vec<RuleSpec>,
-    pub(crate) allowlist: AllowlistSpec,
+    /// Global allowlists: `or` lists are merged into the first (a union of `or` lists is
+    /// one `or` list); `and` lists are kept apart.
+    pub(crate) allowlists: Vec<AllowlistSpec>,
+    /// What loading had to ignore or approximate (gitleaks features custos lacks).
+    warnings: Vec<String>,
 }
 
 impl RuleSet {
@@ -142,16 +242,68 @@ impl RuleSet {
         Ok(set)
     }
 
-    /// Adds the rules and allowlist of one TOML file. A rule whose id already exists
-    /// replaces the earlier one in place, so users can retune a default rule.
+    /// Adds the rules and allowlists of one TOML file: a custos rule file, or a gitleaks
+    /// v8 configuration, which is converted (see [`RuleSet::warnings`] for what the
+    /// conversion ignored). A rule whose id already exists replaces the earlier one in
+    /// place, so users can retune a default rule.
+    ///
+    /// A gitleaks `[extend] path` cannot be followed from text alone and is an error here;
+    /// [`RuleSet::add_toml_file`] follows it.
     ///
     /// # Errors
     /// [`RuleError`] when the file does not parse or a rule id is empty.
     pub fn add_toml(&mut self, file: &str, text: &str) -> Result<(), RuleError> {
-        let parsed: RuleFile = toml::from_str(text).map_err(|source| RuleError::Parse {
-            file: file.to_owned(),
+        self.add_text(file, text, None, 0)
+    }
+
+    /// Reads and adds one rule file, like [`RuleSet::add_toml`], and follows a gitleaks
+    /// `[extend] path` relative to the file's directory.
+    ///
+    /// # Errors
+    /// [`RuleError`] when a file cannot be read or parsed.
+    pub fn add_toml_file(&mut self, path: &std::path::Path) -> Result<(), RuleError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| RuleError::Read {
+            file: file.clone(),
             source,
         })?;
+        let base = path.parent().unwrap_or(std::path::Path::new(""));
+        self.add_text(&file, &text, Some(base), 0)
+    }
+
+    pub(crate) fn add_text(
+        &mut self,
+        file: &str,
+        text: &str,
+        base: Option<&std::path::Path>,
+        depth: usize,
+    ) -> Result<(), RuleError> {
+        let parsed: RuleFile = match toml::from_str(text) {
+            Ok(parsed) => parsed,
+            Err(source) => {
+                // Only a file with gitleaks-only keys is read as gitleaks; any other
+                // file gets the error of custos's own format.
+                return match gitleaks::gitleaks_key(text) {
+                    Some(key) => {
+                        let config =
+                            gitleaks::parse(text).map_err(|source| RuleError::ParseGitleaks {
+                                file: file.to_owned(),
+                                key: key.clone(),
+                                source: Box::new(source),
+                            })?;
+                        if let Some(extended) = &config.extend.path {
+                            self.add_extended(file, extended, base, depth)?;
+                        }
+                        let converted = gitleaks::convert(file, config, self)?;
+                        self.merge(file, converted)
+                    }
+                    None => Err(RuleError::Parse {
+                        file: file.to_owned(),
+                        source,
+                    }),
+                };
+            }
+        };
         if let Some(version) = parsed.version
             && version != 1
         {
@@ -160,7 +312,51 @@ impl RuleSet {
                 version,
             });
         }
-        for rule in parsed.rules {
+        let mut allowlists = vec![parsed.allowlist];
+        allowlists.extend(parsed.allowlists);
+        self.merge(
+            file,
+            Converted {
+                rules: parsed.rules,
+                allowlists,
+                disabled: Vec::new(),
+                warnings: Vec::new(),
+            },
+        )
+    }
+
+    /// Loads the file a gitleaks `[extend] path` names, before the extending file.
+    fn add_extended(
+        &mut self,
+        file: &str,
+        extended: &str,
+        base: Option<&std::path::Path>,
+        depth: usize,
+    ) -> Result<(), RuleError> {
+        let extend_error = |reason: String| RuleError::Extend {
+            file: file.to_owned(),
+            path: extended.to_owned(),
+            reason,
+        };
+        let Some(base) = base else {
+            return Err(extend_error(
+                "no directory to resolve it in; pass that file with another --rules".to_owned(),
+            ));
+        };
+        if depth >= MAX_EXTEND_DEPTH {
+            return Err(extend_error(format!(
+                "more than {MAX_EXTEND_DEPTH} levels of [extend] path"
+            )));
+        }
+        let path = base.join(extended);
+        let text =
+            std::fs::read_to_string(&path).map_err(|error| extend_error(error.to_string()))?;
+        let parent = path.parent().unwrap_or(std::path::Path::new(""));
+        self.add_text(&path.display().to_string(), &text, Some(parent), depth + 1)
+    }
+
+    fn merge(&mut self, file: &str, converted: Converted) -> Result<(), RuleError> {
+        for rule in converted.rules {
             if rule.id.is_empty() {
                 return Err(RuleError::Invalid {
                     id: String::new(),
@@ -176,11 +372,36 @@ impl RuleSet {
                 None => self.rules.push(rule),
             }
         }
-        let allow = parsed.allowlist;
-        self.allowlist.paths.extend(allow.paths);
-        self.allowlist.regexes.extend(allow.regexes);
-        self.allowlist.stopwords.extend(allow.stopwords);
+        self.rules
+            .retain(|rule| !converted.disabled.contains(&rule.id));
+        for allow in converted.allowlists {
+            if allow.is_empty() {
+                continue;
+            }
+            match self.allowlists.first_mut() {
+                // Plain `or` lists of the secret, paths and stopwords merge into one.
+                Some(first)
+                    if allow.condition == Condition::Or && first.condition == Condition::Or =>
+                {
+                    first.paths.extend(allow.paths);
+                    first.regexes.extend(allow.regexes);
+                    first.match_regexes.extend(allow.match_regexes);
+                    first.line_regexes.extend(allow.line_regexes);
+                    first.stopwords.extend(allow.stopwords);
+                    first.commits.extend(allow.commits);
+                }
+                _ => self.allowlists.push(allow),
+            }
+        }
+        self.warnings.extend(converted.warnings);
         Ok(())
+    }
+
+    /// What loading ignored or approximated, one sentence each, naming the file and rule:
+    /// gitleaks features custos cannot apply. The CLI prints them as warnings.
+    #[must_use]
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The rules, in priority order.

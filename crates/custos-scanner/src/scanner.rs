@@ -12,6 +12,9 @@ use crate::finding::{CommitInfo, Finding, fingerprint, snippet};
 /// The comment marker that silences findings on its line.
 pub(crate) const ALLOW_MARKER: &[u8] = b"custos:allow";
 
+/// gitleaks's marker, honoured the same way so that migrated repositories stay quiet.
+pub(crate) const GITLEAKS_ALLOW_MARKER: &[u8] = b"gitleaks:allow";
+
 /// Bytes looked at to decide whether a file is binary, as git and ripgrep do.
 const BINARY_SNIFF_LEN: usize = 8192;
 
@@ -158,7 +161,9 @@ impl Scanner {
         line_map: Option<&[u32]>,
         commit: Option<&std::sync::Arc<CommitInfo>>,
     ) -> Vec<Finding> {
-        let detections = self.detector.detect(data, path);
+        let detections =
+            self.detector
+                .detect_in_commit(data, path, commit.map(|commit| commit.id.as_str()));
         let mut findings = Vec::with_capacity(detections.len());
         let mut cursor = LineCursor::default();
         for detection in detections {
@@ -401,11 +406,14 @@ fn line_end(data: &[u8], position: usize) -> usize {
     memchr::memchr(b'\n', &data[position..]).map_or(data.len(), |nl| position + nl)
 }
 
-/// Whether the lines spanned by `start..end` carry the `custos:allow` marker.
+/// Whether the lines spanned by `start..end` carry the `custos:allow` (or gitleaks's
+/// `gitleaks:allow`) marker.
 fn allowed_inline(data: &[u8], start: usize, end: usize) -> bool {
     let from = line_start(data, start);
     let to = line_end(data, end.saturating_sub(1).max(start));
-    memchr::memmem::find(&data[from..to], ALLOW_MARKER).is_some()
+    [ALLOW_MARKER, GITLEAKS_ALLOW_MARKER]
+        .iter()
+        .any(|marker| memchr::memmem::find(&data[from..to], marker).is_some())
 }
 
 /// Counts lines incrementally, since detections come sorted by position.
@@ -454,6 +462,14 @@ mod tests {
         let data = b"x = 1\nkey = abc # custos:allow\nother = abc";
         let start = 12;
         assert!(allowed_inline(data, start, start + 3));
+        let other = data.len() - 3;
+        assert!(!allowed_inline(data, other, other + 3));
+    }
+
+    #[test]
+    fn gitleaks_allow_comment_works_like_custos_allow() {
+        let data = b"key = abc // gitleaks:allow\nother = abc";
+        assert!(allowed_inline(data, 6, 9));
         let other = data.len() - 3;
         assert!(!allowed_inline(data, other, other + 3));
     }

@@ -22,7 +22,8 @@ use custos_scanner::{
 /// Scans files and directories (honouring .gitignore and .custosignore, skipping binaries,
 /// archives and files over --max-file-size), stdin (`-`), a repository's whole history
 /// (--git) or the changes staged for the next commit (--staged).
-/// Silence a line with a `custos:allow` comment; accept known findings with --baseline.
+/// Silence a line with a `custos:allow` (or `gitleaks:allow`) comment; accept known findings
+/// with --baseline.
 /// Exit status: 0 nothing found, 1 findings, 2 error.
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -51,8 +52,9 @@ pub(crate) struct ScanArgs {
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
 
-    /// Extra rule file (TOML); may be repeated. A rule with the id of a default rule
-    /// replaces it. See docs/scanner.md for the format.
+    /// Extra rule file: custos or gitleaks TOML (a `.gitleaks.toml` is converted, with a
+    /// warning for what custos cannot apply); may be repeated. A rule with the id of a
+    /// default rule replaces it. See docs/scanner.md for the formats.
     #[arg(long = "rules", value_name = "FILE")]
     rules: Vec<PathBuf>,
 
@@ -195,7 +197,10 @@ pub(crate) async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         if problem.path.is_empty() {
             eprintln!("custos scan: warning: {}", problem.message);
         } else {
-            eprintln!("custos scan: warning: {}: {}", problem.path, problem.message);
+            eprintln!(
+                "custos scan: warning: {}: {}",
+                problem.path, problem.message
+            );
         }
     }
     if let Some(path) = &args.write_baseline {
@@ -239,11 +244,10 @@ fn load_rules(args: &ScanArgs) -> anyhow::Result<RuleSet> {
         RuleSet::defaults().context("loading the default rules")?
     };
     for path in &args.rules {
-        let text = fs::read_to_string(path)
-            .with_context(|| format!("reading rules {}", path.display()))?;
-        rules
-            .add_toml(&path.display().to_string(), &text)
-            .context("loading rules")?;
+        rules.add_toml_file(path).context("loading rules")?;
+    }
+    for warning in rules.warnings() {
+        eprintln!("custos scan: warning: {warning}");
     }
     Ok(rules)
 }

@@ -198,3 +198,70 @@ fn keywords_longer_than_the_prefix_are_checked_in_full() {
     assert_eq!(keyword.occurrence(b"x sha256(abc", &(2..8)), None);
     assert_eq!(keyword.occurrence(b"x sha256", &(2..8)), None);
 }
+
+#[test]
+fn rule_path_restricts_the_files_a_rule_checks() {
+    let detector = detector(
+        r#"
+[[rules]]
+id = "acme"
+description = "Acme"
+regex = '''\b(acme_[a-z0-9]{8})\b'''
+keywords = ["acme_"]
+path = '''\.env$'''
+"#,
+    );
+    assert_eq!(detector.detect(b"acme_a1b2c3d4", "app/.env").len(), 1);
+    assert!(detector.detect(b"acme_a1b2c3d4", "app/main.rs").is_empty());
+}
+
+#[test]
+fn allowlists_on_the_match_and_the_line() {
+    let detector = detector(
+        r#"
+[[rules]]
+id = "acme"
+description = "Acme"
+regex = '''key=(acme_[a-z0-9]{8})'''
+keywords = ["acme_"]
+[[rules.allowlists]]
+match_regexes = ['''^key=acme_0''']
+[[rules.allowlists]]
+line_regexes = ['''(?i)not.?secret''']
+"#,
+    );
+    assert_eq!(detector.detect(b"key=acme_a1b2c3d4", "f").len(), 1);
+    assert!(detector.detect(b"key=acme_0a1b2c3d", "f").is_empty());
+    assert!(
+        detector
+            .detect(b"x\nkey=acme_a1b2c3d4 # NOT SECRET\ny", "f")
+            .is_empty()
+    );
+    // The line regex sees only the match's own line.
+    assert_eq!(
+        detector
+            .detect(b"# not secret\nkey=acme_a1b2c3d4\n", "f")
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn and_allowlists_need_every_kind_of_entry_to_match() {
+    let toml = r#"
+[[rules]]
+id = "acme"
+description = "Acme"
+regex = '''\b(acme_[a-z0-9]{8})\b'''
+keywords = ["acme_"]
+[[allowlists]]
+condition = "and"
+paths = ['''^tests/''']
+regexes = ['''^acme_0''']
+"#;
+    let detector = detector(toml);
+    assert!(detector.detect(b"acme_0a1b2c3d", "tests/a").is_empty());
+    assert_eq!(detector.detect(b"acme_0a1b2c3d", "src/a").len(), 1);
+    assert_eq!(detector.detect(b"acme_a1b2c3d4", "tests/a").len(), 1);
+    assert!(!detector.path_allowed("tests/a"));
+}

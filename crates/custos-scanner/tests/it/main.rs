@@ -5,5 +5,6 @@
 mod corpus;
 mod files;
 mod git;
+mod gitleaks;
 mod output;
 mod util;

@@ -205,6 +205,67 @@ fn user_rules_extend_the_defaults() {
 }
 
 #[test]
+fn gitleaks_config_adds_its_rules_and_warns_about_what_it_cannot_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("gitleaks.toml"),
+        r#"title = "migrated"
+[extend]
+useDefault = true
+
+[[rules]]
+id = "internal-token"
+description = "Internal token"
+regex = '''(?i)\b(itk_[a-z0-9]{20})\b'''
+keywords = ["itk_"]
+tags = ["internal"]
+
+[[rules]]
+id = "key-files"
+path = '''\.key$'''
+
+[allowlist]
+description = "fixtures"
+paths = ['''^fixtures/''']
+"#,
+    )
+    .unwrap();
+    fs::create_dir(dir.path().join("fixtures")).unwrap();
+    let secret = "token itk_a8d7f6g5h4j3k2l1m0n9\n";
+    fs::write(dir.path().join("app.cfg"), secret).unwrap();
+    fs::write(dir.path().join("fixtures/app.cfg"), secret).unwrap();
+    fs::write(
+        dir.path().join("quiet.cfg"),
+        "token itk_q8d7f6g5h4j3k2l1m0n9 # gitleaks:allow\n",
+    )
+    .unwrap();
+    let output = custos(
+        dir.path(),
+        &[
+            "--rules",
+            "gitleaks.toml",
+            "--format",
+            "json",
+            "--no-progress",
+            ".",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let findings = stdout(&output);
+    assert_eq!(findings.lines().count(), 1, "{findings}");
+    assert!(findings.contains("\"internal-token\""), "{findings}");
+    assert!(findings.contains("app.cfg"), "{findings}");
+    assert!(!findings.contains("fixtures"), "{findings}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "custos scan: warning: gitleaks.toml: rule \"key-files\": a rule with `path` and no `regex`"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn git_history_and_installed_pre_commit_hook() {
     let dir = tempfile::tempdir().unwrap();
     git(dir.path(), &["init", "-q"]);
