@@ -342,26 +342,24 @@ fn convert_allowlist(
         commits: list.commits,
         ..AllowlistSpec::default()
     };
-    let mut unsupported = Vec::new();
-    if !list.regexes.is_empty() {
-        match list.regex_target.as_deref().unwrap_or("secret") {
-            "secret" => spec.regexes = list.regexes,
-            "match" => spec.match_regexes = list.regexes,
-            "line" => spec.line_regexes = list.regexes,
-            other => unsupported.push(format!("regexes with regexTarget \"{other}\"")),
-        }
-    }
-    if !unsupported.is_empty() {
-        let what = unsupported.join(" and ");
-        if condition == Condition::And {
+    let target = list.regex_target.as_deref().unwrap_or("secret");
+    match target {
+        _ if list.regexes.is_empty() => {}
+        "secret" => spec.regexes = list.regexes,
+        "match" => spec.match_regexes = list.regexes,
+        "line" => spec.line_regexes = list.regexes,
+        other => {
+            let what = format!("regexes with regexTarget \"{other}\"");
+            if condition == Condition::And {
+                warnings.push(format!(
+                    "{context}: {what} cannot be checked by custos, so this AND allowlist is ignored"
+                ));
+                return None;
+            }
             warnings.push(format!(
-                "{context}: {what} cannot be checked by custos, so this AND allowlist is ignored"
+                "{context}: {what} cannot be checked by custos and is ignored; the other entries apply"
             ));
-            return None;
         }
-        warnings.push(format!(
-            "{context}: {what} cannot be checked by custos and is ignored; the other entries apply"
-        ));
     }
     Some(spec)
 }
