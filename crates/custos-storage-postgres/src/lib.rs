@@ -34,7 +34,7 @@ use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
 };
 mod notify;
-pub use notify::Invalidation;
+pub use custos_storage::Invalidation;
 
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -49,6 +49,9 @@ pub struct PostgresConfig {
     /// How long to wait for a new connection, and for a free one from the pool, before the
     /// operation fails with [`StorageError::Unavailable`].
     pub connect_timeout: Duration,
+    /// Where the LISTEN connection of [`PostgresStorage::invalidations`] goes, when not to `url`
+    /// (LISTEN needs a session: it cannot go through a transaction-pooling proxy).
+    pub listen_url: Option<String>,
 }
 
 impl PostgresConfig {
@@ -58,6 +61,7 @@ impl PostgresConfig {
             url: url.into(),
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
+            listen_url: None,
         }
     }
 }
@@ -69,6 +73,10 @@ impl fmt::Debug for PostgresConfig {
             .field("url", &"<redacted>")
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
+            .field(
+                "listen_url",
+                &self.listen_url.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -296,7 +304,20 @@ impl PostgresStorage {
             .recycle_timeout(Some(config.connect_timeout))
             .build()
             .map_err(|err| StorageError::Invalid(format!("cannot build the pool: {err}")))?;
-        let storage = PostgresStorage { pool, pg_config };
+        let listen_config = match &config.listen_url {
+            None => pg_config.clone(),
+            Some(url) => {
+                let mut listen_config: tokio_postgres::Config = url.parse().map_err(|err| {
+                    StorageError::Invalid(format!("invalid PostgreSQL listen URL: {err}"))
+                })?;
+                listen_config.connect_timeout(config.connect_timeout);
+                listen_config
+            }
+        };
+        let storage = PostgresStorage {
+            pool,
+            pg_config: listen_config,
+        };
         let mut client = storage.client().await?;
         schema::migrate(&mut client).await?;
         tracing::debug!(
@@ -307,7 +328,7 @@ impl PostgresStorage {
     }
 
     /// Starts listening for the writes of every node (this one included) and returns them as
-    /// they commit. [`Invalidation::All`] arrives at every (re)connection of the listener, since
+    /// they commit, each with its commit's revision. [`Invalidation::All`] arrives at every (re)connection of the listener, since
     /// writes may have been missed. The listener stops when the receiver is dropped.
     pub fn invalidations(&self) -> tokio::sync::mpsc::UnboundedReceiver<Invalidation> {
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
@@ -315,18 +336,14 @@ impl PostgresStorage {
         receiver
     }
 
-    /// Applies a stream of [`Invalidation`]s to a read cache until the stream ends: the one place
-    /// that knows what each message means for the cache.
+    /// Applies a stream of [`Invalidation`]s to a read cache until the stream ends (for a node
+    /// that mirrors nothing else; the server fans the stream out itself).
     pub async fn follow(
         mut invalidations: tokio::sync::mpsc::UnboundedReceiver<Invalidation>,
         cache: std::sync::Arc<custos_storage::CachedStorage>,
     ) {
         while let Some(invalidation) = invalidations.recv().await {
-            match invalidation {
-                Invalidation::All => cache.clear(),
-                Invalidation::Lost => cache.suspend(),
-                Invalidation::Keys(keys) => cache.invalidate(keys.iter().map(String::as_str)),
-            }
+            cache.apply(&invalidation);
         }
     }
 
@@ -421,7 +438,7 @@ impl PostgresStorage {
         });
         db.execute(
             "SELECT pg_notify($1, $2)",
-            &[&notify::CHANNEL, &notify::payload(keys)],
+            &[&notify::CHANNEL, &notify::payload(revision, keys)],
         )
         .await
         .map_err(|err| failed(err, "notify"))?;

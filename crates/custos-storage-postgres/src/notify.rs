@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use custos_storage::{Invalidation, Revision};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -16,27 +17,21 @@ pub(crate) const CHANNEL: &str = "custos_invalidate";
 /// PostgreSQL refuses payloads of 8000 bytes or more; past this we invalidate everything.
 const MAX_PAYLOAD: usize = 7900;
 const ALL: &str = "*";
+/// Starts the first line of a payload that carries the commit's revision: `@<revision>`.
+const REVISION_MARK: char = '@';
 
-/// What a node's cache must forget.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Invalidation {
-    /// These keys changed.
-    Keys(Vec<String>),
-    /// The listener is (again) connected: forget everything and cache again.
-    All,
-    /// The listener lost its connection: forget everything and stop caching until `All`.
-    Lost,
-}
-
-/// The NOTIFY payload for a write of these keys: newline-separated, or `*` when they do not fit
-/// (or a key holds a newline).
-pub(crate) fn payload<'a>(keys: impl Iterator<Item = &'a str>) -> String {
-    let mut payload = String::new();
+/// The NOTIFY payload for a commit at `revision` of these keys: a first line `@<revision>`, then
+/// the keys one per line, or `*` when they do not fit (or a key holds a newline).
+///
+/// Payloads without the revision line (written by older nodes) are still understood.
+pub(crate) fn payload<'a>(revision: Revision, keys: impl Iterator<Item = &'a str>) -> String {
+    let head = format!("{REVISION_MARK}{revision}\n");
+    let mut payload = head.clone();
     for key in keys {
         if key.contains('\n') || key == ALL || payload.len() + key.len() + 1 > MAX_PAYLOAD {
-            return ALL.to_owned();
+            return format!("{head}{ALL}");
         }
-        if !payload.is_empty() {
+        if payload.len() > head.len() {
             payload.push('\n');
         }
         payload.push_str(key);
@@ -45,10 +40,23 @@ pub(crate) fn payload<'a>(keys: impl Iterator<Item = &'a str>) -> String {
 }
 
 pub(crate) fn parse(payload: &str) -> Invalidation {
-    if payload == ALL {
-        Invalidation::All
+    let (revision, body) = match payload.split_once('\n') {
+        Some((first, rest)) => match first
+            .strip_prefix(REVISION_MARK)
+            .and_then(|number| number.parse::<u64>().ok())
+        {
+            Some(number) => (Some(Revision(number)), rest),
+            None => (None, payload),
+        },
+        None => (None, payload),
+    };
+    if body == ALL {
+        Invalidation::All { revision }
     } else {
-        Invalidation::Keys(payload.split('\n').map(str::to_owned).collect())
+        Invalidation::Keys {
+            keys: body.split('\n').map(str::to_owned).collect(),
+            revision,
+        }
     }
 }
 
@@ -94,7 +102,7 @@ pub(crate) async fn listen(
                     Ok(()) => {
                         backoff = Duration::from_millis(100);
                         // Anything written while we were not listening is unknown: forget it all.
-                        if sender.send(Invalidation::All).is_err() {
+                        if sender.send(Invalidation::All { revision: None }).is_err() {
                             pump.abort();
                             return;
                         }
@@ -135,12 +143,45 @@ mod tests {
     fn payloads_round_trip_or_fall_back_to_all() {
         let keys = ["a/b", "c"];
         assert_eq!(
-            parse(&payload(keys.into_iter())),
-            Invalidation::Keys(vec!["a/b".into(), "c".into()])
+            parse(&payload(Revision(7), keys.into_iter())),
+            Invalidation::Keys {
+                keys: vec!["a/b".into(), "c".into()],
+                revision: Some(Revision(7)),
+            }
         );
-        assert_eq!(payload(["x\ny"].into_iter()), "*");
-        assert_eq!(parse("*"), Invalidation::All);
+        assert_eq!(payload(Revision(8), ["x\ny"].into_iter()), "@8\n*");
+        assert_eq!(
+            parse("@8\n*"),
+            Invalidation::All {
+                revision: Some(Revision(8))
+            }
+        );
         let many: Vec<String> = (0..2000).map(|i| format!("key/{i}")).collect();
-        assert_eq!(payload(many.iter().map(String::as_str)), "*");
+        assert_eq!(
+            parse(&payload(Revision(9), many.iter().map(String::as_str))),
+            Invalidation::All {
+                revision: Some(Revision(9))
+            }
+        );
+    }
+
+    #[test]
+    fn payloads_of_older_nodes_without_a_revision_still_parse() {
+        assert_eq!(parse("*"), Invalidation::All { revision: None });
+        assert_eq!(
+            parse("a/b\nc"),
+            Invalidation::Keys {
+                keys: vec!["a/b".into(), "c".into()],
+                revision: None,
+            }
+        );
+        // A key that merely starts with the mark is a key.
+        assert_eq!(
+            parse("@x\nc"),
+            Invalidation::Keys {
+                keys: vec!["@x".into(), "c".into()],
+                revision: None,
+            }
+        );
     }
 }

@@ -10,13 +10,13 @@
 //! writer therefore never installs the value the writer replaced. Lists are not cached.
 //!
 //! It is only correct when this process sees every write. With several nodes on one PostgreSQL,
-//! another node's writes must invalidate it too (LISTEN/NOTIFY); until that exists the server
-//! does not put this cache in front of PostgreSQL.
+//! another node's writes invalidate it too: the binary feeds it the backend's change feed
+//! ([`CachedStorage::apply`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::{Entry, ListPage, Op, Revision, Storage, StorageError, Transaction};
+use crate::{Entry, Invalidation, ListPage, Op, Revision, Storage, StorageError, Transaction};
 
 /// Fixed per-entry overhead counted against the budget besides key and value bytes.
 const ENTRY_OVERHEAD: usize = 64;
@@ -133,6 +133,16 @@ impl CachedStorage {
         cache.bytes = 0;
         cache.generation += 1;
         cache.suspended = true;
+    }
+
+    /// Applies one message of the change feed: the one place that knows what each means for
+    /// the cache.
+    pub fn apply(&self, invalidation: &Invalidation) {
+        match invalidation {
+            Invalidation::All { .. } => self.clear(),
+            Invalidation::Lost => self.suspend(),
+            Invalidation::Keys { keys, .. } => self.invalidate(keys.iter().map(String::as_str)),
+        }
     }
 
     /// Forgets these keys (remote invalidations).

@@ -10,8 +10,10 @@
 //! same conformance suite (`conformance_tests!`, feature `conformance`).
 
 mod cache;
+mod feed;
 mod memory;
 pub use cache::{CacheStats, CachedStorage};
+pub use feed::Invalidation;
 pub use memory::MemoryStorage;
 
 #[cfg(feature = "conformance")]

@@ -21,7 +21,7 @@ async fn cached_node(database: &TestDatabase) -> Arc<CachedStorage> {
         tokio::time::timeout(Duration::from_secs(10), invalidations.recv())
             .await
             .unwrap(),
-        Some(Invalidation::All)
+        Some(Invalidation::All { revision: None })
     );
     tokio::spawn(PostgresStorage::follow(invalidations, cached.clone()));
     cached
