@@ -37,11 +37,12 @@ pub enum ErrorCode {
     Timeout,
     Conflict,
     Expired,
+    IndexNotReached,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidJson,
         ErrorCode::PayloadTooLarge,
@@ -56,6 +57,7 @@ impl ErrorCode {
         ErrorCode::Timeout,
         ErrorCode::Conflict,
         ErrorCode::Expired,
+        ErrorCode::IndexNotReached,
         ErrorCode::Internal,
     ];
 
@@ -75,6 +77,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Expired => "secret_expired",
+            ErrorCode::IndexNotReached => "index_not_reached",
             ErrorCode::Internal => "internal",
         }
     }

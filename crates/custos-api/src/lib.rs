@@ -21,6 +21,9 @@ pub const TOKEN_HEADER: &str = "x-vault-token";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Header carrying the stable error code of an error response (the body stays Vault's shape).
 pub const ERROR_CODE_HEADER: &str = "x-custos-error-code";
+/// Header carrying the storage index of a write (responses), or the index a request needs the
+/// node to have applied first (requests): Vault's read-your-writes header.
+pub const INDEX_HEADER: &str = "x-vault-index";
 
 /// Vault's standard response envelope for logical requests.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

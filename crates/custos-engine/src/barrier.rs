@@ -106,7 +106,7 @@ impl Barrier {
     }
 
     /// Reloads the keyring from storage: another node may have rotated it.
-    async fn reload_keyring(&self) -> Result<(), EngineError> {
+    pub(crate) async fn reload_keyring(&self) -> Result<(), EngineError> {
         let entry = self
             .storage
             .get(KEYRING_KEY)
@@ -173,7 +173,9 @@ impl Barrier {
     /// Seals the values of `txn` and commits it atomically.
     pub async fn commit(&self, txn: Transaction) -> Result<Revision, EngineError> {
         let sealed = self.seal_transaction(txn)?;
-        Ok(self.storage.commit(sealed).await?)
+        let revision = self.storage.commit(sealed).await?;
+        crate::index::record(revision);
+        Ok(revision)
     }
 
     /// Turns a plaintext transaction into the sealed one the storage receives.
@@ -232,7 +234,7 @@ impl Barrier {
             .require_revision(KEYRING_KEY, entry.revision)
             .put(KEYRING_KEY, sealed);
         match self.storage.commit(txn).await {
-            Ok(_) => {}
+            Ok(revision) => crate::index::record(revision),
             // A concurrent rotation won: adopt its keyring. The caller still sees a rotation.
             Err(custos_storage::StorageError::Conflict) => {
                 self.reload_keyring().await?;

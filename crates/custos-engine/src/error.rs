@@ -42,6 +42,10 @@ pub enum EngineError {
     /// when. Reads may override it with `allow_expired=true`.
     #[error("{0}")]
     Expired(String),
+    /// The request asked (`X-Vault-Index`) for a storage revision this node has not applied
+    /// within the wait bound; another node or a retry will do.
+    #[error("required index state not present")]
+    IndexNotReached,
     /// Storage cannot be reached: the request fails closed and may be retried.
     #[error("storage is unavailable, try again later")]
     Unavailable(#[source] StorageError),

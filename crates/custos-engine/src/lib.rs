@@ -7,9 +7,11 @@
 mod barrier;
 mod clock;
 mod error;
+mod index;
 pub mod kv;
 mod leaks;
 pub mod logical;
+mod mirror;
 mod mounts;
 mod pipeline;
 mod seal;
@@ -19,7 +21,9 @@ mod wrapping;
 
 pub use barrier::{Barrier, KeyInfo, Plain};
 pub use clock::{Clock, FakeClock, SystemClock};
+pub use custos_storage::{Invalidation, Revision};
 pub use error::EngineError;
+pub use index::track_commits;
 pub use leaks::MAX_LEAKS_PER_REPORT;
 pub use mounts::{MountConfig, MountEntry};
 pub use pipeline::{
@@ -98,6 +102,8 @@ struct Unsealed {
     token_hasher: KeyedHasher,
     active_since: Timestamp,
     mounts: RwLock<Arc<mounts::MountTable>>,
+    /// Which mirrored tables (mounts, keyring) another node may have changed.
+    mirrors: mirror::Mirrors,
 }
 
 impl Unsealed {
@@ -108,11 +114,16 @@ impl Unsealed {
             .clone()
     }
 
+    /// Installs a copy of the mount table unless the installed one is newer (a reload that
+    /// raced a local change must not undo it).
     fn set_mounts(&self, table: mounts::MountTable) {
-        *self
+        let mut slot = self
             .mounts
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if table.revision >= slot.revision {
+            *slot = Arc::new(table);
+        }
     }
 }
 
@@ -132,6 +143,8 @@ struct Inner {
     transition: tokio::sync::Mutex<()>,
     /// The seal configuration, once known (it never changes after init).
     seal_config: RwLock<Option<SealConfig>>,
+    /// What this node knows of other nodes' changes.
+    follower: mirror::Follower,
 }
 
 /// Size limits the engine enforces on requests.
@@ -180,6 +193,7 @@ impl Engine {
                 state: RwLock::new(State::Sealed(Pending::default())),
                 transition: tokio::sync::Mutex::new(()),
                 seal_config: RwLock::new(None),
+                follower: mirror::Follower::default(),
             }),
         }
     }
@@ -440,20 +454,13 @@ impl Engine {
             .ok_or_else(|| EngineError::Internal("token key missing from storage".into()))?;
         let token_hasher =
             KeyedHasher::from_bytes(&hmac_key.value).map_err(internal("token key"))?;
-        let table = match barrier.get(mounts::MOUNTS_PATH).await? {
-            Some(plain) => serde_json::from_slice(&plain.value).map_err(|error| {
-                EngineError::Internal(format!("mount table is corrupt: {error}"))
-            })?,
-            None => mounts::MountTable {
-                version: 1,
-                entries: Vec::new(),
-            },
-        };
+        let table = mounts::MountTable::load(&barrier).await?;
         Ok(Unsealed {
             barrier: Arc::new(barrier),
             token_hasher,
             active_since: self.now(),
             mounts: RwLock::new(Arc::new(table)),
+            mirrors: mirror::Mirrors::default(),
         })
     }
 
@@ -501,12 +508,14 @@ impl Engine {
     #[tracing::instrument(skip_all)]
     pub async fn rotate(&self, token: Option<&str>) -> Result<KeyInfo, EngineError> {
         let unsealed = self.authorize_root(token).await?;
+        self.refresh_tables(&unsealed).await?;
         unsealed.barrier.rotate(self.now().as_second()).await
     }
 
     /// `sys/key-status`.
     pub async fn key_status(&self, token: Option<&str>) -> Result<KeyInfo, EngineError> {
         let unsealed = self.authorize_root(token).await?;
+        self.refresh_tables(&unsealed).await?;
         Ok(unsealed.barrier.key_info())
     }
 
@@ -538,6 +547,8 @@ impl Engine {
         request: Request,
     ) -> Result<Option<logical::LogicalResponse>, EngineError> {
         let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
+        // Another node may have changed a table this request depends on.
+        self.refresh_tables(&unsealed).await?;
         if let Some(answer) = self.unauthenticated_wrapping(&unsealed, &request).await {
             return answer;
         }

@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use custos_storage::Revision;
 use serde::{Deserialize, Serialize};
 
-use crate::EngineError;
 use crate::logical::LogicalBackend;
+use crate::{EngineError, Unsealed};
 
 pub(crate) const MOUNTS_PATH: &str = "core/mounts";
 
@@ -55,6 +56,42 @@ pub struct MountEntry {
 pub(crate) struct MountTable {
     pub(crate) version: u32,
     pub(crate) entries: Vec<MountEntry>,
+    /// The storage revision this copy was read or written at (`None`: never stored).
+    #[serde(skip)]
+    pub(crate) revision: Option<Revision>,
+}
+
+impl MountTable {
+    /// An empty table, as before the first mount.
+    pub(crate) fn empty() -> MountTable {
+        MountTable {
+            version: 1,
+            entries: Vec::new(),
+            revision: None,
+        }
+    }
+
+    /// Reads the stored table (an empty one when none is stored yet).
+    pub(crate) async fn load(barrier: &crate::Barrier) -> Result<MountTable, EngineError> {
+        match barrier.get(MOUNTS_PATH).await? {
+            Some(plain) => {
+                let mut table: MountTable =
+                    serde_json::from_slice(&plain.value).map_err(|error| {
+                        EngineError::Internal(format!("mount table is corrupt: {error}"))
+                    })?;
+                table.revision = Some(plain.revision);
+                Ok(table)
+            }
+            None => Ok(MountTable::empty()),
+        }
+    }
+}
+
+/// Reloads the mount table from storage: another node may have changed it.
+pub(crate) async fn reload(unsealed: &Unsealed) -> Result<(), EngineError> {
+    let table = MountTable::load(&unsealed.barrier).await?;
+    unsealed.set_mounts(table);
+    Ok(())
 }
 
 impl MountTable {

@@ -464,22 +464,8 @@ impl Engine {
         mut change: impl FnMut(&mut MountTable) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
         for _ in 0..16 {
-            let stored = unsealed.barrier.get(mounts::MOUNTS_PATH).await?;
-            let (mut table, revision) = match &stored {
-                Some(plain) => (
-                    serde_json::from_slice::<MountTable>(&plain.value).map_err(|error| {
-                        EngineError::Internal(format!("mount table is corrupt: {error}"))
-                    })?,
-                    Some(plain.revision),
-                ),
-                None => (
-                    MountTable {
-                        version: 1,
-                        entries: Vec::new(),
-                    },
-                    None,
-                ),
-            };
+            let mut table = MountTable::load(&unsealed.barrier).await?;
+            let revision = table.revision;
             change(&mut table)?;
             let bytes = serde_json::to_vec(&table)
                 .map_err(|error| EngineError::Internal(format!("encoding mount table: {error}")))?;
@@ -487,7 +473,8 @@ impl Engine {
                 .require_unchanged(mounts::MOUNTS_PATH, revision)
                 .put(mounts::MOUNTS_PATH, bytes);
             match unsealed.barrier.commit(txn).await {
-                Ok(_) => {
+                Ok(revision) => {
+                    table.revision = Some(revision);
                     unsealed.set_mounts(table);
                     return Ok(());
                 }

@@ -100,6 +100,11 @@ impl ApiError {
                     ErrorCode::AlreadyInitialized,
                     Some(error.to_string()),
                 ),
+                E::IndexNotReached => (
+                    StatusCode::PRECONDITION_FAILED,
+                    ErrorCode::IndexNotReached,
+                    Some(error.to_string()),
+                ),
                 E::Unavailable(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::StorageUnavailable,

@@ -3,6 +3,7 @@
 #![expect(clippy::unwrap_used, reason = "tests")]
 
 mod auth;
+mod follow;
 mod init;
 mod leaks;
 mod mounts;
