@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 /// The method and status types of [`Client::raw`], so callers need no `hyper` dependency.
 pub mod http {
-    pub use hyper::{Method, StatusCode};
+    pub use hyper::{HeaderMap, Method, StatusCode};
 }
 
 /// How to reach and authenticate to a server.
@@ -205,6 +205,28 @@ impl Client {
         self.send(method, path, Some(content_type), body).await
     }
 
+    /// Like [`Client::raw`], with extra request headers, returning the response headers too
+    /// (e.g. to pass `X-Vault-Index` from one node's answer to another node).
+    pub async fn raw_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), ClientError> {
+        let content_type = body.as_ref().map(|_| "application/json");
+        let (status, headers, body) = self
+            .exchange(
+                method,
+                path,
+                content_type,
+                headers,
+                body.unwrap_or_default(),
+            )
+            .await?;
+        Ok((status, headers, body))
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -212,6 +234,22 @@ impl Client {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<(StatusCode, Option<String>, Bytes), ClientError> {
+        let (status, headers, body) = self.exchange(method, path, content_type, &[], body).await?;
+        let code = headers
+            .get(ERROR_CODE_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        Ok((status, code, body))
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        extra_headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), ClientError> {
         let uri = format!("{}/v1/{}", self.address, path.trim_start_matches('/'));
         let mut request = Request::builder().method(method).uri(&uri);
         if let Some(token) = &self.token {
@@ -219,6 +257,9 @@ impl Client {
         }
         if let Some(content_type) = content_type {
             request = request.header(hyper::header::CONTENT_TYPE, content_type);
+        }
+        for (name, value) in extra_headers {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(Full::new(Bytes::from(body)))
@@ -237,13 +278,8 @@ impl Client {
                 }
             })?;
             let status = response.status();
-            let code = response
-                .headers()
-                .get(ERROR_CODE_HEADER)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned);
-            let body = response
-                .into_body()
+            let (parts, body) = response.into_parts();
+            let body = body
                 .collect()
                 .await
                 .map_err(|error| ClientError::Transport {
@@ -251,7 +287,7 @@ impl Client {
                     message: error.to_string(),
                 })?
                 .to_bytes();
-            Ok((status, code, body))
+            Ok((status, parts.headers, body))
         };
         tokio::time::timeout(self.timeout, exchange)
             .await

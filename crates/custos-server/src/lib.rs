@@ -5,6 +5,7 @@
 
 mod error;
 mod extract;
+mod index;
 mod listener;
 mod logical;
 mod sys;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The address clients use to reach this node (for `sys/leader`).
     pub api_address: String,
+    /// How long a request carrying `X-Vault-Index` waits for this node to catch up before 412.
+    pub index_wait: Duration,
 }
 
 impl AppState {
@@ -46,6 +49,7 @@ impl AppState {
             max_request_bytes: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(90),
             api_address: String::new(),
+            index_wait: Duration::from_secs(2),
         }
     }
 }
@@ -74,6 +78,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/{*path}", any(logical::handle))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            index::read_your_writes,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_context,

@@ -216,7 +216,8 @@ pub(crate) async fn key_status(
     Ok(Json(body).into_response())
 }
 
-/// `GET /v1/sys/leader`: every unsealed custos node serves requests itself.
+/// `GET /v1/sys/leader`: every unsealed custos node serves requests itself, so each answers for
+/// itself (`is_self`); `ha_enabled` says whether other nodes share its storage.
 pub(crate) async fn leader(
     State(state): State<AppState>,
 ) -> Result<Json<LeaderResponse>, ApiError> {
@@ -225,7 +226,7 @@ pub(crate) async fn leader(
         return Err(custos_engine::EngineError::Sealed.into());
     }
     Ok(Json(LeaderResponse {
-        ha_enabled: false,
+        ha_enabled: state.engine.is_clustered(),
         is_self: true,
         active_time: status.active_since.map(rfc3339).unwrap_or_default(),
         leader_address: state.api_address.clone(),
