@@ -82,10 +82,14 @@ pub(crate) struct RawStorage {
     /// PostgreSQL connection URL (may hold a password: prefer `url_file`).
     pub(crate) url: Option<String>,
     pub(crate) url_file: Option<PathBuf>,
+    /// PostgreSQL URL for the LISTEN connection only (defaults to `url`).
+    pub(crate) listen_url: Option<String>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) connect_timeout: Option<String>,
     /// Bytes of read cache in front of the backend (0 turns it off).
     pub(crate) cache_bytes: Option<usize>,
+    /// PostgreSQL: how often every in-memory table is reloaded to catch a missed notification.
+    pub(crate) reconcile_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -120,9 +124,12 @@ pub(crate) enum StorageConfig {
     },
     Postgres {
         url: Secret,
+        listen_url: Option<Secret>,
         max_connections: usize,
         connect_timeout: Duration,
         cache_bytes: usize,
+        /// How often the in-memory tables are reloaded whatever the notifications said.
+        reconcile_interval: Duration,
     },
 }
 
@@ -172,9 +179,11 @@ pub(crate) fn merge(base: RawConfig, top: RawConfig) -> RawConfig {
             path: pick!(storage.path),
             url: pick!(storage.url),
             url_file: pick!(storage.url_file),
+            listen_url: pick!(storage.listen_url),
             max_connections: pick!(storage.max_connections),
             connect_timeout: pick!(storage.connect_timeout),
             cache_bytes: pick!(storage.cache_bytes),
+            reconcile_interval: pick!(storage.reconcile_interval),
         },
         log: RawLog {
             level: pick!(log.level),
@@ -245,9 +254,11 @@ pub(crate) fn from_env(env: &dyn EnvSource) -> anyhow::Result<RawConfig> {
             path: path("CUSTOS_STORAGE_PATH"),
             url: env.var("CUSTOS_STORAGE_URL"),
             url_file: path("CUSTOS_STORAGE_URL_FILE"),
+            listen_url: env.var("CUSTOS_STORAGE_LISTEN_URL"),
             max_connections: number("CUSTOS_STORAGE_MAX_CONNECTIONS")?,
             connect_timeout: env.var("CUSTOS_STORAGE_CONNECT_TIMEOUT"),
             cache_bytes: number("CUSTOS_STORAGE_CACHE_BYTES")?,
+            reconcile_interval: env.var("CUSTOS_STORAGE_RECONCILE_INTERVAL"),
         },
         log: RawLog {
             level: env.var("CUSTOS_LOG_LEVEL"),
@@ -338,6 +349,7 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
             };
             StorageConfig::Postgres {
                 url,
+                listen_url: storage.listen_url.map(|url| Secret(Zeroizing::new(url))),
                 max_connections: storage.max_connections.unwrap_or(16).max(1),
                 connect_timeout: storage
                     .connect_timeout
@@ -345,6 +357,17 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
                     .transpose()?
                     .unwrap_or(Duration::from_secs(5)),
                 cache_bytes: storage.cache_bytes.unwrap_or(64 * 1024 * 1024),
+                reconcile_interval: match storage
+                    .reconcile_interval
+                    .map(|text| parse_duration("storage.reconcile_interval", &text))
+                    .transpose()?
+                {
+                    None => Duration::from_secs(30),
+                    Some(interval) if interval.is_zero() => {
+                        bail!("storage.reconcile_interval must be positive")
+                    }
+                    Some(interval) => interval,
+                },
             }
         }
         other => bail!("storage.backend = {other:?} is not one of sqlite, postgres, memory"),

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use custos_engine::{Engine, SystemClock};
 use custos_server::{AppState, ServeOptions};
-use custos_storage::{MemoryStorage, Storage};
+use custos_storage::{CachedStorage, Invalidation, MemoryStorage, Storage};
 use zeroize::Zeroizing;
 
 use crate::config::{self, Config, StorageConfig, TlsConfig};
@@ -103,8 +103,22 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     .map_err(|error| anyhow::anyhow!("cannot install the logger: {error}"))
 }
 
-async fn open_storage(config: &StorageConfig) -> anyhow::Result<Arc<dyn Storage>> {
-    Ok(match config {
+/// Storage as the engine sees it, and, when other nodes write it too, the feed of their changes.
+struct OpenedStorage {
+    storage: Arc<dyn Storage>,
+    changes: Option<ChangeFeed>,
+}
+
+/// Other nodes' (and this node's) commits, and what mirrors storage in this process besides the
+/// engine's tables.
+struct ChangeFeed {
+    invalidations: tokio::sync::mpsc::UnboundedReceiver<Invalidation>,
+    cache: Option<Arc<CachedStorage>>,
+    reconcile_interval: std::time::Duration,
+}
+
+async fn open_storage(config: &StorageConfig) -> anyhow::Result<OpenedStorage> {
+    let storage: Arc<dyn Storage> = match config {
         StorageConfig::Memory => Arc::new(MemoryStorage::new()),
         StorageConfig::Sqlite { path, cache_bytes } => {
             let path = path.clone();
@@ -120,41 +134,78 @@ async fn open_storage(config: &StorageConfig) -> anyhow::Result<Arc<dyn Storage>
                 Arc::new(storage)
             } else {
                 // Only this process writes a SQLite file, so the cache sees every write.
-                Arc::new(custos_storage::CachedStorage::new(
-                    Arc::new(storage),
-                    *cache_bytes,
-                ))
+                Arc::new(CachedStorage::new(Arc::new(storage), *cache_bytes))
             }
         }
         StorageConfig::Postgres {
             url,
+            listen_url,
             max_connections,
             connect_timeout,
             cache_bytes,
+            reconcile_interval,
         } => {
             let mut pg = custos_storage_postgres::PostgresConfig::new(url.0.as_str());
             pg.max_connections = *max_connections;
             pg.connect_timeout = *connect_timeout;
+            pg.listen_url = listen_url.as_ref().map(|url| url.0.to_string());
             let storage = custos_storage_postgres::PostgresStorage::connect(pg)
                 .await
                 .context("cannot connect to PostgreSQL storage")?;
-            if *cache_bytes == 0 {
-                return Ok(Arc::new(storage));
-            }
-            // Other nodes write the same database: their commits reach this cache through
-            // LISTEN/NOTIFY, and a listener that reconnects clears it.
+            // Other nodes write the same database: their commits reach this node's cache and
+            // in-memory tables through LISTEN/NOTIFY (see `follow_changes`).
             let invalidations = storage.invalidations();
-            let cached = Arc::new(custos_storage::CachedStorage::new(
-                Arc::new(storage),
-                *cache_bytes,
-            ));
-            tokio::spawn(custos_storage_postgres::PostgresStorage::follow(
-                invalidations,
-                cached.clone(),
-            ));
-            cached
+            let (storage, cache): (Arc<dyn Storage>, _) = if *cache_bytes == 0 {
+                (Arc::new(storage), None)
+            } else {
+                let cached = Arc::new(CachedStorage::new(Arc::new(storage), *cache_bytes));
+                (cached.clone(), Some(cached))
+            };
+            return Ok(OpenedStorage {
+                storage,
+                changes: Some(ChangeFeed {
+                    invalidations,
+                    cache,
+                    reconcile_interval: *reconcile_interval,
+                }),
+            });
         }
+    };
+    Ok(OpenedStorage {
+        storage,
+        changes: None,
     })
+}
+
+/// Fans every message of the change feed out, in order: first to the read cache (so what the
+/// engine reloads next is read fresh), then to the engine's mirrored tables. A periodic reconcile
+/// reloads the tables whatever the feed said.
+fn follow_changes(changes: ChangeFeed, engine: &Engine) {
+    engine.attach_change_feed();
+    let ChangeFeed {
+        mut invalidations,
+        cache,
+        reconcile_interval,
+    } = changes;
+    let follower = engine.clone();
+    tokio::spawn(async move {
+        while let Some(invalidation) = invalidations.recv().await {
+            if let Some(cache) = &cache {
+                cache.apply(&invalidation);
+            }
+            follower.apply_invalidation(&invalidation).await;
+        }
+    });
+    let reconciler = engine.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(reconcile_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            reconciler.reconcile();
+        }
+    });
 }
 
 /// Completes on SIGTERM or SIGINT.
@@ -199,14 +250,17 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
             Some(custos_server::server_tls_config(files).context("invalid TLS configuration")?)
         }
     };
-    let storage = open_storage(&config.storage).await?;
+    let opened = open_storage(&config.storage).await?;
     let engine = Engine::with_limits(
-        storage,
+        opened.storage,
         Arc::new(SystemClock),
         custos_engine::Limits {
             max_value_bytes: config.max_secret_bytes,
         },
     );
+    if let Some(changes) = opened.changes {
+        follow_changes(changes, &engine);
+    }
 
     let listener = tokio::net::TcpListener::bind(config.address)
         .await

@@ -152,3 +152,26 @@ fn the_read_cache_is_on_by_default_and_can_be_turned_off() {
         StorageConfig::Postgres { cache_bytes: 0, .. }
     ));
 }
+
+#[test]
+fn the_reconcile_interval_defaults_to_30_seconds_and_must_be_positive() {
+    let postgres = |extra: &[(&str, &str)]| {
+        let mut vars = vec![
+            ("CUSTOS_TLS_DISABLE", "1"),
+            ("CUSTOS_STORAGE_BACKEND", "postgres"),
+            ("CUSTOS_STORAGE_URL", "postgres://127.0.0.1/custos"),
+        ];
+        vars.extend_from_slice(extra);
+        resolve(from_env(&env(&vars)).unwrap())
+    };
+    assert!(matches!(
+        postgres(&[]).unwrap().storage,
+        StorageConfig::Postgres { reconcile_interval, .. } if reconcile_interval == Duration::from_secs(30)
+    ));
+    assert!(matches!(
+        postgres(&[("CUSTOS_STORAGE_RECONCILE_INTERVAL", "5s")]).unwrap().storage,
+        StorageConfig::Postgres { reconcile_interval, .. } if reconcile_interval == Duration::from_secs(5)
+    ));
+    let error = postgres(&[("CUSTOS_STORAGE_RECONCILE_INTERVAL", "0s")]).unwrap_err();
+    assert!(error.to_string().contains("reconcile_interval"), "{error}");
+}

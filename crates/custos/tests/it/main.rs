@@ -6,6 +6,7 @@ mod support;
 
 mod bao_cli;
 mod cli;
+mod cluster;
 mod crash;
 mod hvac;
 mod kv_cli;

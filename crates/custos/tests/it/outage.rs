@@ -16,7 +16,7 @@ use crate::support::{self, TestPki, TestServer};
 
 /// Relays connections from a local port to `upstream` while `up` is true; when it turns false,
 /// drops every relayed connection and refuses new ones.
-async fn relay(listener: TcpListener, upstream: SocketAddr, up: watch::Receiver<bool>) {
+pub(crate) async fn relay(listener: TcpListener, upstream: SocketAddr, up: watch::Receiver<bool>) {
     loop {
         let Ok((mut inbound, _)) = listener.accept().await else {
             return;
@@ -38,7 +38,7 @@ async fn relay(listener: TcpListener, upstream: SocketAddr, up: watch::Receiver<
     }
 }
 
-fn upstream_of(url: &str) -> SocketAddr {
+pub(crate) fn upstream_of(url: &str) -> SocketAddr {
     let after_scheme = url.split("://").nth(1).unwrap();
     let authority = after_scheme.split(['/', '?']).next().unwrap();
     let host_port = authority.rsplit('@').next().unwrap();
@@ -51,7 +51,7 @@ fn upstream_of(url: &str) -> SocketAddr {
     host_port.parse().unwrap()
 }
 
-fn via_relay(url: &str, relay: SocketAddr) -> String {
+pub(crate) fn via_relay(url: &str, relay: SocketAddr) -> String {
     let upstream = upstream_of(url);
     let (scheme, rest) = url.split_once("://").unwrap();
     let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
