@@ -87,9 +87,17 @@ pub(crate) struct Mirrors {
 }
 
 impl Default for Mirrors {
+    /// Every table starts stale: a change notified while the engine was unsealing (after it read
+    /// the table, before it could be marked) is then still picked up by the first request.
     fn default() -> Self {
         Mirrors {
-            tables: TABLES.iter().map(|_| TableState::default()).collect(),
+            tables: TABLES
+                .iter()
+                .map(|_| TableState {
+                    wanted: AtomicU64::new(1),
+                    ..TableState::default()
+                })
+                .collect(),
         }
     }
 }

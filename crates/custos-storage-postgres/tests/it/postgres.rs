@@ -15,6 +15,7 @@ async fn an_unreachable_server_is_unavailable() {
         url: "postgres://custos@127.0.0.1:1/custos".into(),
         max_connections: 2,
         connect_timeout: Duration::from_secs(2),
+        listen_url: None,
     };
     let err = PostgresStorage::connect(config)
         .await
