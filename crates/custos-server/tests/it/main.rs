@@ -5,6 +5,7 @@
 mod auth;
 mod body;
 mod health;
+mod index;
 mod init;
 mod internal;
 mod key_status;
