@@ -20,6 +20,13 @@ async fn follower(harness: &Harness, share: &[u8]) -> Engine {
         .unseal(UnsealInput::Key(zeroize::Zeroizing::new(share.to_vec())))
         .await
         .unwrap();
+    // Tables start stale after unsealing; the first request reloads them.
+    assert!(
+        engine
+            .handle(Request::new(Operation::Read, "sys/mounts"))
+            .await
+            .is_err()
+    );
     engine
 }
 
