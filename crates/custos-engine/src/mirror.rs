@@ -172,13 +172,17 @@ impl Engine {
         let unsealed = self.unsealed();
         match invalidation {
             Invalidation::Lost => {
-                follower.connected.store(false, Ordering::Release);
-                tracing::warn!(
-                    "change feed lost: every request reloads the mirrored tables until it is back"
-                );
+                // The listener reports every failed reconnection; say it once.
+                if follower.connected.swap(false, Ordering::AcqRel) {
+                    tracing::warn!(
+                        "change feed lost: every request reloads the mirrored tables until it is back"
+                    );
+                }
             }
             Invalidation::All { revision } => {
-                follower.connected.store(true, Ordering::Release);
+                if !follower.connected.swap(true, Ordering::AcqRel) {
+                    tracing::info!("change feed connected");
+                }
                 if let Some(unsealed) = &unsealed {
                     unsealed.mirrors.mark_all();
                 }
