@@ -107,11 +107,13 @@ impl Barrier {
 
     /// Reloads the keyring from storage: another node may have rotated it.
     pub(crate) async fn reload_keyring(&self) -> Result<(), EngineError> {
-        let entry = self
-            .storage
-            .get(KEYRING_KEY)
-            .await?
-            .ok_or_else(|| EngineError::Internal("keyring missing from storage".into()))?;
+        let entry = if crate::index::reading_fresh() {
+            self.storage.get_uncached(KEYRING_KEY).await?
+        } else {
+            self.storage.get(KEYRING_KEY).await?
+        };
+        let entry =
+            entry.ok_or_else(|| EngineError::Internal("keyring missing from storage".into()))?;
         let keyring = self
             .root_key
             .open_keyring(&entry.value)
@@ -147,7 +149,12 @@ impl Barrier {
     /// Reads and decrypts one value.
     pub async fn get(&self, path: &str) -> Result<Option<Plain>, EngineError> {
         check_path(path)?;
-        let Some(entry) = self.storage.get(path).await? else {
+        let entry = if crate::index::reading_fresh() {
+            self.storage.get_uncached(path).await?
+        } else {
+            self.storage.get(path).await?
+        };
+        let Some(entry) = entry else {
             return Ok(None);
         };
         let value = self.open_value(path, &entry.value).await?;

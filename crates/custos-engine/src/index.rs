@@ -3,6 +3,11 @@
 //!
 //! The barrier records every revision it commits into a task-local slot; the server wraps each
 //! request in [`track_commits`] and reads the highest one back.
+//!
+//! A request that asked for an index runs inside [`read_fresh`]: once its node has applied that
+//! index, it still reads storage past the read cache and reloads the mirrored tables, because
+//! PostgreSQL revisions of concurrent commits on unrelated keys may become visible out of order,
+//! so "applied index ≥ N" alone does not prove that commit N's own notification has arrived.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -11,6 +16,18 @@ use custos_storage::Revision;
 
 tokio::task_local! {
     static COMMITTED: Cell<u64>;
+    static FRESH: ();
+}
+
+/// Runs `future` with every storage read going past the read cache and every mirrored table
+/// reloaded first (read-your-writes).
+pub async fn read_fresh<F: Future>(future: F) -> F::Output {
+    FRESH.scope((), future).await
+}
+
+/// Whether the request running on this task must read fresh (see [`read_fresh`]).
+pub(crate) fn reading_fresh() -> bool {
+    FRESH.try_with(|()| ()).is_ok()
 }
 
 /// Runs `future` and returns its output with the highest revision it committed, if any.
@@ -47,5 +64,12 @@ mod tests {
         assert_eq!(none, None);
         // Outside a tracked request, recording is a no-op.
         record(Revision(1));
+    }
+
+    #[tokio::test]
+    async fn fresh_reads_are_scoped_to_the_request() {
+        assert!(!reading_fresh());
+        assert!(read_fresh(async { reading_fresh() }).await);
+        assert!(!reading_fresh());
     }
 }

@@ -23,7 +23,7 @@ pub use barrier::{Barrier, KeyInfo, Plain};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use custos_storage::{Invalidation, Revision};
 pub use error::EngineError;
-pub use index::track_commits;
+pub use index::{read_fresh, track_commits};
 pub use leaks::MAX_LEAKS_PER_REPORT;
 pub use mounts::{MountConfig, MountEntry};
 pub use pipeline::{

@@ -273,7 +273,8 @@ impl Engine {
 
     /// Brings every stale mirrored table up to date; every request runs this first.
     pub(crate) async fn refresh_tables(&self, unsealed: &Unsealed) -> Result<(), EngineError> {
-        let deaf = self.inner.follower.deaf();
+        // A read-your-writes request cannot trust what was notified either (see `index`).
+        let deaf = self.inner.follower.deaf() || crate::index::reading_fresh();
         for (table, state) in TABLES.iter().zip(&unsealed.mirrors.tables) {
             if deaf {
                 // Nothing tells us about changes: read storage every time.

@@ -3,7 +3,8 @@
 //! A response to a request that committed something carries `X-Vault-Index` with the storage
 //! revision of its last commit. A request that sends it back (one or more values, as Vault's
 //! clients do) waits until this node has applied that revision from the change feed, at most
-//! [`AppState::index_wait`], else it fails with 412 (`index_not_reached`), as Vault does.
+//! [`AppState::index_wait`], else it fails with 412 (`index_not_reached`), as Vault does; then it
+//! runs reading past the read cache (see `custos_engine::read_fresh`).
 //!
 //! The value has the shape of Vault's (base64 of `v1:<cluster id>:<local index>:<replicated
 //! index>:<hmac>`), so Vault's Go client can merge and compare the states it collects; custos
@@ -60,7 +61,12 @@ pub(crate) async fn read_your_writes(
     {
         return ApiError::from(error).into_response();
     }
-    let (mut response, committed) = custos_engine::track_commits(next.run(request)).await;
+    let (mut response, committed) = if wanted.is_some() {
+        // Applied is not proof enough under concurrent commits: read past the cache too.
+        custos_engine::read_fresh(custos_engine::track_commits(next.run(request))).await
+    } else {
+        custos_engine::track_commits(next.run(request)).await
+    };
     if let Some(revision) = committed {
         let cluster_id = state.engine.cluster_id().unwrap_or_default();
         if let Ok(value) = HeaderValue::from_str(&encode(&cluster_id, revision)) {

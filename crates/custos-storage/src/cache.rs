@@ -180,6 +180,10 @@ impl Storage for CachedStorage {
         Ok(entry)
     }
 
+    async fn get_uncached(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        self.inner.get_uncached(key).await
+    }
+
     async fn list(
         &self,
         prefix: &str,

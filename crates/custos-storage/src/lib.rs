@@ -216,6 +216,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Reads one key.
     async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError>;
 
+    /// Reads one key from the backend itself, past any cache in front of it (a read that must
+    /// see every commit acknowledged so far, even one whose invalidation is still in flight).
+    async fn get_uncached(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        self.get(key).await
+    }
+
     /// Lists keys that start with `prefix`, in ascending byte order, strictly after `after` when
     /// given, at most `limit` of them (`limit` 0 means no limit).
     async fn list(

@@ -166,3 +166,14 @@ async fn waiting_for_an_index_ends_when_the_feed_reports_it_or_times_out() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_fresh_read_reloads_the_tables_without_waiting_for_a_notification() {
+    let harness = Harness::new();
+    let output = harness.init_unsealed(1, 1).await;
+    let token = output.root_token.to_string();
+    let other = follower(&harness, &output.shares[0]).await;
+    enable(&harness.engine, &token, "team").await;
+    assert!(!routes(&other, &token, "team").await);
+    assert!(custos_engine::read_fresh(routes(&other, &token, "team")).await);
+}

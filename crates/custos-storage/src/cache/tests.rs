@@ -184,3 +184,42 @@ async fn a_suspended_cache_reads_through_until_cleared() {
     let _ = cached.get("a").await.unwrap();
     assert_eq!(cached.stats().entries, 1);
 }
+
+#[tokio::test]
+async fn uncached_reads_see_a_write_the_cache_has_not_been_told_about() {
+    let inner = Arc::new(MemoryStorage::new());
+    let cache = CachedStorage::new(inner.clone(), 1 << 20);
+    inner.put("k", b"one".to_vec()).await.unwrap();
+    assert_eq!(cache.get("k").await.unwrap().unwrap().value, b"one");
+    // Another node writes; its notification has not arrived yet.
+    inner.put("k", b"two".to_vec()).await.unwrap();
+    assert_eq!(cache.get("k").await.unwrap().unwrap().value, b"one");
+    assert_eq!(
+        cache.get_uncached("k").await.unwrap().unwrap().value,
+        b"two"
+    );
+}
+
+#[tokio::test]
+async fn the_change_feed_drops_keys_suspends_and_clears() {
+    let inner = Arc::new(MemoryStorage::new());
+    let cache = CachedStorage::new(inner.clone(), 1 << 20);
+    inner.put("k", b"one".to_vec()).await.unwrap();
+    cache.get("k").await.unwrap();
+    inner.put("k", b"two".to_vec()).await.unwrap();
+    cache.apply(&Invalidation::Keys {
+        keys: vec!["k".into()],
+        revision: None,
+    });
+    assert_eq!(cache.get("k").await.unwrap().unwrap().value, b"two");
+    cache.apply(&Invalidation::Lost);
+    cache.get("k").await.unwrap();
+    assert_eq!(
+        cache.stats().entries,
+        0,
+        "nothing is cached while the feed is lost"
+    );
+    cache.apply(&Invalidation::All { revision: None });
+    cache.get("k").await.unwrap();
+    assert_eq!(cache.stats().entries, 1);
+}
