@@ -180,11 +180,12 @@ impl Engine {
                 }
             }
             Invalidation::All { revision } => {
-                if !follower.connected.swap(true, Ordering::AcqRel) {
-                    tracing::info!("change feed connected");
-                }
+                // Stale first, then trusted: no request may use a copy from the deaf period.
                 if let Some(unsealed) = &unsealed {
                     unsealed.mirrors.mark_all();
+                }
+                if !follower.connected.swap(true, Ordering::AcqRel) {
+                    tracing::info!("change feed connected");
                 }
                 let current = match revision {
                     Some(revision) => Some(*revision),
