@@ -214,7 +214,15 @@ async fn misses_under_listed_prefixes_are_not_cached() {
         .await
         .unwrap();
     let _ = cached.get("sys/token/id/live").await.unwrap();
-    assert_eq!(cached.get("sys/token/id/live").await.unwrap().unwrap().value, b"entry");
+    assert_eq!(
+        cached
+            .get("sys/token/id/live")
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        b"entry"
+    );
     assert_eq!(cached.stats().entries, 1);
     assert_eq!(cached.stats().hits, 1);
     // …and misses elsewhere are cached as before.
