@@ -395,7 +395,8 @@ impl Barrier {
     }
 
     /// Turns init's plaintext transaction into the sealed one the storage receives, with the
-    /// first term's encryption count, which it creates.
+    /// first term's encryption count. The count is written unconditionally: the keyring is new,
+    /// so whatever a count left over from an earlier store says is about another key.
     pub(crate) fn seal_genesis(&self, txn: Transaction) -> Result<Transaction, EngineError> {
         let keyring = self.keyring()?;
         let puts = txn
@@ -405,7 +406,6 @@ impl Barrier {
             .count();
         let key = encryptions_key(keyring.active_term());
         let mut sealed = self.seal_transaction_with(&keyring, txn)?;
-        sealed.conditions.push(Condition::Absent(key.clone()));
         let count = u64::try_from(puts).unwrap_or(u64::MAX);
         sealed.ops.push(Op::Put(key, count.to_be_bytes().to_vec()));
         Ok(sealed)
