@@ -169,7 +169,10 @@ pub(crate) async fn unseal(
             }
         }
     };
-    Ok(Json(seal_status_body(state.engine.unseal(input).await?)))
+    let nonce = request.nonce.as_deref();
+    Ok(Json(seal_status_body(
+        state.engine.unseal_in_round(input, nonce).await?,
+    )))
 }
 
 /// `PUT /v1/sys/seal`.

@@ -50,6 +50,15 @@ pub(crate) struct RawConfig {
     pub(crate) log: RawLog,
     #[serde(default)]
     pub(crate) secrets: RawSecrets,
+    #[serde(default)]
+    pub(crate) seal: RawSeal,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSeal {
+    /// Values one data key may seal before it is rotated automatically.
+    pub(crate) max_encryptions_per_key: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -145,6 +154,7 @@ pub(crate) struct Config {
     pub(crate) log_level: String,
     pub(crate) log_format: LogFormat,
     pub(crate) max_secret_bytes: usize,
+    pub(crate) max_encryptions_per_key: u64,
 }
 
 /// Overlays `top` on `base`: every field `top` sets wins.
@@ -182,6 +192,9 @@ pub(crate) fn merge(base: RawConfig, top: RawConfig) -> RawConfig {
         },
         secrets: RawSecrets {
             max_value_bytes: pick!(secrets.max_value_bytes),
+        },
+        seal: RawSeal {
+            max_encryptions_per_key: pick!(seal.max_encryptions_per_key),
         },
     }
 }
@@ -255,6 +268,10 @@ pub(crate) fn from_env(env: &dyn EnvSource) -> anyhow::Result<RawConfig> {
         },
         secrets: RawSecrets {
             max_value_bytes: number("CUSTOS_MAX_SECRET_BYTES")?,
+        },
+        seal: RawSeal {
+            max_encryptions_per_key: number("CUSTOS_SEAL_MAX_ENCRYPTIONS_PER_KEY")?
+                .map(|count| u64::try_from(count).unwrap_or(u64::MAX)),
         },
     })
 }
@@ -377,8 +394,22 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
             Some(0) => bail!("secrets.max_value_bytes must be positive"),
             Some(bytes) => bytes,
         },
+        max_encryptions_per_key: match raw.seal.max_encryptions_per_key {
+            None => custos_engine::DEFAULT_MAX_ENCRYPTIONS_PER_KEY,
+            Some(count) if (MIN_ENCRYPTIONS_PER_KEY..=MAX_ENCRYPTIONS_PER_KEY).contains(&count) => {
+                count
+            }
+            Some(count) => bail!(
+                "seal.max_encryptions_per_key = {count} is outside {MIN_ENCRYPTIONS_PER_KEY}..={MAX_ENCRYPTIONS_PER_KEY} (AES-GCM with random nonces must stay well below 2^32 per key)"
+            ),
+        },
     })
 }
+
+/// Bounds of `seal.max_encryptions_per_key`: below the lower one the keyring would grow by a key
+/// every few writes; above 2^32 random 96-bit nonces are no longer safe to use with one key.
+const MIN_ENCRYPTIONS_PER_KEY: u64 = 1 << 16;
+const MAX_ENCRYPTIONS_PER_KEY: u64 = 1 << 32;
 
 #[cfg(test)]
 mod tests;

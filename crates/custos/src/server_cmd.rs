@@ -120,10 +120,10 @@ async fn open_storage(config: &StorageConfig) -> anyhow::Result<Arc<dyn Storage>
                 Arc::new(storage)
             } else {
                 // Only this process writes a SQLite file, so the cache sees every write.
-                Arc::new(custos_storage::CachedStorage::new(
-                    Arc::new(storage),
-                    *cache_bytes,
-                ))
+                Arc::new(
+                    custos_storage::CachedStorage::new(Arc::new(storage), *cache_bytes)
+                        .without_caching_misses_under(custos_engine::CREDENTIAL_PREFIXES),
+                )
             }
         }
         StorageConfig::Postgres {
@@ -144,10 +144,10 @@ async fn open_storage(config: &StorageConfig) -> anyhow::Result<Arc<dyn Storage>
             // Other nodes write the same database: their commits reach this cache through
             // LISTEN/NOTIFY, and a listener that reconnects clears it.
             let invalidations = storage.invalidations();
-            let cached = Arc::new(custos_storage::CachedStorage::new(
-                Arc::new(storage),
-                *cache_bytes,
-            ));
+            let cached = Arc::new(
+                custos_storage::CachedStorage::new(Arc::new(storage), *cache_bytes)
+                    .without_caching_misses_under(custos_engine::CREDENTIAL_PREFIXES),
+            );
             tokio::spawn(custos_storage_postgres::PostgresStorage::follow(
                 invalidations,
                 cached.clone(),
@@ -205,6 +205,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         custos_engine::Limits {
             max_value_bytes: config.max_secret_bytes,
+            max_encryptions_per_key: config.max_encryptions_per_key,
+            ..custos_engine::Limits::default()
         },
     );
 

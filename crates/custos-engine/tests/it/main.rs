@@ -3,6 +3,7 @@
 #![expect(clippy::unwrap_used, reason = "tests")]
 
 mod auth;
+mod budget;
 mod init;
 mod leaks;
 mod mounts;
@@ -10,6 +11,7 @@ mod posture;
 mod properties;
 mod restart;
 mod rotate;
+mod seal_drain;
 mod storage;
 mod support;
 mod uninitialised;

@@ -152,3 +152,29 @@ fn the_read_cache_is_on_by_default_and_can_be_turned_off() {
         StorageConfig::Postgres { cache_bytes: 0, .. }
     ));
 }
+
+#[test]
+fn the_encryption_limit_per_key_has_a_safe_default_and_bounds() {
+    let raw = from_env(&env(&[("CUSTOS_TLS_DISABLE", "1")])).unwrap();
+    assert_eq!(resolve(raw).unwrap().max_encryptions_per_key, 1 << 30);
+    let file = parse_file(
+        "version = 1\n[listener]\ntls_disable = true\n[seal]\nmax_encryptions_per_key = 1000000\n",
+    )
+    .unwrap();
+    assert_eq!(resolve(file).unwrap().max_encryptions_per_key, 1_000_000);
+    let raw = from_env(&env(&[
+        ("CUSTOS_TLS_DISABLE", "1"),
+        ("CUSTOS_SEAL_MAX_ENCRYPTIONS_PER_KEY", "2000000"),
+    ]))
+    .unwrap();
+    assert_eq!(resolve(raw).unwrap().max_encryptions_per_key, 2_000_000);
+    for bad in ["10", "8589934592"] {
+        let raw = from_env(&env(&[
+            ("CUSTOS_TLS_DISABLE", "1"),
+            ("CUSTOS_SEAL_MAX_ENCRYPTIONS_PER_KEY", bad),
+        ]))
+        .unwrap();
+        let error = format!("{:#}", resolve(raw).unwrap_err());
+        assert!(error.contains("seal.max_encryptions_per_key"), "{error}");
+    }
+}

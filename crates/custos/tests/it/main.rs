@@ -5,6 +5,7 @@
 mod support;
 
 mod bao_cli;
+mod budget_postgres;
 mod cli;
 mod crash;
 mod hvac;
