@@ -7,6 +7,7 @@ mod support;
 mod bao_cli;
 mod cli;
 mod crash;
+mod hardening;
 mod hvac;
 mod kv_cli;
 mod lifecycle;
