@@ -85,8 +85,9 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-/// Reads a body of at most `limit` bytes, taking budget for it as it arrives. A declared
-/// `Content-Length` above the limit is refused before a byte is read.
+/// Reads a body of at most `limit` bytes, taking budget for it as it arrives (so a client that
+/// declares a large body and then stalls holds no budget). A declared `Content-Length` above the
+/// limit is refused before a byte is read.
 pub(crate) async fn read(
     headers: &HeaderMap,
     body: axum::body::Body,
@@ -95,19 +96,11 @@ pub(crate) async fn read(
 ) -> Result<ReadBody, ApiError> {
     let too_large = || ApiError::PayloadTooLarge { limit };
     let declared = content_length(headers);
-    let mut permit = match declared {
-        Some(length) if length > limit as u64 => return Err(too_large()),
-        Some(0) => None,
-        Some(length) => Some(
-            budget
-                .take(usize::try_from(length).map_err(|_| too_large())?)
-                .await?,
-        ),
-        None => None,
-    };
-    let mut bytes = Zeroizing::new(Vec::with_capacity(
-        declared.map_or(0, |length| usize::try_from(length).unwrap_or(0)),
-    ));
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let mut permit: Option<OwnedSemaphorePermit> = None;
+    let mut bytes = Zeroizing::new(Vec::new());
     let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| {
@@ -116,21 +109,28 @@ pub(crate) async fn read(
         let Ok(data) = frame.into_data() else {
             continue;
         };
+        if data.is_empty() {
+            continue;
+        }
         let total = bytes.len() + data.len();
         if total > limit {
             return Err(too_large());
         }
-        // Without a declared length, budget is taken chunk by chunk.
-        if declared.is_none() && !data.is_empty() {
-            let more = budget.take(data.len()).await?;
-            match permit.as_mut() {
-                Some(held) => held.merge(more),
-                None => permit = Some(more),
-            }
+        let more = budget.take(data.len()).await?;
+        match permit.as_mut() {
+            Some(held) => held.merge(more),
+            None => permit = Some(more),
         }
         if total > bytes.capacity() {
-            // Grow into a fresh buffer so the old one is zeroized, not just freed.
-            let mut grown = Zeroizing::new(Vec::with_capacity(total.max(bytes.capacity() * 2)));
+            // Grow into a fresh buffer so the old one is zeroized, not just freed. The declared
+            // length (within the limit) sizes the buffer once the first bytes have come.
+            let wanted = declared
+                .and_then(|length| usize::try_from(length).ok())
+                .unwrap_or(0)
+                .max(total)
+                .max(bytes.capacity().saturating_mul(2))
+                .min(limit);
+            let mut grown = Zeroizing::new(Vec::with_capacity(wanted));
             grown.extend_from_slice(&bytes);
             bytes = grown;
         }

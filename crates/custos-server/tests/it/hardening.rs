@@ -208,26 +208,31 @@ async fn bodies_wait_for_the_budget_and_then_get_429() {
     limited.body_budget = BodyBudget::new(300 * 1024);
     let server = Server::new(limited);
     let init = server.init_unsealed(1, 1).await;
-    // One body holds the whole budget while it trickles in.
+    // One body holds (almost) the whole budget while the rest of it trickles in.
+    let held = 300 * 1024 - 8;
     let holder = {
         let server = Server::new(server.state.clone());
         let token = init.root_token.clone();
         tokio::spawn(async move {
-            let (body, length) = stalling(300 * 1024);
+            let mut first = b"{\"data\": {\"a\": \"".to_vec();
+            first.resize(held, b'x');
+            let body = Body::new(Stalling {
+                first: Some(Bytes::from(first)),
+            });
             let request = req(Method::PUT, "/v1/secret/data/slow")
                 .token(&token)
-                .header("content-length", &length)
+                .header("content-length", &(300 * 1024).to_string())
                 .raw(body);
             server.send(request).await
         })
     };
-    for _ in 0..100 {
-        if server.state.body_budget.available() == 0 {
+    for _ in 0..250 {
+        if server.state.body_budget.available() == 8 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(server.state.body_budget.available(), 0);
+    assert_eq!(server.state.body_budget.available(), 8);
     let reply = server
         .send(
             req(Method::PUT, "/v1/secret/data/other")
@@ -368,4 +373,31 @@ async fn reads_take_no_budget_and_no_body() {
     let reply = send_stalling(&server, request, 1024).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(server.state.body_budget.available(), before);
+}
+
+#[tokio::test]
+async fn a_client_that_declares_a_body_and_stalls_holds_only_what_it_sent() {
+    let (server, _init) = unsealed().await;
+    let total = server.state.body_budget.bytes();
+    let stalled = {
+        let server = Server::new(server.state.clone());
+        tokio::spawn(async move {
+            let (body, length) = stalling(custos_server::LEAKS_BODY_BYTES as u64);
+            let request = req(Method::PUT, "/v1/sys/leaks")
+                .header("content-length", &length)
+                .raw(body);
+            server.send(request).await
+        })
+    };
+    let sent = b"{\"data\": {\"a\": \"".len();
+    for _ in 0..250 {
+        if server.state.body_budget.available() == total - sent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.state.body_budget.available(), total - sent);
+    stalled.abort();
+    let _ = stalled.await;
+    assert_eq!(server.state.body_budget.available(), total);
 }

@@ -207,7 +207,10 @@ fn listener_limits_have_defaults_and_can_be_set() {
         ("CUSTOS_MAX_SECRET_BYTES", "4194304"),
     ]))
     .unwrap();
-    assert_eq!(resolve(raw).unwrap().max_request_bytes, 4 * 1024 * 1024 + 64 * 1024);
+    assert_eq!(
+        resolve(raw).unwrap().max_request_bytes,
+        4 * 1024 * 1024 + 64 * 1024
+    );
 
     let file = parse_file(
         r#"
@@ -242,7 +245,10 @@ leaks_rate_limit = 0
 
     let raw = from_env(&env(&[
         ("CUSTOS_TLS_DISABLE", "1"),
-        ("CUSTOS_UNSEAL_ALLOWED_NETWORKS", "127.0.0.0/8, 192.168.0.0/16"),
+        (
+            "CUSTOS_UNSEAL_ALLOWED_NETWORKS",
+            "127.0.0.0/8, 192.168.0.0/16",
+        ),
         ("CUSTOS_IDLE_TIMEOUT", "1s"),
     ]))
     .unwrap();
@@ -271,11 +277,20 @@ fn bad_listener_limits_are_explained() {
         ),
         (vec![("CUSTOS_MAX_CONNECTIONS", "0")], "max_connections"),
         (vec![("CUSTOS_IDLE_TIMEOUT", "0s")], "idle_timeout"),
-        (vec![("CUSTOS_FIRST_BYTE_TIMEOUT", "soon")], "first_byte_timeout"),
+        (
+            vec![("CUSTOS_FIRST_BYTE_TIMEOUT", "soon")],
+            "first_byte_timeout",
+        ),
     ] {
         let mut pairs = pairs;
         pairs.push(("CUSTOS_TLS_DISABLE", "1"));
-        let error = format!("{:#}", resolve(from_env(&env(&pairs)).unwrap()).unwrap_err());
-        assert!(error.contains(expected), "{error} should mention {expected}");
+        let error = format!(
+            "{:#}",
+            resolve(from_env(&env(&pairs)).unwrap()).unwrap_err()
+        );
+        assert!(
+            error.contains(expected),
+            "{error} should mention {expected}"
+        );
     }
 }

@@ -123,7 +123,8 @@ fn idle_plain_and_h2c_connections_are_closed() {
     let mut kept = TcpStream::connect(&address).unwrap();
     kept.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: custos\r\n\r\n")
         .unwrap();
-    kept.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut first = [0u8; 12];
     kept.read_exact(&mut first).unwrap();
     // 501: the server is not initialised, which is all health needs to say here.
@@ -222,7 +223,8 @@ fn health_keeps_answering_with_few_file_descriptors_and_many_idle_connections() 
         ),
     );
     let log = dir.path().join("server.log");
-    let server = TestServer::start_with_open_files(64, &["--config", config.to_str().unwrap()], &log);
+    let server =
+        TestServer::start_with_open_files(64, &["--config", config.to_str().unwrap()], &log);
     let address = host_port(&server.address);
     // More idle sockets than the server has file descriptors.
     let idle: Vec<TcpStream> = (0..150)
@@ -267,7 +269,10 @@ fn the_connection_cap_closes_extra_connections() {
     // Past the cap, a connection waits about a second for a slot and is then closed.
     let mut extra = TcpStream::connect(&address).unwrap();
     let waited = assert_closed_within(&mut extra, Duration::from_secs(10));
-    assert!(waited >= Duration::from_millis(500), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(500),
+        "closed after {waited:?}"
+    );
     drop(held);
     let started = Instant::now();
     while health(&server.address).ok() != Some(UNINITIALISED) {
@@ -389,7 +394,10 @@ fn unseal_from_outside_the_allowed_networks_is_403() {
     let server = plain_server(dir.path(), "unseal_allowed_networks = [\"10.0.0.0/8\"]\n");
     for (path, body) in [
         ("/v1/sys/unseal", r#"{"reset": true}"#),
-        ("/v1/sys/init", r#"{"secret_shares": 1, "secret_threshold": 1}"#),
+        (
+            "/v1/sys/init",
+            r#"{"secret_shares": 1, "secret_threshold": 1}"#,
+        ),
     ] {
         let (status, text) = http(
             &server.address,
@@ -400,7 +408,10 @@ fn unseal_from_outside_the_allowed_networks_is_403() {
         )
         .unwrap();
         assert_eq!(status, 403, "{path}: {text}");
-        assert!(text.contains("not reachable from your network address"), "{text}");
+        assert!(
+            text.contains("not reachable from your network address"),
+            "{text}"
+        );
     }
     // Status stays readable from anywhere.
     let (status, _) = http(
@@ -450,7 +461,10 @@ fn unseal_is_rate_limited_and_resets_are_logged_with_the_source() {
         .filter(|line| line.contains("unseal progress reset"))
         .collect();
     assert_eq!(resets.len(), 2, "{log}");
-    assert!(resets.iter().all(|line| line.contains("127.0.0.1")), "{log}");
+    assert!(
+        resets.iter().all(|line| line.contains("127.0.0.1")),
+        "{log}"
+    );
     assert!(
         log.lines()
             .any(|line| line.contains("unseal attempt failed") && line.contains("127.0.0.1")),
