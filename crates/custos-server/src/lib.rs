@@ -103,7 +103,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/{*path}", any(logical::handle))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_context,
@@ -120,7 +119,8 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Per request: an id, a span, a timeout, `Cache-Control: no-store`, and one log line.
+/// Per request: an id, a span, the source guard of the seal life cycle endpoints, a timeout,
+/// `Cache-Control: no-store`, and one log line.
 async fn request_context(
     State(state): State<AppState>,
     mut request: Request,
@@ -134,10 +134,14 @@ async fn request_context(
     let path = request.uri().path().to_owned();
     let span = tracing::info_span!("request", id = %request_id, %method, %path);
     let started = Instant::now();
-    let handled = next.run(request).instrument(span.clone());
-    let mut response = match tokio::time::timeout(state.request_timeout, handled).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Timeout.into_response(),
+    let mut response = if let Some(refusal) = guard::check(&state, &request) {
+        refusal.into_response()
+    } else {
+        let handled = next.run(request).instrument(span.clone());
+        match tokio::time::timeout(state.request_timeout, handled).await {
+            Ok(response) => response,
+            Err(_) => ApiError::Timeout.into_response(),
+        }
     };
     let status = response.status();
     let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
