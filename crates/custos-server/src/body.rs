@@ -78,7 +78,8 @@ impl ReadBody {
     }
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+/// The declared `Content-Length`, if any and well-formed.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())

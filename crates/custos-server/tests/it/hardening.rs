@@ -79,6 +79,28 @@ async fn a_write_without_a_valid_token_is_refused_before_its_body_is_read() {
 }
 
 #[tokio::test]
+async fn a_small_write_without_a_valid_token_is_refused_by_the_engine() {
+    let (server, _init) = unsealed().await;
+    for token in [None, Some("custos_token_wrong")] {
+        let mut request = req(Method::PUT, "/v1/secret/data/app").json(&json!({ "data": {} }));
+        if let Some(token) = token {
+            request = request.token(token);
+        }
+        let reply = server.send(request).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    }
+    // Chunked (no declared length) is checked before reading, like a large body.
+    let (body, _) = stalling(0);
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        server.send(req(Method::PUT, "/v1/secret/data/app").raw(body)),
+    )
+    .await
+    .expect("answered before the body was read");
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
 async fn a_write_to_a_sealed_server_is_refused_before_its_body_is_read() {
     let (server, init) = sealed().await;
     let request = req(Method::PUT, "/v1/secret/data/app").token(&init.root_token);
