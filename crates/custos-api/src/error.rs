@@ -37,11 +37,13 @@ pub enum ErrorCode {
     Timeout,
     Conflict,
     Expired,
+    /// Too many requests from one source address, or too many request bodies at once.
+    RateLimited,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidJson,
         ErrorCode::PayloadTooLarge,
@@ -56,6 +58,7 @@ impl ErrorCode {
         ErrorCode::Timeout,
         ErrorCode::Conflict,
         ErrorCode::Expired,
+        ErrorCode::RateLimited,
         ErrorCode::Internal,
     ];
 
@@ -75,6 +78,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Expired => "secret_expired",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
         }
     }

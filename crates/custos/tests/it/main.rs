@@ -8,6 +8,7 @@ mod bao_cli;
 mod budget_postgres;
 mod cli;
 mod crash;
+mod hardening;
 mod hvac;
 mod kv_cli;
 mod lifecycle;
