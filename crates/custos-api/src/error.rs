@@ -38,11 +38,13 @@ pub enum ErrorCode {
     Conflict,
     Expired,
     IndexNotReached,
+    /// Too many requests from one source address, or too many request bodies at once.
+    RateLimited,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidJson,
         ErrorCode::PayloadTooLarge,
@@ -58,6 +60,7 @@ impl ErrorCode {
         ErrorCode::Conflict,
         ErrorCode::Expired,
         ErrorCode::IndexNotReached,
+        ErrorCode::RateLimited,
         ErrorCode::Internal,
     ];
 
@@ -78,6 +81,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::Expired => "secret_expired",
             ErrorCode::IndexNotReached => "index_not_reached",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
         }
     }

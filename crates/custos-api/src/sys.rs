@@ -134,6 +134,10 @@ pub struct UnsealRequest {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub migrate: bool,
+    /// custos's own: the `nonce` of the round this submission belongs to, as `sys/seal-status`
+    /// showed it. A submission (or reset) for a round that is no longer current is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 impl std::fmt::Debug for UnsealRequest {
@@ -141,6 +145,7 @@ impl std::fmt::Debug for UnsealRequest {
         f.debug_struct("UnsealRequest")
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
             .field("reset", &self.reset)
+            .field("nonce", &self.nonce)
             .finish_non_exhaustive()
     }
 }

@@ -354,19 +354,27 @@ impl Client {
     }
 
     pub async fn unseal(&self, key: &str) -> Result<SealStatusResponse, ClientError> {
-        let request = UnsealRequest {
+        self.unseal_with(&UnsealRequest {
             key: Some(key.to_owned()),
             ..UnsealRequest::default()
-        };
-        self.expect(Method::PUT, "sys/unseal", Some(&request)).await
+        })
+        .await
     }
 
     pub async fn unseal_reset(&self) -> Result<SealStatusResponse, ClientError> {
-        let request = UnsealRequest {
+        self.unseal_with(&UnsealRequest {
             reset: true,
             ..UnsealRequest::default()
-        };
-        self.expect(Method::PUT, "sys/unseal", Some(&request)).await
+        })
+        .await
+    }
+
+    /// Any `sys/unseal` submission, e.g. one naming its round's `nonce`.
+    pub async fn unseal_with(
+        &self,
+        request: &UnsealRequest,
+    ) -> Result<SealStatusResponse, ClientError> {
+        self.expect(Method::PUT, "sys/unseal", Some(request)).await
     }
 
     pub async fn seal(&self) -> Result<(), ClientError> {

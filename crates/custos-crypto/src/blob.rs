@@ -15,8 +15,9 @@
 //! storage path bytes. A blob copied to another path, or relabelled with another version or
 //! term, therefore fails to open with [`CryptoError::Decrypt`].
 //!
-//! Nonces are random, so one key should seal well under 2^32 blobs; the engine rotates the
-//! keyring long before that.
+//! Nonces are random, so one key should seal well under 2^32 blobs. This crate does not count:
+//! the engine's barrier counts encryptions per key term in storage (cluster-wide) and rotates
+//! the keyring once a term has sealed `max_encryptions_per_key` blobs (2^30 by default).
 
 #[cfg(test)]
 mod tests;

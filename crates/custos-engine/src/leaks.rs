@@ -4,21 +4,35 @@
 //! Holding a credential is the authority to kill it, as with `sys/wrapping/unwrap`, so the
 //! endpoint needs no token of its own: a leaked credential can already be used by anyone, and
 //! revoking it takes nothing from its legitimate owner that the leak had not taken already.
-//! Guessing is hopeless (240 random bits per credential), and each report is bounded in count.
+//! Guessing is hopeless (30 base62 characters, about 178 random bits per credential), and each
+//! report is bounded in count ([`MAX_LEAKS_PER_REPORT`]).
+//!
+//! Root tokens are the exception: an anonymous report never revokes one, since that would lock
+//! the operators out of everything, `sys/seal` included, with no way back. A reported root token
+//! is marked leaked in its entry (`leaked`/`leaked_at` in `auth/token/lookup-self`), the report
+//! is recorded as an audit event with an alert and logged as a warning, and the answer says
+//! `not_revoked` and why. Revoking a root token takes a token (or, later, a `generate-root`
+//! quorum).
 //!
 //! The items have the shape of GitHub's secret-scanning partner programme (`token`, `type`,
 //! `url`, `source`) and so do the answers (`token_hash`, `token_type`, `label`), so a report
 //! can be forwarded unchanged. Credentials are never echoed back: results name them by their
-//! SHA-256. Today the server's credentials are tokens and wrapping tokens; the API-key engine
-//! adds its keys to [`Engine::revoke_leaked`] when it lands.
+//! SHA-256. `type`, `url` and `source` come from an anonymous caller and are logged only through
+//! [`crate::Untrusted`]. Today the server's credentials are tokens and wrapping tokens; the
+//! API-key engine adds its keys to [`Engine::revoke_leaked`] when it lands.
 
 use serde_json::{Map, Value, json};
 
+use crate::pipeline::AuditEvent;
 use crate::token::TokenEntry;
-use crate::{Engine, EngineError, Unsealed, logical::LogicalResponse};
+use crate::{Engine, EngineError, Unsealed, Untrusted, logical::LogicalResponse};
 
-/// The most credentials one report may carry.
-pub const MAX_LEAKS_PER_REPORT: usize = 1000;
+/// The most credentials one report may carry: each costs a few storage reads, and the endpoint
+/// is anonymous.
+pub const MAX_LEAKS_PER_REPORT: usize = 100;
+
+/// Why a reported root token was not revoked, as the answer says it.
+pub(crate) const ROOT_NOT_REVOKED: &str = "root token: revoke it with a token";
 
 /// The longest credential considered; longer strings cannot be one of ours.
 const MAX_CREDENTIAL_LEN: usize = 256;
@@ -28,6 +42,8 @@ const MAX_CREDENTIAL_LEN: usize = 256;
 enum Outcome {
     /// It was live here and is now revoked.
     Revoked(Kind),
+    /// It is live here and stays live, for the reason given; it is marked leaked.
+    NotRevoked(Kind, &'static str),
     /// Its checksum is valid but this server does not know it (never issued here, already
     /// revoked or expired, or a kind of key this server does not hold yet).
     Unknown,
@@ -108,11 +124,13 @@ impl Engine {
     pub(crate) async fn report_leaks(
         &self,
         unsealed: &Unsealed,
+        request_id: &str,
         data: Option<&Map<String, Value>>,
     ) -> Result<Option<LogicalResponse>, EngineError> {
         let leaks = parse_report(data)?;
         let mut results = Vec::with_capacity(leaks.len());
         let mut revoked = 0usize;
+        let mut not_revoked = 0usize;
         let mut seen: std::collections::HashMap<String, Outcome> = Default::default();
         for leak in &leaks {
             let token_hash = custos_crypto::sha256_hex(leak.token.as_bytes());
@@ -120,37 +138,51 @@ impl Engine {
                 // The same credential twice in one report: the second sees the first's result.
                 Some(outcome) => *outcome,
                 None => {
-                    let outcome = self.revoke_leaked(unsealed, leak).await?;
-                    if matches!(outcome, Outcome::Revoked(_)) {
-                        revoked += 1;
+                    let outcome = self.revoke_leaked(unsealed, request_id, leak).await?;
+                    match outcome {
+                        Outcome::Revoked(_) => revoked += 1,
+                        Outcome::NotRevoked(..) => not_revoked += 1,
+                        Outcome::Unknown | Outcome::Invalid => {}
                     }
                     seen.insert(token_hash.clone(), outcome);
                     outcome
                 }
             };
-            let (label, status, kind) = match outcome {
-                Outcome::Revoked(kind) => ("true_positive", "revoked", Some(kind.name())),
-                Outcome::Unknown => ("false_positive", "unknown", None),
-                Outcome::Invalid => ("false_positive", "invalid", None),
+            let (label, status, kind, reason) = match outcome {
+                Outcome::Revoked(kind) => ("true_positive", "revoked", Some(kind.name()), None),
+                Outcome::NotRevoked(kind, reason) => (
+                    "true_positive",
+                    "not_revoked",
+                    Some(kind.name()),
+                    Some(reason),
+                ),
+                Outcome::Unknown => ("false_positive", "unknown", None, None),
+                Outcome::Invalid => ("false_positive", "invalid", None, None),
             };
-            results.push(json!({
+            let mut result = json!({
                 "token_hash": token_hash,
                 "token_type": leak.kind,
                 "label": label,
                 "status": status,
                 "kind": kind,
-            }));
+            });
+            if let (Some(reason), Some(result)) = (reason, result.as_object_mut()) {
+                result.insert("reason".into(), reason.into());
+            }
+            results.push(result);
         }
         Ok(Some(crate::pipeline::object(json!({
             "results": results,
             "revoked": revoked,
+            "not_revoked": not_revoked,
         }))))
     }
 
-    /// Revokes one credential if it is live here.
+    /// Revokes one credential if it is live here (a root token is only marked leaked).
     async fn revoke_leaked(
         &self,
         unsealed: &Unsealed,
+        request_id: &str,
         leak: &Leak,
     ) -> Result<Outcome, EngineError> {
         if leak.token.len() > MAX_CREDENTIAL_LEN {
@@ -174,12 +206,18 @@ impl Engine {
             let Some(plain) = unsealed.barrier.get(&path).await? else {
                 continue;
             };
-            let accessor = match kind {
-                Kind::Token => serde_json::from_slice::<TokenEntry>(&plain.value)
-                    .map(|entry| entry.accessor)
-                    .unwrap_or_default(),
-                Kind::WrappingToken => String::new(),
+            let entry = match kind {
+                Kind::Token => Some(serde_json::from_slice::<TokenEntry>(&plain.value).map_err(
+                    |error| EngineError::Internal(format!("token entry is corrupt: {error}")),
+                )?),
+                Kind::WrappingToken => None,
             };
+            if let Some(entry) = entry.as_ref().filter(|entry| is_root(entry)) {
+                self.mark_root_leaked(unsealed, request_id, &path, plain.revision, entry, leak)
+                    .await?;
+                return Ok(Outcome::NotRevoked(kind, ROOT_NOT_REVOKED));
+            }
+            let accessor = entry.map(|entry| entry.accessor).unwrap_or_default();
             // Conditional on the revision read, so two reports racing revoke it once.
             match unsealed
                 .barrier
@@ -198,15 +236,76 @@ impl Engine {
                 kind = kind.name(),
                 accessor = %accessor,
                 token_sha256 = %custos_crypto::sha256_hex(leak.token.as_bytes()),
-                reported_type = %leak.kind,
-                url = %leak.url,
-                source = %leak.source,
+                reported_type = %Untrusted(&leak.kind),
+                url = %Untrusted(&leak.url),
+                source = %Untrusted(&leak.source),
                 "leaked credential revoked"
             );
             return Ok(Outcome::Revoked(kind));
         }
         Ok(Outcome::Unknown)
     }
+
+    /// A reported root token stays valid: it is marked leaked (once; later reports leave the
+    /// entry alone), and every report is audited with an alert and logged as a warning.
+    async fn mark_root_leaked(
+        &self,
+        unsealed: &Unsealed,
+        request_id: &str,
+        path: &str,
+        revision: custos_storage::Revision,
+        entry: &TokenEntry,
+        leak: &Leak,
+    ) -> Result<(), EngineError> {
+        if entry.leaked_at.is_none() {
+            let mut marked = entry.clone();
+            marked.leaked_at = Some(self.now().as_second());
+            let bytes = serde_json::to_vec(&marked)
+                .map_err(|error| EngineError::Internal(format!("encoding token: {error}")))?;
+            // Conditional on the revision read: of two racing reports one marks it, and the
+            // other finds it marked already, which is all it wanted.
+            match unsealed
+                .barrier
+                .commit(
+                    custos_storage::Transaction::new()
+                        .require_revision(path, revision)
+                        .put(path, bytes),
+                )
+                .await
+            {
+                Ok(_) | Err(EngineError::Conflict) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let alert = format!(
+            "root token (accessor {}) reported as leaked; not revoked: revoke it with a token",
+            entry.accessor
+        );
+        self.inner
+            .audit
+            .record(&AuditEvent {
+                request_id,
+                operation: crate::logical::Operation::Update,
+                path: "sys/leaks",
+                caller: "leak-report",
+                outcome: Some(Ok(())),
+                alert: Some(alert),
+            })
+            .await?;
+        tracing::warn!(
+            accessor = %entry.accessor,
+            token_sha256 = %custos_crypto::sha256_hex(leak.token.as_bytes()),
+            reported_type = %Untrusted(&leak.kind),
+            url = %Untrusted(&leak.url),
+            source = %Untrusted(&leak.source),
+            "root token reported as leaked: NOT revoked (an anonymous report never revokes a root token); revoke it with a token"
+        );
+        Ok(())
+    }
+}
+
+fn is_root(entry: &TokenEntry) -> bool {
+    entry.policies.iter().any(|policy| policy == "root")
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod pipeline;
 mod seal;
 mod sys;
 mod token;
+mod untrusted;
 mod wrapping;
 
 pub use barrier::{Barrier, KeyInfo, Plain};
@@ -30,6 +31,12 @@ pub use pipeline::{
     AuditEvent, AuditSink, Authorizer, MAX_PATH_LEN, NoAudit, Request, RootOnly, validate_path,
 };
 pub use token::Caller;
+pub use untrusted::{MAX_LOGGED_CHARS, Untrusted};
+
+/// Storage prefixes holding one entry per credential, named by its keyed hash. Anyone can make
+/// the engine look up random strings there (a made-up token, a leak report), so a read cache in
+/// front of storage should not remember the misses: they would only push real entries out.
+pub const CREDENTIAL_PREFIXES: [&str; 2] = [token::TOKEN_PREFIX, wrapping::WRAP_PREFIX];
 
 use std::sync::{Arc, RwLock};
 
@@ -89,6 +96,9 @@ pub struct SealStatus {
     pub active_since: Option<Timestamp>,
 }
 
+/// The answer to an unseal submission for a round that is no longer current.
+pub const STALE_UNSEAL_NONCE: &str = "unseal nonce does not match the current round: progress was reset by someone else; start again";
+
 /// One submission to `sys/unseal`.
 pub enum UnsealInput {
     /// A decoded key share.
@@ -147,17 +157,31 @@ struct Inner {
     follower: mirror::Follower,
 }
 
-/// Size limits the engine enforces on requests.
+/// Limits the engine enforces: on requests, on the use of a data key, on waiting.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// The largest value a secrets engine stores for one request, in bytes (encoded).
     pub max_value_bytes: usize,
+    /// How many values one data key term may seal before the barrier rotates to a new term by
+    /// itself. AES-GCM with random 96-bit nonces must stay well below 2^32 uses of a key; the
+    /// count is kept in storage, so it holds across restarts and for every node together.
+    pub max_encryptions_per_key: u64,
+    /// How many encryptions a node reserves in storage at a time (one commit per block).
+    pub encryption_block: u64,
+    /// How long `sys/seal` waits for requests in flight before cutting them off.
+    pub seal_drain_timeout: std::time::Duration,
 }
+
+/// The default of [`Limits::max_encryptions_per_key`]: 2^30, a quarter of AES-GCM's 2^32.
+pub const DEFAULT_MAX_ENCRYPTIONS_PER_KEY: u64 = 1 << 30;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_value_bytes: 1024 * 1024,
+            max_encryptions_per_key: DEFAULT_MAX_ENCRYPTIONS_PER_KEY,
+            encryption_block: 4096,
+            seal_drain_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -183,30 +207,33 @@ fn internal(what: &str) -> impl FnOnce(custos_crypto::CryptoError) -> EngineErro
 impl Engine {
     /// A sealed engine over `storage`. Nothing is read until the first request.
     pub fn new(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Engine {
+        Engine::with_limits(storage, clock, Limits::default())
+    }
+
+    /// An engine with its own limits (the defaults suit tests).
+    pub fn with_limits(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>, limits: Limits) -> Engine {
+        Engine::with_audit(storage, clock, limits, Arc::new(NoAudit))
+    }
+
+    /// An engine with its own limits and audit sink.
+    pub fn with_audit(
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+        audit: Arc<dyn AuditSink>,
+    ) -> Engine {
         Engine {
             inner: Arc::new(Inner {
                 storage,
                 clock,
                 authorizer: Arc::new(RootOnly),
-                audit: Arc::new(NoAudit),
-                limits: Limits::default(),
+                audit,
+                limits,
                 state: RwLock::new(State::Sealed(Pending::default())),
                 transition: tokio::sync::Mutex::new(()),
                 seal_config: RwLock::new(None),
                 follower: mirror::Follower::default(),
             }),
-        }
-    }
-
-    /// An engine with its own limits (the defaults suit tests).
-    pub fn with_limits(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>, limits: Limits) -> Engine {
-        let engine = Engine::new(storage, clock);
-        let Ok(mut inner) = Arc::try_unwrap(engine.inner) else {
-            unreachable!("a freshly built engine has one owner")
-        };
-        inner.limits = limits;
-        Engine {
-            inner: Arc::new(inner),
         }
     }
 
@@ -349,10 +376,11 @@ impl Engine {
             created_time: now.as_second(),
             accessor: random_id()?,
             issue_time_nanos: now.as_nanosecond(),
+            leaked_at: None,
         };
         let entry_json = serde_json::to_vec(&entry)
             .map_err(|error| EngineError::Internal(format!("encoding token: {error}")))?;
-        let barrier_part = barrier.seal_transaction(
+        let barrier_part = barrier.seal_genesis(
             Transaction::new()
                 .put(HMAC_KEY_PATH, hasher.to_bytes().to_vec())
                 .put(token::token_path(&hasher, &root_token), entry_json),
@@ -384,8 +412,22 @@ impl Engine {
     }
 
     /// Takes one unseal key share (or a reset) and unseals once the threshold is reached.
-    #[tracing::instrument(skip_all)]
     pub async fn unseal(&self, input: UnsealInput) -> Result<SealStatus, EngineError> {
+        self.unseal_in_round(input, None).await
+    }
+
+    /// [`Engine::unseal`] for a submission that names the round it belongs to: the `nonce`
+    /// `sys/seal-status` showed. A submission for another round (someone reset the progress, or
+    /// a round failed and a new one began) is refused and changes nothing, so an operator's
+    /// share never lands in a round they did not start. No nonce (or an empty one, as at the
+    /// start of a round) means "whatever round is current", which is what `bao operator unseal`
+    /// sends.
+    #[tracing::instrument(skip_all)]
+    pub async fn unseal_in_round(
+        &self,
+        input: UnsealInput,
+        nonce: Option<&str>,
+    ) -> Result<SealStatus, EngineError> {
         let _transition = self.inner.transition.lock().await;
         if self.unsealed().is_some() {
             return self.seal_status().await;
@@ -393,17 +435,38 @@ impl Engine {
         let Some(config) = self.seal_config().await? else {
             return Err(EngineError::NotInitialized);
         };
+        if let Some(nonce) = nonce.filter(|nonce| !nonce.is_empty()) {
+            let current = match &*self.read_state() {
+                State::Sealed(pending) => pending.nonce.clone(),
+                State::Unsealed(_) => String::new(),
+            };
+            if nonce != current {
+                let reset = matches!(input, UnsealInput::Reset);
+                tracing::warn!(reset, "unseal submission for a past round refused");
+                return Err(EngineError::InvalidRequest(STALE_UNSEAL_NONCE.into()));
+            }
+        }
         let key = match input {
             UnsealInput::Reset => {
                 if let State::Sealed(pending) = &mut *self.write_state() {
+                    tracing::warn!(progress = pending.progress(), "unseal progress reset");
                     pending.clear();
                 }
                 return self.seal_status().await;
             }
             UnsealInput::Key(key) => key,
         };
-        let share = seal::parse_unseal_key(&key)?;
-        let Some(root_key) = self.add_share(share, config.secret_threshold)? else {
+        let result = self.take_share(&key, config.secret_threshold).await;
+        if let Err(error) = &result {
+            // The messages say what was wrong with the key's shape, never its bytes.
+            tracing::warn!(%error, "unseal attempt failed");
+        }
+        result
+    }
+
+    async fn take_share(&self, key: &[u8], threshold: u32) -> Result<SealStatus, EngineError> {
+        let share = seal::parse_unseal_key(key)?;
+        let Some(root_key) = self.add_share(share, threshold)? else {
             return self.seal_status().await;
         };
         let unsealed = self.open(root_key).await?;
@@ -441,13 +504,19 @@ impl Engine {
             .get(barrier::KEYRING_KEY)
             .await?
             .ok_or_else(|| EngineError::Internal("keyring missing from storage".into()))?;
-        let keyring = root_key.open_keyring(&entry.value).map_err(|error| {
-            tracing::warn!(%error, "unseal attempt with wrong keys");
+        let keyring = root_key.open_keyring(&entry.value).map_err(|_| {
             EngineError::InvalidUnsealKey(
                 "unable to retrieve stored keys: invalid key: the combined unseal keys do not open the keyring".into(),
             )
         })?;
-        let barrier = Barrier::new(self.inner.storage.clone(), root_key, keyring);
+        let limits = self.inner.limits;
+        let barrier = Barrier::new(self.inner.storage.clone(), root_key, keyring).with_budget(
+            barrier::Budget {
+                max_per_term: limits.max_encryptions_per_key,
+                block: limits.encryption_block,
+            },
+            self.inner.clock.clone(),
+        );
         let hmac_key = barrier
             .get(HMAC_KEY_PATH)
             .await?
@@ -465,6 +534,10 @@ impl Engine {
     }
 
     /// Seals the engine: key material is dropped (and zeroized); only status endpoints answer.
+    ///
+    /// New requests see the engine sealed at once. Requests already in flight may finish, for up
+    /// to [`Limits::seal_drain_timeout`]; then the barrier is closed, and any request still
+    /// holding it fails with [`EngineError::Sealed`] on its next storage access.
     #[tracing::instrument(skip_all)]
     pub async fn seal(&self, token: Option<&str>) -> Result<(), EngineError> {
         let _transition = self.inner.transition.lock().await;
@@ -472,8 +545,27 @@ impl Engine {
             // Sealing a sealed node succeeds, as in Vault.
             return Ok(());
         }
-        self.authorize_root(token).await?;
-        *self.write_state() = State::Sealed(Pending::default());
+        drop(self.authorize_root(token).await?);
+        let previous =
+            std::mem::replace(&mut *self.write_state(), State::Sealed(Pending::default()));
+        let State::Unsealed(unsealed) = previous else {
+            return Ok(());
+        };
+        // Every request holds the unsealed state for as long as it runs, and no new request can
+        // take it any more: when this is the only reference left, nothing is in flight.
+        let deadline = tokio::time::Instant::now() + self.inner.limits.seal_drain_timeout;
+        while Arc::strong_count(&unsealed) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let in_flight = Arc::strong_count(&unsealed) - 1;
+        unsealed.barrier.close();
+        if in_flight > 0 {
+            tracing::warn!(
+                in_flight,
+                "requests still running when sealing gave up waiting for them; they fail with \"sealed\" from now on"
+            );
+        }
+        drop(unsealed);
         tracing::info!("custos sealed");
         Ok(())
     }
@@ -516,7 +608,7 @@ impl Engine {
     pub async fn key_status(&self, token: Option<&str>) -> Result<KeyInfo, EngineError> {
         let unsealed = self.authorize_root(token).await?;
         self.refresh_tables(&unsealed).await?;
-        Ok(unsealed.barrier.key_info())
+        unsealed.barrier.key_info()
     }
 
     /// Dev mode: initialise with one share, unseal, and return the share and root token.
@@ -541,7 +633,7 @@ impl Engine {
 
     /// Runs one logical request through the pipeline: authenticate, authorise, audit, route.
     /// `Ok(None)` means nothing is at that path.
-    #[tracing::instrument(skip_all, fields(operation = ?request.operation, path = %request.path))]
+    #[tracing::instrument(skip_all, fields(operation = ?request.operation, path = %Untrusted(&request.path)))]
     pub async fn handle(
         &self,
         request: Request,
@@ -549,8 +641,8 @@ impl Engine {
         let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
         // Another node may have changed a table this request depends on.
         self.refresh_tables(&unsealed).await?;
-        if let Some(answer) = self.unauthenticated_wrapping(&unsealed, &request).await {
-            return answer;
+        if self.is_unauthenticated_wrapping(&request) {
+            return self.unauthenticated_wrapping(&unsealed, request).await;
         }
         if request.path.trim_end_matches('/') == "sys/leaks" {
             return self.leak_report(&unsealed, request).await;
@@ -572,6 +664,7 @@ impl Engine {
             path: &path,
             caller: &caller.display_name,
             outcome: None,
+            alert: None,
         };
         self.inner.audit.record(&event).await?;
         let mut result = self.route(&unsealed, request, &caller).await;
@@ -639,32 +732,49 @@ impl Engine {
     }
 
     /// `sys/wrapping/lookup`, and `sys/wrapping/unwrap` with the wrapping token as the request
-    /// token, need no other authentication. `None` means "not one of those".
-    async fn unauthenticated_wrapping(
-        &self,
-        unsealed: &Unsealed,
-        request: &Request,
-    ) -> Option<Result<Option<logical::LogicalResponse>, EngineError>> {
-        let path = request.path.trim_end_matches('/');
+    /// token (no token in the body), need no other authentication.
+    fn is_unauthenticated_wrapping(&self, request: &Request) -> bool {
         let body_token = request
             .data
             .as_ref()
             .and_then(|data| data.get("token"))
             .is_some_and(|token| !token.is_null() && token.as_str() != Some(""));
-        match path {
-            "sys/wrapping/lookup" => Some(
-                self.wrapping_lookup(unsealed, request.data.as_ref(), request.token.as_deref())
-                    .await,
-            ),
-            "sys/wrapping/unwrap" if !body_token => {
-                let token = request.token.as_deref().filter(|token| !token.is_empty());
-                Some(match token {
-                    Some(token) => self.unwrap_with_token(unsealed, token).await,
-                    None => Err(EngineError::PermissionDenied),
-                })
-            }
-            _ => None,
+        match request.path.trim_end_matches('/') {
+            "sys/wrapping/lookup" => true,
+            "sys/wrapping/unwrap" => !body_token,
+            _ => false,
         }
+    }
+
+    /// Serves the requests [`Engine::is_unauthenticated_wrapping`] picks out, audited like every
+    /// other request, with the wrapping token standing in for the caller.
+    async fn unauthenticated_wrapping(
+        &self,
+        unsealed: &Unsealed,
+        request: Request,
+    ) -> Result<Option<logical::LogicalResponse>, EngineError> {
+        let path = request.path.trim_end_matches('/');
+        let mut event = AuditEvent {
+            request_id: &request.request_id,
+            operation: request.operation,
+            path,
+            caller: "wrapping-token",
+            outcome: None,
+            alert: None,
+        };
+        self.inner.audit.record(&event).await?;
+        let result = if path == "sys/wrapping/lookup" {
+            self.wrapping_lookup(unsealed, request.data.as_ref(), request.token.as_deref())
+                .await
+        } else {
+            match request.token.as_deref().filter(|token| !token.is_empty()) {
+                Some(token) => self.unwrap_with_token(unsealed, token).await,
+                None => Err(EngineError::PermissionDenied),
+            }
+        };
+        event.outcome = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+        self.inner.audit.record(&event).await?;
+        result
     }
 
     /// `sys/leaks` needs no token (holding a credential is the authority to revoke it) but is
@@ -683,9 +793,12 @@ impl Engine {
             path: "sys/leaks",
             caller: "leak-report",
             outcome: None,
+            alert: None,
         };
         self.inner.audit.record(&event).await?;
-        let result = self.report_leaks(unsealed, request.data.as_ref()).await;
+        let result = self
+            .report_leaks(unsealed, &request.request_id, request.data.as_ref())
+            .await;
         event.outcome = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
         self.inner.audit.record(&event).await?;
         result

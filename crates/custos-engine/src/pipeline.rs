@@ -101,6 +101,9 @@ pub struct AuditEvent<'a> {
     pub caller: &'a str,
     /// `None` for the request record; `Some(Ok(()))` or `Some(Err(message))` for the response.
     pub outcome: Option<Result<(), String>>,
+    /// Set on a record that needs a human's attention, such as a root token reported as
+    /// leaked; it says what happened and never holds a secret. The alerts issue sends these on.
+    pub alert: Option<String>,
 }
 
 /// Where audit records go. A failing sink fails the request (no audit, no service).

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::EngineError;
 
 pub(crate) const HMAC_KEY_PATH: &str = "core/token-hmac-key";
-const TOKEN_PREFIX: &str = "sys/token/id/";
+pub(crate) const TOKEN_PREFIX: &str = "sys/token/id/";
 
 /// What the store keeps about a token (never the token itself).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -25,6 +25,10 @@ pub(crate) struct TokenEntry {
     /// Nanoseconds since the epoch, for `issue_time`.
     #[serde(default)]
     pub(crate) issue_time_nanos: i128,
+    /// When a leak report first named this token (unix seconds). Root tokens are marked, not
+    /// revoked, by a report: see `leaks.rs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) leaked_at: Option<i64>,
 }
 
 pub(crate) fn token_path(hasher: &KeyedHasher, token: &str) -> String {
@@ -36,9 +40,10 @@ pub(crate) fn token_path_for_hash(hash_hex: &str) -> String {
     format!("{TOKEN_PREFIX}{hash_hex}")
 }
 
-/// A fresh random token in custos's checksummed key format, `custos_token_<30><6>`: 240 random
-/// bits, and a CRC-32 that lets `custos scan` (and any scanner) tell a real leaked token from a
-/// random string offline.
+/// A fresh random token in custos's checksummed key format, `custos_token_<30><6>`: 30 base62
+/// characters drawn from 240 random bits (62^30 is about 2^178, so about 178 bits of entropy),
+/// and a CRC-32 that lets `custos scan` (and any scanner) tell a real leaked token from a random
+/// string offline.
 pub(crate) fn new_token() -> Result<String, EngineError> {
     let mut random = zeroize::Zeroizing::new([0u8; 30]);
     custos_crypto::fill_random(random.as_mut())
@@ -56,6 +61,8 @@ pub struct Caller {
     pub accessor: String,
     pub created_time: i64,
     pub issue_time_nanos: i128,
+    /// When a leak report named this token (unix seconds), if one did.
+    pub leaked_at: Option<i64>,
 }
 
 impl Caller {
@@ -72,6 +79,7 @@ impl From<TokenEntry> for Caller {
             accessor: entry.accessor,
             created_time: entry.created_time,
             issue_time_nanos: entry.issue_time_nanos,
+            leaked_at: entry.leaked_at,
         }
     }
 }
@@ -82,6 +90,10 @@ pub(crate) fn lookup_self(caller: &Caller, token: &str) -> crate::logical::Logic
     let issue_time = jiff::Timestamp::from_nanosecond(caller.issue_time_nanos)
         .map(|time| time.to_string())
         .unwrap_or_default();
+    let leaked_at = caller
+        .leaked_at
+        .and_then(|seconds| jiff::Timestamp::from_second(seconds).ok())
+        .map(|time| time.to_string());
     crate::pipeline::object(serde_json::json!({
         "accessor": caller.accessor,
         "creation_time": caller.created_time,
@@ -92,6 +104,9 @@ pub(crate) fn lookup_self(caller: &Caller, token: &str) -> crate::logical::Logic
         "explicit_max_ttl": 0,
         "id": token,
         "issue_time": issue_time,
+        // custos's own: a leak report named this token (a root token is marked, not revoked).
+        "leaked": caller.leaked_at.is_some(),
+        "leaked_at": leaked_at,
         "meta": null,
         "num_uses": 0,
         "orphan": true,

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::logical::{LogicalResponse, WrapInfo};
 use crate::{Engine, EngineError, Unsealed};
 
-const WRAP_PREFIX: &str = "sys/wrapping/token/";
+pub(crate) const WRAP_PREFIX: &str = "sys/wrapping/token/";
 /// The longest a wrapped response may live.
 pub(crate) const MAX_WRAP_TTL: u64 = 30 * 24 * 3600;
 const INVALID: &str = "wrapping token is not valid or does not exist";

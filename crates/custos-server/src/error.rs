@@ -32,6 +32,15 @@ pub enum ApiError {
 
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The source address is outside `listener.unseal_allowed_networks`.
+    #[error("permission denied: this endpoint is not reachable from your network address")]
+    ForbiddenNetwork,
+    /// The source address sent too many requests to a rate-limited endpoint.
+    #[error("too many requests from your address; retry later")]
+    RateLimited,
+    /// The budget of request body bytes in flight stayed exhausted.
+    #[error("the server is receiving too many request bodies at once; retry later")]
+    Busy,
 }
 
 /// The full text of an internal error, kept in the response extensions for the log.
@@ -147,6 +156,16 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 ErrorCode::MethodNotAllowed,
                 None,
+            ),
+            ApiError::ForbiddenNetwork => (
+                StatusCode::FORBIDDEN,
+                ErrorCode::PermissionDenied,
+                Some(self.to_string()),
+            ),
+            ApiError::RateLimited | ApiError::Busy => (
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                Some(self.to_string()),
             ),
         }
     }

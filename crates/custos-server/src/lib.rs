@@ -3,18 +3,25 @@
 //! This crate translates HTTP to engine calls and back, and owns the listener (TLS, mTLS,
 //! HTTP/1.1 and HTTP/2, graceful shutdown). It decides nothing about secrets: the engine does.
 
+mod body;
 mod error;
 mod extract;
+mod guard;
 mod index;
 mod listener;
 mod logical;
 mod sys;
 mod tls;
 
+pub use body::{
+    BUDGET_WAIT, BodyBudget, LEAKS_BODY_BYTES, MAX_JSON_DEPTH, MAX_JSON_KEYS, SMALL_BODY_BYTES,
+};
 pub use error::ApiError;
+pub use guard::{Network, RATE_LIMIT_ADDRESSES, RateLimiter};
 pub use listener::{PeerInfo, ServeOptions, serve};
 pub use tls::{TlsError, TlsFiles, server_tls_config};
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -28,12 +35,30 @@ use tracing::Instrument;
 
 use crate::error::ErrorDetail;
 
+/// The default of [`AppState::max_request_bytes`]: the default largest secret
+/// (`secrets.max_value_bytes`, 1 MiB) and 64 KiB for the rest of the request.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024 + 64 * 1024;
+/// The default of the in-flight body budget: 64 MiB.
+pub const DEFAULT_BODY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+/// The default per-address rate limits of `sys/unseal` and `sys/leaks`, per minute.
+pub const DEFAULT_UNSEAL_RATE_LIMIT: u32 = 60;
+pub const DEFAULT_LEAKS_RATE_LIMIT: u32 = 60;
+
 /// Everything the handlers share.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub engine: Engine,
-    /// Bodies above this are refused with 413.
+    /// Bodies above this are refused with 413 (the endpoints that need no token have smaller
+    /// fixed limits: [`SMALL_BODY_BYTES`], [`LEAKS_BODY_BYTES`]).
     pub max_request_bytes: usize,
+    /// Request body bytes held in memory at once, across all requests.
+    pub body_budget: BodyBudget,
+    /// The networks `sys/init`, `sys/unseal` and `sys/generate-root/*` answer; `None` is any.
+    pub seal_allowed_networks: Option<Arc<Vec<Network>>>,
+    /// Per source address, on `sys/unseal`.
+    pub unseal_rate_limit: Arc<RateLimiter>,
+    /// Per source address, on `sys/leaks`.
+    pub leaks_rate_limit: Arc<RateLimiter>,
     /// A request that takes longer is answered with 503 and abandoned.
     pub request_timeout: Duration,
     /// The address clients use to reach this node (for `sys/leader`).
@@ -46,7 +71,11 @@ impl AppState {
     pub fn new(engine: Engine) -> AppState {
         AppState {
             engine,
-            max_request_bytes: 32 * 1024 * 1024,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            body_budget: BodyBudget::new(DEFAULT_BODY_BUDGET_BYTES),
+            seal_allowed_networks: None,
+            unseal_rate_limit: Arc::new(RateLimiter::new(DEFAULT_UNSEAL_RATE_LIMIT)),
+            leaks_rate_limit: Arc::new(RateLimiter::new(DEFAULT_LEAKS_RATE_LIMIT)),
             request_timeout: Duration::from_secs(90),
             api_address: String::new(),
             index_wait: Duration::from_secs(2),
@@ -98,7 +127,8 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Per request: an id, a span, a timeout, `Cache-Control: no-store`, and one log line.
+/// Per request: an id, a span, the source guard of the seal life cycle endpoints, a timeout,
+/// `Cache-Control: no-store`, and one log line.
 async fn request_context(
     State(state): State<AppState>,
     mut request: Request,
@@ -112,10 +142,14 @@ async fn request_context(
     let path = request.uri().path().to_owned();
     let span = tracing::info_span!("request", id = %request_id, %method, %path);
     let started = Instant::now();
-    let handled = next.run(request).instrument(span.clone());
-    let mut response = match tokio::time::timeout(state.request_timeout, handled).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Timeout.into_response(),
+    let mut response = if let Some(refusal) = guard::check(&state, &request) {
+        refusal.into_response()
+    } else {
+        let handled = next.run(request).instrument(span.clone());
+        match tokio::time::timeout(state.request_timeout, handled).await {
+            Ok(response) => response,
+            Err(_) => ApiError::Timeout.into_response(),
+        }
     };
     let status = response.status();
     let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);

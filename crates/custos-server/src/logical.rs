@@ -11,7 +11,7 @@ use custos_engine::{EngineError, Request};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::{AppState, RequestId, extract};
+use crate::{AppState, RequestId, body, extract};
 
 const MERGE_PATCH: &str = "application/merge-patch+json";
 
@@ -84,15 +84,45 @@ pub(crate) async fn handle(
             "PATCH requires the Content-Type header to be {MERGE_PATCH:?}"
         )));
     }
+    let token = extract::token_from_headers(headers);
     let data = match operation {
         Operation::Update | Operation::Create | Operation::Patch => {
-            extract::read_json_object(body, state.max_request_bytes).await?
+            let limit = match path.trim_end_matches('/') {
+                // These work without a token (the credential they act on is the proof) and
+                // take a few small fields.
+                "sys/wrapping/lookup" | "sys/wrapping/unwrap" => body::SMALL_BODY_BYTES,
+                "sys/leaks" => body::LEAKS_BODY_BYTES,
+                _ => {
+                    // Everything else needs a token: unless the body is declared small (no
+                    // larger than what the endpoints without a token accept anyway), check the
+                    // token before reading a byte of it, so an anonymous caller cannot make us
+                    // buffer a large one. Small writes, the common case, are authenticated
+                    // once, by the engine.
+                    if body::content_length(headers)
+                        .is_none_or(|length| length > body::SMALL_BODY_BYTES as u64)
+                    {
+                        state.engine.authenticate(token.as_deref()).await?;
+                    }
+                    state.max_request_bytes
+                }
+            };
+            if state.engine.is_sealed() {
+                return Err(EngineError::Sealed.into());
+            }
+            let body = body::read(headers, body, limit, &state.body_budget).await?;
+            let data = if body.is_blank() {
+                None
+            } else {
+                Some(body::parse_object(&body)?)
+            };
+            // The budget is held until the request is answered: the parsed value lives as long.
+            (data, Some(body))
         }
         // Vault ignores bodies on reads, lists and deletes, but they still count against the
         // size limit; reading them would only waste time, so they are dropped unread.
-        _ => None,
+        _ => (None, None),
     };
-    let token = extract::token_from_headers(headers);
+    let (data, _body) = data;
     let wrap_ttl = match headers.get("x-vault-wrap-ttl") {
         None => None,
         Some(value) => Some(parse_wrap_ttl(value.to_str().unwrap_or_default())?),

@@ -10,10 +10,10 @@ use custos_api::sys::{
     LeaderResponse, SealStatusResponse, UnsealRequest,
 };
 use custos_engine::{InitParams, KeyInfo, SealStatus, UnsealInput};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::error::ApiError;
-use crate::extract::{JsonBody, Token};
+use crate::extract::{SmallJson, Source, Token};
 use crate::{AppState, RequestId};
 
 fn seal_status_body(status: SealStatus) -> SealStatusResponse {
@@ -103,8 +103,9 @@ pub(crate) async fn init_status(
 /// `PUT /v1/sys/init`.
 pub(crate) async fn init(
     State(state): State<AppState>,
-    JsonBody(request): JsonBody<InitRequest>,
-) -> Result<Json<InitResponse>, ApiError> {
+    source: Source,
+    SmallJson(request): SmallJson<InitRequest>,
+) -> Result<Response, ApiError> {
     if !request.pgp_keys.is_empty() || !request.root_token_pgp_key.is_empty() {
         return Err(ApiError::InvalidRequest(
             "PGP-encrypted key shares are not supported by custos".into(),
@@ -128,7 +129,8 @@ pub(crate) async fn init(
             root_token: None,
         })
         .await?;
-    Ok(Json(InitResponse {
+    tracing::warn!(%source, "custos initialised");
+    let mut answer = InitResponse {
         keys: output.shares.iter().map(hex::encode).collect(),
         keys_base64: output
             .shares
@@ -136,7 +138,21 @@ pub(crate) async fn init(
             .map(|share| base64::engine::general_purpose::STANDARD.encode(share))
             .collect(),
         root_token: output.root_token.to_string(),
-    }))
+    };
+    let body = serde_json::to_vec(&answer);
+    // The shares and the root token leave through the response body only; our copies go.
+    answer.keys.zeroize();
+    answer.keys_base64.zeroize();
+    answer.root_token.zeroize();
+    let body = body.map_err(|error| custos_engine::EngineError::Internal(error.to_string()))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 /// Decodes an unseal key the way Vault does: hex first, then standard base64.
@@ -151,16 +167,25 @@ fn decode_key(key: &str) -> Result<Zeroizing<Vec<u8>>, ApiError> {
         .map_err(|_| ApiError::InvalidRequest("'key' must be a valid hex or base64 string".into()))
 }
 
-/// `PUT /v1/sys/unseal`.
+/// `PUT /v1/sys/unseal`. Resets and failures are logged with the source address.
 pub(crate) async fn unseal(
     State(state): State<AppState>,
-    JsonBody(request): JsonBody<UnsealRequest>,
+    source: Source,
+    SmallJson(mut request): SmallJson<UnsealRequest>,
 ) -> Result<Json<SealStatusResponse>, ApiError> {
+    let key = Zeroizing::new(request.key.take());
     let input = if request.reset {
+        tracing::warn!(%source, "unseal progress reset");
         UnsealInput::Reset
     } else {
-        match request.key.as_deref() {
-            Some(key) if !key.is_empty() => UnsealInput::Key(decode_key(key)?),
+        match key.as_deref() {
+            Some(key) if !key.is_empty() => match decode_key(key) {
+                Ok(bytes) => UnsealInput::Key(bytes),
+                Err(error) => {
+                    tracing::warn!(%source, %error, "unseal key refused");
+                    return Err(error);
+                }
+            },
             _ => {
                 return Err(ApiError::InvalidRequest(
                     "'key' must be specified in request body as JSON, or 'reset' set to true"
@@ -169,7 +194,14 @@ pub(crate) async fn unseal(
             }
         }
     };
-    Ok(Json(seal_status_body(state.engine.unseal(input).await?)))
+    let nonce = request.nonce.as_deref();
+    match state.engine.unseal_in_round(input, nonce).await {
+        Ok(status) => Ok(Json(seal_status_body(status))),
+        Err(error) => {
+            tracing::warn!(%source, %error, "unseal attempt failed");
+            Err(error.into())
+        }
+    }
 }
 
 /// `PUT /v1/sys/seal`.

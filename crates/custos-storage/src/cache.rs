@@ -2,7 +2,9 @@
 //!
 //! It caches what storage returns (for the engine: barrier ciphertext, so no plaintext is kept
 //! here; decryption still happens per read, which AES-GCM makes cheap), including "absent", within
-//! a byte budget. Every commit invalidates the keys it names, whatever its outcome (an
+//! a byte budget. "Absent" is not cached under the prefixes given to
+//! [`CachedStorage::without_caching_misses_under`]: where anyone can make the server look up
+//! random keys (tokens, named by their hash), remembered misses would only evict real entries. Every commit invalidates the keys it names, whatever its outcome (an
 //! `Unavailable` commit may have landed).
 //!
 //! Correctness under concurrent writers: a read remembers the cache generation before going to
@@ -89,6 +91,8 @@ pub struct CachedStorage {
     inner: Arc<dyn Storage>,
     cache: Mutex<Cache>,
     budget: usize,
+    /// Keys under these prefixes are cached only when present.
+    uncached_miss_prefixes: Vec<String>,
 }
 
 impl CachedStorage {
@@ -98,7 +102,28 @@ impl CachedStorage {
             inner,
             cache: Mutex::new(Cache::default()),
             budget: budget_bytes.max(4 * ENTRY_OVERHEAD),
+            uncached_miss_prefixes: Vec::new(),
         }
+    }
+
+    /// Does not remember "absent" for keys under any of `prefixes` (present values still are):
+    /// for key spaces where a caller can make the server look up arbitrary keys.
+    #[must_use]
+    pub fn without_caching_misses_under<I>(mut self, prefixes: I) -> CachedStorage
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.uncached_miss_prefixes
+            .extend(prefixes.into_iter().map(Into::into));
+        self
+    }
+
+    fn caches_miss(&self, key: &str) -> bool {
+        !self
+            .uncached_miss_prefixes
+            .iter()
+            .any(|prefix| key.starts_with(prefix.as_str()))
     }
 
     fn lock(&self) -> MutexGuard<'_, Cache> {
@@ -172,6 +197,9 @@ impl Storage for CachedStorage {
             cache.generation
         };
         let entry = self.inner.get(key).await?;
+        if entry.is_none() && !self.caches_miss(key) {
+            return Ok(entry);
+        }
         let mut cache = self.lock();
         if cache.generation == generation && !cache.suspended {
             let budget = self.budget;

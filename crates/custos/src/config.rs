@@ -50,6 +50,15 @@ pub(crate) struct RawConfig {
     pub(crate) log: RawLog,
     #[serde(default)]
     pub(crate) secrets: RawSecrets,
+    #[serde(default)]
+    pub(crate) seal: RawSeal,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSeal {
+    /// Values one data key may seal before it is rotated automatically.
+    pub(crate) max_encryptions_per_key: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -71,6 +80,16 @@ pub(crate) struct RawListener {
     pub(crate) max_request_bytes: Option<usize>,
     pub(crate) request_timeout: Option<String>,
     pub(crate) shutdown_grace: Option<String>,
+    pub(crate) first_byte_timeout: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) body_budget_bytes: Option<usize>,
+    /// CIDR networks allowed to call `sys/init`, `sys/unseal` and `sys/generate-root/*`.
+    pub(crate) unseal_allowed_networks: Option<Vec<String>>,
+    /// Requests per minute per source address to `sys/unseal` (0: no limit).
+    pub(crate) unseal_rate_limit: Option<u32>,
+    /// Requests per minute per source address to `sys/leaks` (0: no limit).
+    pub(crate) leaks_rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -148,10 +167,19 @@ pub(crate) struct Config {
     pub(crate) max_request_bytes: usize,
     pub(crate) request_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) first_byte_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) body_budget_bytes: usize,
+    /// `None`: any source address.
+    pub(crate) unseal_allowed_networks: Option<Vec<custos_server::Network>>,
+    pub(crate) unseal_rate_limit: u32,
+    pub(crate) leaks_rate_limit: u32,
     pub(crate) storage: StorageConfig,
     pub(crate) log_level: String,
     pub(crate) log_format: LogFormat,
     pub(crate) max_secret_bytes: usize,
+    pub(crate) max_encryptions_per_key: u64,
 }
 
 /// Overlays `top` on `base`: every field `top` sets wins.
@@ -173,6 +201,13 @@ pub(crate) fn merge(base: RawConfig, top: RawConfig) -> RawConfig {
             max_request_bytes: pick!(listener.max_request_bytes),
             request_timeout: pick!(listener.request_timeout),
             shutdown_grace: pick!(listener.shutdown_grace),
+            first_byte_timeout: pick!(listener.first_byte_timeout),
+            idle_timeout: pick!(listener.idle_timeout),
+            max_connections: pick!(listener.max_connections),
+            body_budget_bytes: pick!(listener.body_budget_bytes),
+            unseal_allowed_networks: pick!(listener.unseal_allowed_networks),
+            unseal_rate_limit: pick!(listener.unseal_rate_limit),
+            leaks_rate_limit: pick!(listener.leaks_rate_limit),
         },
         storage: RawStorage {
             backend: pick!(storage.backend),
@@ -191,6 +226,9 @@ pub(crate) fn merge(base: RawConfig, top: RawConfig) -> RawConfig {
         },
         secrets: RawSecrets {
             max_value_bytes: pick!(secrets.max_value_bytes),
+        },
+        seal: RawSeal {
+            max_encryptions_per_key: pick!(seal.max_encryptions_per_key),
         },
     }
 }
@@ -232,6 +270,15 @@ pub(crate) fn from_env(env: &dyn EnvSource) -> anyhow::Result<RawConfig> {
             })
             .transpose()
     };
+    let small_number = |name: &str| -> anyhow::Result<Option<u32>> {
+        env.var(name)
+            .map(|value| {
+                value
+                    .parse()
+                    .with_context(|| format!("{name}={value:?} is not a number"))
+            })
+            .transpose()
+    };
     Ok(RawConfig {
         version: None,
         api_addr: env.var("CUSTOS_API_ADDR"),
@@ -248,6 +295,19 @@ pub(crate) fn from_env(env: &dyn EnvSource) -> anyhow::Result<RawConfig> {
             max_request_bytes: number("CUSTOS_MAX_REQUEST_BYTES")?,
             request_timeout: env.var("CUSTOS_REQUEST_TIMEOUT"),
             shutdown_grace: env.var("CUSTOS_SHUTDOWN_GRACE"),
+            first_byte_timeout: env.var("CUSTOS_FIRST_BYTE_TIMEOUT"),
+            idle_timeout: env.var("CUSTOS_IDLE_TIMEOUT"),
+            max_connections: number("CUSTOS_MAX_CONNECTIONS")?,
+            body_budget_bytes: number("CUSTOS_BODY_BUDGET_BYTES")?,
+            unseal_allowed_networks: env.var("CUSTOS_UNSEAL_ALLOWED_NETWORKS").map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|network| !network.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
+            unseal_rate_limit: small_number("CUSTOS_UNSEAL_RATE_LIMIT")?,
+            leaks_rate_limit: small_number("CUSTOS_LEAKS_RATE_LIMIT")?,
         },
         storage: RawStorage {
             backend: env.var("CUSTOS_STORAGE_BACKEND"),
@@ -267,6 +327,10 @@ pub(crate) fn from_env(env: &dyn EnvSource) -> anyhow::Result<RawConfig> {
         secrets: RawSecrets {
             max_value_bytes: number("CUSTOS_MAX_SECRET_BYTES")?,
         },
+        seal: RawSeal {
+            max_encryptions_per_key: number("CUSTOS_SEAL_MAX_ENCRYPTIONS_PER_KEY")?
+                .map(|count| u64::try_from(count).unwrap_or(u64::MAX)),
+        },
     })
 }
 
@@ -282,15 +346,16 @@ pub(crate) fn parse_duration(name: &str, text: &str) -> anyhow::Result<Duration>
     Duration::try_from(span).with_context(|| format!("{name} = {text:?} is out of range"))
 }
 
-/// Reads a secret from a file, refusing files other users may read unless told otherwise.
-pub(crate) fn read_secret_file(path: &Path, allow_readable: bool) -> anyhow::Result<Secret> {
+/// Refuses a secret file that users other than its owner may read, unless told otherwise.
+fn check_secret_file_mode(
+    metadata: &std::fs::Metadata,
+    path: &Path,
+    allow_readable: bool,
+) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .with_context(|| format!("cannot read secret file {}", path.display()))?
-            .permissions()
-            .mode();
+        let mode = metadata.permissions().mode();
         if mode & 0o077 != 0 && !allow_readable {
             bail!(
                 "secret file {} is readable by other users (mode {:o}); run `chmod 600` on it, or set dangerous_allow_readable_secret_files = true",
@@ -299,6 +364,16 @@ pub(crate) fn read_secret_file(path: &Path, allow_readable: bool) -> anyhow::Res
             );
         }
     }
+    #[cfg(not(unix))]
+    let _ = (metadata, path, allow_readable);
+    Ok(())
+}
+
+/// Reads a secret from a file, refusing files other users may read unless told otherwise.
+pub(crate) fn read_secret_file(path: &Path, allow_readable: bool) -> anyhow::Result<Secret> {
+    let metadata = std::fs::metadata(path)
+        .with_context(|| format!("cannot read secret file {}", path.display()))?;
+    check_secret_file_mode(&metadata, path, allow_readable)?;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read secret file {}", path.display()))?;
     Ok(Secret(Zeroizing::new(
@@ -313,7 +388,13 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
     let address: SocketAddr = address_text.parse().with_context(|| {
         format!("listener.address = {address_text:?} is not an IP:port address")
     })?;
+    let allow_readable = raw.dangerous_allow_readable_secret_files.unwrap_or(false);
     let tls = if listener.tls_disable.unwrap_or(false) {
+        if listener.tls_client_ca_file.is_some() || listener.tls_require_client_cert == Some(true) {
+            bail!(
+                "listener.tls_disable = true cannot be combined with listener.tls_client_ca_file or listener.tls_require_client_cert: client certificates need TLS (remove them, or enable TLS)"
+            );
+        }
         TlsConfig::Disabled
     } else {
         let (Some(cert_file), Some(key_file)) = (listener.tls_cert_file, listener.tls_key_file)
@@ -322,6 +403,12 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
                 "TLS needs listener.tls_cert_file and listener.tls_key_file (or set listener.tls_disable = true to serve plain HTTP, which exposes tokens and secrets on the network)"
             );
         };
+        // The private key is a secret file like the others. A missing file is reported when
+        // the TLS material is loaded.
+        if let Ok(metadata) = std::fs::metadata(&key_file) {
+            check_secret_file_mode(&metadata, &key_file, allow_readable)
+                .context("listener.tls_key_file")?;
+        }
         TlsConfig::Enabled(custos_server::TlsFiles {
             cert_file,
             key_file,
@@ -329,7 +416,6 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
             require_client_cert: listener.tls_require_client_cert.unwrap_or(false),
         })
     };
-    let allow_readable = raw.dangerous_allow_readable_secret_files.unwrap_or(false);
     let storage = raw.storage;
     let backend = storage.backend.as_deref().unwrap_or("sqlite");
     let storage = match backend {
@@ -377,31 +463,105 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
         "json" => LogFormat::Json,
         other => bail!("log.format = {other:?} is not one of pretty, json"),
     };
+    let max_secret_bytes = match raw.secrets.max_value_bytes {
+        None => 1024 * 1024,
+        Some(0) => bail!("secrets.max_value_bytes must be positive"),
+        Some(bytes) => bytes,
+    };
+    // The largest legitimate body is one secret plus the request around it.
+    let max_request_bytes = match listener.max_request_bytes {
+        None => max_secret_bytes.saturating_add(64 * 1024),
+        Some(0) => bail!("listener.max_request_bytes must be positive"),
+        Some(bytes) => bytes,
+    };
+    // A body of the largest size must fit in the budget, or it could never be read.
+    let needed = max_request_bytes.max(custos_server::LEAKS_BODY_BYTES);
+    let body_budget_bytes = match listener.body_budget_bytes {
+        None => custos_server::DEFAULT_BODY_BUDGET_BYTES.max(needed),
+        Some(bytes) if bytes < needed => bail!(
+            "listener.body_budget_bytes = {bytes} is smaller than {needed} (listener.max_request_bytes, or the 256 KiB of a sys/leaks report): the largest body could never be read"
+        ),
+        Some(bytes) => bytes,
+    };
+    let unseal_allowed_networks = match listener.unseal_allowed_networks {
+        None => None,
+        Some(list) if list.is_empty() => bail!(
+            "listener.unseal_allowed_networks is empty, which would refuse unseal to everyone; list networks, or remove the key to allow any"
+        ),
+        Some(list) => Some(
+            list.iter()
+                .map(|text| {
+                    text.parse::<custos_server::Network>().map_err(|error| {
+                        anyhow::anyhow!("listener.unseal_allowed_networks: {error}")
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        ),
+    };
+    let duration = |name: &str, value: Option<String>, default: Duration| {
+        value
+            .map(|text| parse_duration(name, &text))
+            .transpose()
+            .map(|value| value.unwrap_or(default))
+    };
     Ok(Config {
         address,
         api_addr: raw.api_addr,
         tls,
-        max_request_bytes: listener.max_request_bytes.unwrap_or(32 * 1024 * 1024),
-        request_timeout: listener
-            .request_timeout
-            .map(|text| parse_duration("listener.request_timeout", &text))
-            .transpose()?
-            .unwrap_or(Duration::from_secs(90)),
-        shutdown_grace: listener
-            .shutdown_grace
-            .map(|text| parse_duration("listener.shutdown_grace", &text))
-            .transpose()?
-            .unwrap_or(Duration::from_secs(30)),
+        max_request_bytes,
+        request_timeout: duration(
+            "listener.request_timeout",
+            listener.request_timeout,
+            Duration::from_secs(90),
+        )?,
+        shutdown_grace: duration(
+            "listener.shutdown_grace",
+            listener.shutdown_grace,
+            Duration::from_secs(30),
+        )?,
+        first_byte_timeout: duration(
+            "listener.first_byte_timeout",
+            listener.first_byte_timeout,
+            Duration::from_secs(10),
+        )?,
+        idle_timeout: duration(
+            "listener.idle_timeout",
+            listener.idle_timeout,
+            Duration::from_secs(300),
+        )?,
+        max_connections: match listener.max_connections {
+            None => 1024,
+            Some(0) => bail!("listener.max_connections must be positive"),
+            Some(count) => count,
+        },
+        body_budget_bytes,
+        unseal_allowed_networks,
+        unseal_rate_limit: listener
+            .unseal_rate_limit
+            .unwrap_or(custos_server::DEFAULT_UNSEAL_RATE_LIMIT),
+        leaks_rate_limit: listener
+            .leaks_rate_limit
+            .unwrap_or(custos_server::DEFAULT_LEAKS_RATE_LIMIT),
         storage,
         log_level: raw.log.level.unwrap_or_else(|| "info".into()),
         log_format,
-        max_secret_bytes: match raw.secrets.max_value_bytes {
-            None => 1024 * 1024,
-            Some(0) => bail!("secrets.max_value_bytes must be positive"),
-            Some(bytes) => bytes,
+        max_secret_bytes,
+        max_encryptions_per_key: match raw.seal.max_encryptions_per_key {
+            None => custos_engine::DEFAULT_MAX_ENCRYPTIONS_PER_KEY,
+            Some(count) if (MIN_ENCRYPTIONS_PER_KEY..=MAX_ENCRYPTIONS_PER_KEY).contains(&count) => {
+                count
+            }
+            Some(count) => bail!(
+                "seal.max_encryptions_per_key = {count} is outside {MIN_ENCRYPTIONS_PER_KEY}..={MAX_ENCRYPTIONS_PER_KEY} (AES-GCM with random nonces must stay well below 2^32 per key)"
+            ),
         },
     })
 }
+
+/// Bounds of `seal.max_encryptions_per_key`: below the lower one the keyring would grow by a key
+/// every few writes; above 2^32 random 96-bit nonces are no longer safe to use with one key.
+const MIN_ENCRYPTIONS_PER_KEY: u64 = 1 << 16;
+const MAX_ENCRYPTIONS_PER_KEY: u64 = 1 << 32;
 
 #[cfg(test)]
 mod tests;

@@ -52,6 +52,10 @@ pub(crate) enum OperatorCommand {
         /// Discard the shares submitted so far.
         #[arg(long, conflicts_with = "key")]
         reset: bool,
+        /// The round this share (or reset) belongs to, as `Unseal Nonce` showed it: refused if
+        /// someone reset the progress since.
+        #[arg(long)]
+        nonce: Option<String>,
     },
     /// Seal the server: key material is dropped from memory until it is unsealed again.
     Seal,
@@ -165,9 +169,13 @@ pub(crate) async fn run(command: OperatorCommand, args: &ClientArgs) -> anyhow::
                 }
             }
         }
-        OperatorCommand::Unseal { key, reset } => {
-            let status = if reset {
-                client.unseal_reset().await?
+        OperatorCommand::Unseal { key, reset, nonce } => {
+            let request = if reset {
+                custos_api::sys::UnsealRequest {
+                    reset: true,
+                    nonce,
+                    ..custos_api::sys::UnsealRequest::default()
+                }
             } else {
                 let key = match key {
                     Some(key) => key,
@@ -176,8 +184,13 @@ pub(crate) async fn run(command: OperatorCommand, args: &ClientArgs) -> anyhow::
                 if key.is_empty() {
                     bail!("no unseal key given");
                 }
-                client.unseal(&key).await?
+                custos_api::sys::UnsealRequest {
+                    key: Some(key),
+                    nonce,
+                    ..custos_api::sys::UnsealRequest::default()
+                }
             };
+            let status = client.unseal_with(&request).await?;
             print_seal_status(&status, args.format)?;
         }
         OperatorCommand::Seal => {

@@ -1,7 +1,8 @@
 //! `custos scan --revoke-with URL`: the custos credentials a scan found (checksum-valid
 //! `custos_token_…` tokens and custos API keys) are reported to that server's leak endpoint,
-//! `POST /v1/sys/leaks`, which revokes every one that is live there. No token is needed:
-//! holding a credential is the authority to revoke it.
+//! `POST /v1/sys/leaks`, which revokes every one that is live there (except root tokens, which
+//! it only marks leaked: the answer says so). No token is needed: holding a credential is the
+//! authority to revoke it.
 
 use anyhow::{Context, bail};
 use custos_client::{Client, http::Method};
@@ -25,6 +26,9 @@ struct LeakResult {
     status: String,
     #[serde(default)]
     kind: Option<String>,
+    /// Why a live credential was not revoked (a root token is only marked leaked).
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +121,11 @@ pub(crate) async fn revoke(client: &Client, findings: &[Finding]) -> anyhow::Res
                         result.kind.as_deref().unwrap_or("credential")
                     )
                 }
+                "not_revoked" => format!(
+                    "live on that server and NOT revoked ({}): {}",
+                    result.kind.as_deref().unwrap_or("credential"),
+                    result.reason.as_deref().unwrap_or("no reason given")
+                ),
                 "unknown" => {
                     "not live on that server (already revoked, expired, or never issued there)"
                         .to_owned()

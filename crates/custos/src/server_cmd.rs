@@ -134,7 +134,10 @@ async fn open_storage(config: &StorageConfig) -> anyhow::Result<OpenedStorage> {
                 Arc::new(storage)
             } else {
                 // Only this process writes a SQLite file, so the cache sees every write.
-                Arc::new(CachedStorage::new(Arc::new(storage), *cache_bytes))
+                Arc::new(
+                    CachedStorage::new(Arc::new(storage), *cache_bytes)
+                        .without_caching_misses_under(custos_engine::CREDENTIAL_PREFIXES),
+                )
             }
         }
         StorageConfig::Postgres {
@@ -158,7 +161,10 @@ async fn open_storage(config: &StorageConfig) -> anyhow::Result<OpenedStorage> {
             let (storage, cache): (Arc<dyn Storage>, _) = if *cache_bytes == 0 {
                 (Arc::new(storage), None)
             } else {
-                let cached = Arc::new(CachedStorage::new(Arc::new(storage), *cache_bytes));
+                let cached = Arc::new(
+                    CachedStorage::new(Arc::new(storage), *cache_bytes)
+                        .without_caching_misses_under(custos_engine::CREDENTIAL_PREFIXES),
+                );
                 (cached.clone(), Some(cached))
             };
             return Ok(OpenedStorage {
@@ -237,6 +243,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let config = load_config(&args, &config::ProcessEnv)?;
     init_logging(&config)?;
+    let open_files = raise_open_file_limit();
     let tls = match &config.tls {
         TlsConfig::Disabled => {
             if !args.dev {
@@ -256,6 +263,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         custos_engine::Limits {
             max_value_bytes: config.max_secret_bytes,
+            max_encryptions_per_key: config.max_encryptions_per_key,
+            ..custos_engine::Limits::default()
         },
     );
     if let Some(changes) = opened.changes {
@@ -289,10 +298,17 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     state.max_request_bytes = config.max_request_bytes;
     state.request_timeout = config.request_timeout;
     state.api_address = api_address.clone();
+    state.body_budget = custos_server::BodyBudget::new(config.body_budget_bytes);
+    state.seal_allowed_networks = config.unseal_allowed_networks.clone().map(Arc::new);
+    state.unseal_rate_limit = Arc::new(custos_server::RateLimiter::new(config.unseal_rate_limit));
+    state.leaks_rate_limit = Arc::new(custos_server::RateLimiter::new(config.leaks_rate_limit));
     let app = custos_server::router(state);
     let options = ServeOptions {
         tls,
         shutdown_grace: config.shutdown_grace,
+        first_byte_timeout: config.first_byte_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: connection_cap(config.max_connections, open_files),
         ..ServeOptions::default()
     };
     tracing::info!(
@@ -306,6 +322,60 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     custos_server::serve(listener, app, options, shutdown_signal()).await?;
     tracing::info!("custos server stopped");
     Ok(())
+}
+
+/// Raises the soft limit of open files to the hard limit (every connection is a file) and
+/// returns the soft limit in force, when known.
+#[cfg(unix)]
+fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // "Unlimited" is not a value the kernel accepts for open files; 2^20 is Linux's default
+    // ceiling (fs.nr_open).
+    let target = limit.maximum.unwrap_or(1 << 20);
+    if let Some(current) = limit.current
+        && current < target
+    {
+        let raised = Rlimit {
+            current: Some(target),
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::debug!(from = current, to = target, "raised the open-file limit");
+                return Some(target);
+            }
+            Err(error) => {
+                tracing::warn!(%error, current, target, "cannot raise the open-file limit");
+            }
+        }
+    }
+    limit.current
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() -> Option<u64> {
+    None
+}
+
+/// The connection cap that leaves files for storage, logs and the listener itself: a quarter of
+/// the open-file limit, at most 64, is kept back.
+fn connection_cap(configured: usize, open_files: Option<u64>) -> usize {
+    let Some(open_files) = open_files.and_then(|limit| usize::try_from(limit).ok()) else {
+        return configured;
+    };
+    let reserve = (open_files / 4).min(64);
+    let fits = open_files.saturating_sub(reserve).max(1);
+    if configured > fits {
+        tracing::warn!(
+            configured,
+            open_files,
+            cap = fits,
+            "listener.max_connections is above what the open-file limit allows; capping it"
+        );
+        return fits;
+    }
+    configured
 }
 
 fn print_dev_banner(address: &str, output: &custos_engine::InitOutput) {

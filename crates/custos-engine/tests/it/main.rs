@@ -3,6 +3,7 @@
 #![expect(clippy::unwrap_used, reason = "tests")]
 
 mod auth;
+mod budget;
 mod follow;
 mod init;
 mod leaks;
@@ -11,6 +12,7 @@ mod posture;
 mod properties;
 mod restart;
 mod rotate;
+mod seal_drain;
 mod storage;
 mod support;
 mod uninitialised;

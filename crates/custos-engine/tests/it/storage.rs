@@ -75,9 +75,12 @@ async fn the_storage_layout_is_the_documented_one() {
     let h = Harness::new();
     h.init(3, 2).await;
     let keys: Vec<String> = dump(&h).await.into_iter().map(|(key, _)| key).collect();
-    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(keys.len(), 5, "{keys:?}");
     assert!(keys.contains(&"seal/config".to_owned()));
     assert!(keys.contains(&"seal/keyring".to_owned()));
+    // The encryption count of term 1: init sealed two values with it (token key, root token).
+    let count = h.storage.get("seal/encryptions/1").await.unwrap().unwrap();
+    assert_eq!(count.value, 2u64.to_be_bytes());
     assert!(keys.contains(&"core/token-hmac-key".to_owned()));
     let tokens: Vec<&String> = keys
         .iter()

@@ -133,3 +133,59 @@ pub(crate) fn foreign_share(avoid: &[&[u8]]) -> Vec<u8> {
     bytes.push(x);
     bytes
 }
+
+/// One audit record, as a test sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct Recorded {
+    pub(crate) path: String,
+    pub(crate) caller: String,
+    pub(crate) outcome: Option<Result<(), String>>,
+    pub(crate) alert: Option<String>,
+}
+
+/// An audit sink that keeps every record.
+#[derive(Default)]
+pub(crate) struct RecordingAudit(pub(crate) std::sync::Mutex<Vec<Recorded>>);
+
+impl RecordingAudit {
+    pub(crate) fn records(&self) -> Vec<Recorded> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl custos_engine::AuditSink for RecordingAudit {
+    async fn record(&self, event: &custos_engine::AuditEvent<'_>) -> Result<(), EngineError> {
+        self.0.lock().unwrap().push(Recorded {
+            path: event.path.to_owned(),
+            caller: event.caller.to_owned(),
+            outcome: event.outcome.clone(),
+            alert: event.alert.clone(),
+        });
+        Ok(())
+    }
+}
+
+impl Harness {
+    /// A harness whose engine has these limits and records its audit events.
+    pub(crate) fn with(limits: custos_engine::Limits) -> (Harness, Arc<RecordingAudit>) {
+        let storage = Arc::new(MemoryStorage::new());
+        let clock = Arc::new(FakeClock::new(Timestamp::from_second(START_UNIX).unwrap()));
+        let audit = Arc::new(RecordingAudit::default());
+        let engine = Engine::with_audit(storage.clone(), clock.clone(), limits, audit.clone());
+        (
+            Harness {
+                storage,
+                clock,
+                engine,
+            },
+            audit,
+        )
+    }
+
+    /// Another engine over the same storage and clock with these limits (a restart).
+    pub(crate) fn restarted_with(&self, limits: custos_engine::Limits) -> Engine {
+        let storage: Arc<dyn Storage> = self.storage.clone();
+        Engine::with_limits(storage, self.clock.clone(), limits)
+    }
+}

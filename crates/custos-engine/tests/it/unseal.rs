@@ -295,3 +295,95 @@ async fn concurrent_shares_are_all_counted() {
     assert_eq!(statuses.iter().filter(|s| !s.sealed).count(), 1);
     assert!(!h.engine.is_sealed());
 }
+
+fn stale_nonce(result: Result<custos_engine::SealStatus, EngineError>) {
+    match result {
+        Err(EngineError::InvalidRequest(message)) => {
+            assert_eq!(message, custos_engine::STALE_UNSEAL_NONCE);
+            assert!(message.contains("progress was reset by someone else; start again"));
+        }
+        other => panic!("expected the stale-nonce refusal, got {other:?}"),
+    }
+}
+
+fn share(bytes: &[u8]) -> UnsealInput {
+    UnsealInput::Key(Zeroizing::new(bytes.to_vec()))
+}
+
+#[tokio::test]
+async fn a_share_naming_the_current_round_counts() {
+    let harness = Harness::new();
+    let output = harness.init(3, 3).await;
+    // At the start of a round the nonce is empty: naming it is naming "no round yet".
+    let first = harness
+        .engine
+        .unseal_in_round(share(&output.shares[0]), Some(""))
+        .await
+        .unwrap();
+    assert_eq!(first.progress, 1);
+    assert!(!first.nonce.is_empty());
+    let second = harness
+        .engine
+        .unseal_in_round(share(&output.shares[1]), Some(&first.nonce))
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.progress, second.nonce.as_str()),
+        (2, first.nonce.as_str())
+    );
+    let last = harness
+        .engine
+        .unseal_in_round(share(&output.shares[2]), Some(&first.nonce))
+        .await
+        .unwrap();
+    assert!(!last.sealed);
+}
+
+#[tokio::test]
+async fn a_share_for_a_round_someone_reset_is_refused_and_changes_nothing() {
+    let harness = Harness::new();
+    let output = harness.init(3, 2).await;
+    let round = unseal_one(&harness.engine, &output.shares[0])
+        .await
+        .unwrap();
+    // Someone else resets, and starts a round of their own with a bogus share.
+    harness.engine.unseal(UnsealInput::Reset).await.unwrap();
+    let bogus = foreign_share(&[&output.shares[0], &output.shares[1]]);
+    let theirs = unseal_one(&harness.engine, &bogus).await.unwrap();
+    assert_ne!(theirs.nonce, round.nonce);
+
+    // The operator's next share names their own round: refused, and their round's progress
+    // is not disturbed further (the bogus round is untouched too).
+    stale_nonce(
+        harness
+            .engine
+            .unseal_in_round(share(&output.shares[1]), Some(&round.nonce))
+            .await,
+    );
+    let status = harness.engine.seal_status().await.unwrap();
+    assert_eq!((status.progress, status.nonce), (1, theirs.nonce.clone()));
+    // A reset naming a past round is refused as well; naming the current one works.
+    stale_nonce(
+        harness
+            .engine
+            .unseal_in_round(UnsealInput::Reset, Some(&round.nonce))
+            .await,
+    );
+    assert_eq!(harness.engine.seal_status().await.unwrap().progress, 1);
+    let reset = harness
+        .engine
+        .unseal_in_round(UnsealInput::Reset, Some(&theirs.nonce))
+        .await
+        .unwrap();
+    assert_eq!((reset.progress, reset.nonce.as_str()), (0, ""));
+    // With no round in progress, naming any round is naming a past one.
+    stale_nonce(
+        harness
+            .engine
+            .unseal_in_round(share(&output.shares[1]), Some(&round.nonce))
+            .await,
+    );
+    // Without a nonce (the `bao operator unseal` way) it all works as before.
+    let status = unseal_all(&harness.engine, &output.shares[..2]).await;
+    assert!(!status.sealed);
+}

@@ -238,3 +238,70 @@ async fn the_wrapped_secret_is_not_stored_in_the_clear() {
         );
     }
 }
+
+#[tokio::test]
+async fn unwrapping_and_looking_up_with_the_wrapping_token_are_audited() {
+    let (harness, audit) = crate::support::Harness::with(custos_engine::Limits::default());
+    let root = harness.init_unsealed(1, 1).await.root_token.to_string();
+    let mut request = Request::new(Operation::Update, "sys/wrapping/wrap")
+        .token(root.as_str())
+        .data(json!({"password": "hunter2"}));
+    request.wrap_ttl = Some(300);
+    let token = harness
+        .engine
+        .handle(request)
+        .await
+        .unwrap()
+        .unwrap()
+        .wrap_info
+        .unwrap()
+        .token;
+    let records_before = audit.records().len();
+
+    harness
+        .engine
+        .handle(
+            Request::new(Operation::Update, "sys/wrapping/lookup").data(json!({ "token": token })),
+        )
+        .await
+        .unwrap();
+    harness
+        .engine
+        .handle(Request::new(Operation::Update, "sys/wrapping/unwrap").token(token.as_str()))
+        .await
+        .unwrap();
+    let refused = harness
+        .engine
+        .handle(Request::new(Operation::Update, "sys/wrapping/unwrap").token(token.as_str()))
+        .await;
+    assert!(refused.is_err());
+
+    let records = audit.records().split_off(records_before);
+    let seen: Vec<(&str, &str, Option<bool>)> = records
+        .iter()
+        .map(|record| {
+            (
+                record.path.as_str(),
+                record.caller.as_str(),
+                record.outcome.as_ref().map(Result::is_ok),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("sys/wrapping/lookup", "wrapping-token", None),
+            ("sys/wrapping/lookup", "wrapping-token", Some(true)),
+            ("sys/wrapping/unwrap", "wrapping-token", None),
+            ("sys/wrapping/unwrap", "wrapping-token", Some(true)),
+            ("sys/wrapping/unwrap", "wrapping-token", None),
+            ("sys/wrapping/unwrap", "wrapping-token", Some(false)),
+        ]
+    );
+    for record in &records {
+        assert!(
+            !format!("{record:?}").contains(&token),
+            "no token in the audit record"
+        );
+    }
+}

@@ -169,25 +169,50 @@ async fn unknown_methods_are_405() {
 }
 
 #[tokio::test]
-async fn leak_reports_need_no_token_and_revoke_the_credential() {
+async fn leak_reports_need_no_token_and_revoke_the_credential_but_not_a_root_token() {
     let (server, init) = unsealed().await;
     let token = init.root_token.as_str();
     let reply = server
         .send(
-            req(Method::POST, "/v1/sys/leaks")
-                .json(&json!({"leaks": [{"token": token, "type": "custos_token"}]})),
+            req(Method::POST, "/v1/sys/wrapping/wrap")
+                .token(token)
+                .header("x-vault-wrap-ttl", "300")
+                .json(&json!({"password": "hunter2"})),
         )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
+    let wrapped = reply.json()["wrap_info"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = server
+        .send(req(Method::POST, "/v1/sys/leaks").json(&json!({"leaks": [
+            {"token": wrapped, "type": "custos_token"},
+            {"token": token, "type": "custos_token"},
+        ]})))
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
     let body = reply.json();
     assert_eq!(body["data"]["revoked"], 1);
+    assert_eq!(body["data"]["not_revoked"], 1);
     assert_eq!(body["data"]["results"][0]["status"], "revoked");
+    assert_eq!(body["data"]["results"][1]["status"], "not_revoked");
+    assert_eq!(
+        body["data"]["results"][1]["reason"],
+        "root token: revoke it with a token"
+    );
     assert!(!String::from_utf8_lossy(&reply.bytes).contains(token));
+    assert!(!String::from_utf8_lossy(&reply.bytes).contains(&wrapped));
 
     let reply = server
         .send(req(Method::GET, "/v1/auth/token/lookup-self").token(token))
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["data"]["leaked"], true);
+    let reply = server
+        .send(req(Method::POST, "/v1/sys/wrapping/unwrap").token(&wrapped))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 
     let reply = server
         .send(req(Method::POST, "/v1/sys/leaks").json(&json!({"leaks": "nope"})))

@@ -4,6 +4,7 @@
 
 mod auth;
 mod body;
+mod hardening;
 mod health;
 mod index;
 mod init;

@@ -131,6 +131,12 @@ impl Req {
         self
     }
 
+    /// Adds a request extension, e.g. the `PeerInfo` a socket would have set.
+    pub(crate) fn extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Req {
+        self.builder = self.builder.extension(value);
+        self
+    }
+
     pub(crate) fn raw(mut self, body: impl Into<Body>) -> Req {
         self.body = body.into();
         self

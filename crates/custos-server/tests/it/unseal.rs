@@ -201,3 +201,44 @@ async fn unseal_when_unsealed_reports_unsealed() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json()["sealed"], false);
 }
+
+#[tokio::test]
+async fn a_share_naming_a_past_round_is_a_clear_400_and_changes_nothing() {
+    let (server, init) = sealed().await;
+    let nonce = server.unseal(&init.keys[0]).await.json()["nonce"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = server
+        .send(req(Method::PUT, "/v1/sys/unseal").json(&json!({"reset": true})))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    for body in [
+        json!({"key": init.keys[1], "nonce": nonce}),
+        json!({"reset": true, "nonce": nonce}),
+    ] {
+        let reply = server
+            .send(req(Method::PUT, "/v1/sys/unseal").json(&body))
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(reply.header("x-custos-error-code"), Some("invalid_request"));
+        assert_eq!(
+            reply.json()["errors"][0],
+            "unseal nonce does not match the current round: progress was reset by someone else; start again"
+        );
+    }
+    let reply = server.send(req(Method::GET, "/v1/sys/seal-status")).await;
+    assert_eq!(reply.json()["progress"], 0);
+    // The nonce of the round in progress is accepted.
+    let nonce = server.unseal(&init.keys[1]).await.json()["nonce"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = server
+        .send(
+            req(Method::PUT, "/v1/sys/unseal").json(&json!({"key": init.keys[2], "nonce": nonce})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["sealed"], false);
+}

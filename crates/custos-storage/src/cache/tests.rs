@@ -223,3 +223,53 @@ async fn the_change_feed_drops_keys_suspends_and_clears() {
     cache.get("k").await.unwrap();
     assert_eq!(cache.stats().entries, 1);
 }
+
+#[tokio::test]
+async fn misses_under_listed_prefixes_are_not_cached() {
+    let cached = CachedStorage::new(Arc::new(MemoryStorage::new()), 1 << 20)
+        .without_caching_misses_under(["sys/token/id/", "sys/wrapping/token/"]);
+    // Random lookups under a listed prefix leave nothing behind…
+    for i in 0..100 {
+        assert!(
+            cached
+                .get(&format!("sys/token/id/{i:064x}"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            cached
+                .get(&format!("sys/wrapping/token/{i}"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    assert_eq!(cached.stats().entries, 0);
+    assert_eq!(cached.stats().bytes, 0);
+    // …present values under them are still cached…
+    cached
+        .put("sys/token/id/live", b"entry".to_vec())
+        .await
+        .unwrap();
+    let _ = cached.get("sys/token/id/live").await.unwrap();
+    assert_eq!(
+        cached
+            .get("sys/token/id/live")
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        b"entry"
+    );
+    assert_eq!(cached.stats().entries, 1);
+    assert_eq!(cached.stats().hits, 1);
+    // …and misses elsewhere are cached as before.
+    assert!(cached.get("logical/x").await.unwrap().is_none());
+    assert!(cached.get("logical/x").await.unwrap().is_none());
+    assert_eq!(cached.stats().entries, 2);
+    assert_eq!(cached.stats().hits, 2);
+    // A prefix is a prefix, not a substring.
+    assert!(cached.get("other/sys/token/id/x").await.unwrap().is_none());
+    assert_eq!(cached.stats().entries, 3);
+}

@@ -175,3 +175,171 @@ fn the_reconcile_interval_defaults_to_30_seconds_and_must_be_positive() {
     let error = postgres(&[("CUSTOS_STORAGE_RECONCILE_INTERVAL", "0s")]).unwrap_err();
     assert!(error.to_string().contains("reconcile_interval"), "{error}");
 }
+
+#[test]
+fn the_encryption_limit_per_key_has_a_safe_default_and_bounds() {
+    let raw = from_env(&env(&[("CUSTOS_TLS_DISABLE", "1")])).unwrap();
+    assert_eq!(resolve(raw).unwrap().max_encryptions_per_key, 1 << 30);
+    let file = parse_file(
+        "version = 1\n[listener]\ntls_disable = true\n[seal]\nmax_encryptions_per_key = 1000000\n",
+    )
+    .unwrap();
+    assert_eq!(resolve(file).unwrap().max_encryptions_per_key, 1_000_000);
+    let raw = from_env(&env(&[
+        ("CUSTOS_TLS_DISABLE", "1"),
+        ("CUSTOS_SEAL_MAX_ENCRYPTIONS_PER_KEY", "2000000"),
+    ]))
+    .unwrap();
+    assert_eq!(resolve(raw).unwrap().max_encryptions_per_key, 2_000_000);
+    for bad in ["10", "8589934592"] {
+        let raw = from_env(&env(&[
+            ("CUSTOS_TLS_DISABLE", "1"),
+            ("CUSTOS_SEAL_MAX_ENCRYPTIONS_PER_KEY", bad),
+        ]))
+        .unwrap();
+        let error = format!("{:#}", resolve(raw).unwrap_err());
+        assert!(error.contains("seal.max_encryptions_per_key"), "{error}");
+    }
+}
+
+#[test]
+fn tls_disable_with_client_certificates_is_refused() {
+    for extra in [
+        ("CUSTOS_TLS_CLIENT_CA_FILE", "/etc/custos/ca.pem"),
+        ("CUSTOS_TLS_REQUIRE_CLIENT_CERT", "true"),
+    ] {
+        let raw = from_env(&env(&[("CUSTOS_TLS_DISABLE", "true"), extra])).unwrap();
+        let error = format!("{:#}", resolve(raw).unwrap_err());
+        assert!(error.contains("tls_disable"), "{error}");
+        assert!(error.contains("client certificates need TLS"), "{error}");
+    }
+}
+
+#[test]
+fn a_readable_tls_key_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let layer = |allow: &str| {
+        from_env(&env(&[
+            ("CUSTOS_TLS_CERT_FILE", "/etc/custos/cert.pem"),
+            ("CUSTOS_TLS_KEY_FILE", key.to_str().unwrap()),
+            ("CUSTOS_DANGEROUS_ALLOW_READABLE_SECRET_FILES", allow),
+        ]))
+        .unwrap()
+    };
+    let error = format!("{:#}", resolve(layer("false")).unwrap_err());
+    assert!(error.contains("tls_key_file"), "{error}");
+    assert!(error.contains("chmod 600"), "{error}");
+    assert!(resolve(layer("true")).is_ok());
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(resolve(layer("false")).is_ok());
+}
+
+#[test]
+fn listener_limits_have_defaults_and_can_be_set() {
+    let config = resolve(from_env(&env(&[("CUSTOS_TLS_DISABLE", "1")])).unwrap()).unwrap();
+    assert_eq!(config.max_request_bytes, 1024 * 1024 + 64 * 1024);
+    assert_eq!(config.body_budget_bytes, 64 * 1024 * 1024);
+    assert_eq!(config.first_byte_timeout, Duration::from_secs(10));
+    assert_eq!(config.idle_timeout, Duration::from_secs(300));
+    assert_eq!(config.max_connections, 1024);
+    assert!(config.unseal_allowed_networks.is_none());
+    assert_eq!(config.unseal_rate_limit, 60);
+    assert_eq!(config.leaks_rate_limit, 60);
+
+    // The default body limit follows the largest secret.
+    let raw = from_env(&env(&[
+        ("CUSTOS_TLS_DISABLE", "1"),
+        ("CUSTOS_MAX_SECRET_BYTES", "4194304"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        resolve(raw).unwrap().max_request_bytes,
+        4 * 1024 * 1024 + 64 * 1024
+    );
+
+    let file = parse_file(
+        r#"
+version = 1
+[listener]
+tls_disable = true
+first_byte_timeout = "2s"
+idle_timeout = "1m"
+max_connections = 50
+max_request_bytes = 2000000
+body_budget_bytes = 8000000
+unseal_allowed_networks = ["10.0.0.0/8", "::1"]
+unseal_rate_limit = 5
+leaks_rate_limit = 0
+"#,
+    )
+    .unwrap();
+    let config = resolve(file).unwrap();
+    assert_eq!(config.first_byte_timeout, Duration::from_secs(2));
+    assert_eq!(config.idle_timeout, Duration::from_secs(60));
+    assert_eq!(config.max_connections, 50);
+    assert_eq!(config.body_budget_bytes, 8_000_000);
+    let networks: Vec<String> = config
+        .unseal_allowed_networks
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(networks, ["10.0.0.0/8", "::1/128"]);
+    assert_eq!(config.unseal_rate_limit, 5);
+    assert_eq!(config.leaks_rate_limit, 0);
+
+    let raw = from_env(&env(&[
+        ("CUSTOS_TLS_DISABLE", "1"),
+        (
+            "CUSTOS_UNSEAL_ALLOWED_NETWORKS",
+            "127.0.0.0/8, 192.168.0.0/16",
+        ),
+        ("CUSTOS_IDLE_TIMEOUT", "1s"),
+    ]))
+    .unwrap();
+    let config = resolve(raw).unwrap();
+    assert_eq!(config.unseal_allowed_networks.unwrap().len(), 2);
+    assert_eq!(config.idle_timeout, Duration::from_secs(1));
+}
+
+#[test]
+fn bad_listener_limits_are_explained() {
+    for (pairs, expected) in [
+        (
+            vec![("CUSTOS_UNSEAL_ALLOWED_NETWORKS", "10.0.0.0/33")],
+            "unseal_allowed_networks",
+        ),
+        (
+            vec![("CUSTOS_UNSEAL_ALLOWED_NETWORKS", " , ")],
+            "refuse unseal to everyone",
+        ),
+        (
+            vec![
+                ("CUSTOS_MAX_REQUEST_BYTES", "2000000"),
+                ("CUSTOS_BODY_BUDGET_BYTES", "1000000"),
+            ],
+            "body_budget_bytes",
+        ),
+        (vec![("CUSTOS_MAX_CONNECTIONS", "0")], "max_connections"),
+        (vec![("CUSTOS_IDLE_TIMEOUT", "0s")], "idle_timeout"),
+        (
+            vec![("CUSTOS_FIRST_BYTE_TIMEOUT", "soon")],
+            "first_byte_timeout",
+        ),
+    ] {
+        let mut pairs = pairs;
+        pairs.push(("CUSTOS_TLS_DISABLE", "1"));
+        let error = format!(
+            "{:#}",
+            resolve(from_env(&env(&pairs)).unwrap()).unwrap_err()
+        );
+        assert!(
+            error.contains(expected),
+            "{error} should mention {expected}"
+        );
+    }
+}

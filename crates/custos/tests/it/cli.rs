@@ -109,6 +109,26 @@ fn operator_init_and_unseal_from_standard_input() {
     assert!(output.status.success(), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("1/2"));
 
+    // A share naming a round that was reset meanwhile is refused and changes nothing.
+    let output = custos(&server.address, &["operator", "status", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let nonce = status["nonce"].as_str().unwrap().to_owned();
+    assert!(!nonce.is_empty(), "{status}");
+    let output = custos(&server.address, &["operator", "unseal", "--reset"]);
+    assert!(output.status.success(), "{output:?}");
+    let output = custos(
+        &server.address,
+        &["operator", "unseal", "--nonce", &nonce, &keys[1]],
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("unseal nonce does not match the current round"),
+        "{output:?}"
+    );
+    let output = custos(&server.address, &["operator", "unseal", &keys[0]]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1/2"));
+
     // The key on standard input (no terminal): never on the command line.
     let mut child = Command::new(support::binary())
         .args(["operator", "unseal", "--format", "json"])

@@ -108,3 +108,64 @@ async fn wrong_unseal_keys_do_not_unseal() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// `PUT sys/unseal` with a raw JSON body: the status and the decoded answer.
+async fn unseal_raw(
+    client: &custos_client::Client,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let (status, _, bytes) = client
+        .raw(
+            custos_client::http::Method::PUT,
+            "sys/unseal",
+            Some(serde_json::to_vec(&body).unwrap()),
+        )
+        .await
+        .unwrap();
+    (status.as_u16(), serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unseal_share_for_a_reset_round_is_refused_and_changes_nothing() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = pki.write_config(dir.path(), false, support::MEMORY_STORAGE);
+    let server = TestServer::with_config(&config, &dir.path().join("server.log"));
+    let client = pki.client(&server.address, None, false);
+    let (keys, _) = support::init(&client, 3, 2).await;
+
+    // The operator starts a round and notes its nonce…
+    let (status, answer) =
+        unseal_raw(&client, serde_json::json!({"key": keys[0], "nonce": ""})).await;
+    assert_eq!(status, 200, "{answer}");
+    let nonce = answer["nonce"].as_str().unwrap().to_owned();
+    assert!(!nonce.is_empty());
+    assert_eq!(client.seal_status().await.unwrap().nonce, nonce);
+    // …someone else resets it…
+    client.unseal_reset().await.unwrap();
+    // …and the operator's next share, naming the old round, is refused with a clear message.
+    let (status, answer) =
+        unseal_raw(&client, serde_json::json!({"key": keys[1], "nonce": nonce})).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("unseal nonce does not match the current round"),
+        "{answer}"
+    );
+    let status = client.seal_status().await.unwrap();
+    assert!(status.sealed);
+    assert_eq!(status.progress, 0, "the refused share was not taken");
+    // A reset naming a past round is refused too.
+    let (status, _) = unseal_raw(&client, serde_json::json!({"reset": true, "nonce": nonce})).await;
+    assert_eq!(status, 400);
+
+    // Starting again works, with or without nonces (bao sends none).
+    let (_, answer) = unseal_raw(&client, serde_json::json!({"key": keys[1]})).await;
+    let nonce = answer["nonce"].as_str().unwrap().to_owned();
+    let (status, answer) =
+        unseal_raw(&client, serde_json::json!({"key": keys[2], "nonce": nonce})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["sealed"], false);
+}

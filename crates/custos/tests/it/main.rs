@@ -5,9 +5,11 @@
 mod support;
 
 mod bao_cli;
+mod budget_postgres;
 mod cli;
 mod cluster;
 mod crash;
+mod hardening;
 mod hvac;
 mod kv_cli;
 mod lifecycle;

@@ -183,25 +183,21 @@ async fn a_credential_deleted_from_git_long_ago_is_still_revoked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leaked_root_token_is_revoked_over_tls_with_the_given_ca() {
+async fn a_leaked_root_token_is_reported_over_tls_but_not_revoked() {
     let pki = crate::support::TestPki::new();
     let dir = tempfile::tempdir().unwrap();
     let config = pki.write_config(dir.path(), false, crate::support::MEMORY_STORAGE);
-    let server = crate::support::TestServer::with_config(&config, &dir.path().join("server.log"));
+    let log = dir.path().join("server.log");
+    let server = crate::support::TestServer::with_config(&config, &log);
     let (keys, root) = crate::support::init(&pki.client(&server.address, None, false), 1, 1).await;
     let client = pki.unsealed_client(&server.address, &keys, &root).await;
     let repo = dir.path().join("repo");
     std::fs::create_dir(&repo).unwrap();
     std::fs::write(repo.join("notes.md"), format!("root token: {root}\n")).unwrap();
 
-    // Without the CA the server's certificate is not trusted: an error, and nothing revoked.
+    // Without the CA the server's certificate is not trusted: an error, and nothing reported.
     let output = scan(&repo, &["--revoke-with", &server.address, "."]);
     assert_eq!(output.status.code(), Some(2));
-    let (status, _, _) = client
-        .raw(Method::GET, "auth/token/lookup-self", None)
-        .await
-        .unwrap();
-    assert_eq!(status.as_u16(), 200);
 
     let ca = pki.path("ca.pem");
     let output = scan(
@@ -217,12 +213,52 @@ async fn a_leaked_root_token_is_revoked_over_tls_with_the_given_ca() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("custos_token at notes.md:1: revoked (token)"),
+        stderr.contains(
+            "custos_token at notes.md:1: live on that server and NOT revoked (token): root token: revoke it with a token"
+        ),
         "{stderr}"
     );
-    let (status, _, _) = client
+    assert!(
+        stderr.contains("revoked 0 of 1 custos credential(s) found"),
+        "{stderr}"
+    );
+
+    // An anonymous report straight to the endpoint says the same, and the root token still
+    // works everywhere, `sys/seal` included; lookup-self shows it marked leaked.
+    let anonymous = pki.client(&server.address, None, false);
+    let (status, _, body) = anonymous
+        .raw(
+            Method::POST,
+            "sys/leaks",
+            Some(serde_json::to_vec(&json!({"leaks": [{"token": root, "url": "x\ny"}]})).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.as_u16(), 200);
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    let result = &answer["data"]["results"][0];
+    assert_eq!(result["status"], "not_revoked", "{answer}");
+    assert_eq!(result["reason"], "root token: revoke it with a token");
+    assert_eq!(answer["data"]["revoked"], 0);
+    let (status, _, body) = client
         .raw(Method::GET, "auth/token/lookup-self", None)
         .await
         .unwrap();
-    assert_eq!(status.as_u16(), 403);
+    assert_eq!(status.as_u16(), 200);
+    let lookup: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(lookup["data"]["leaked"], true, "{lookup}");
+    assert!(lookup["data"]["leaked_at"].is_string(), "{lookup}");
+    client.seal().await.unwrap();
+    assert!(anonymous.seal_status().await.unwrap().sealed);
+
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("root token reported as leaked: NOT revoked"),
+        "{log}"
+    );
+    assert!(!log.contains(&root), "the log must not hold the token");
+    assert!(
+        !log.contains("x\ny"),
+        "untrusted fields are escaped in the log"
+    );
 }

@@ -29,7 +29,13 @@ impl TestPki {
     /// and a client certificate from another ("rogue") CA.
     pub(crate) fn new() -> TestPki {
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        let write = |name: &str, text: String| {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            // The server refuses a private key that other users can read.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
 
         let ca =
             CertifiedIssuer::self_signed(ca_params("custos test CA"), KeyPair::generate().unwrap())
@@ -144,14 +150,35 @@ pub(crate) fn binary() -> &'static str {
 impl TestServer {
     /// Starts `custos server` with these arguments and waits for its ready line.
     pub(crate) fn start(args: &[&str], log: &Path) -> TestServer {
+        let mut command = Command::new(binary());
+        command.arg("server").args(args);
+        TestServer::spawn(command, log)
+    }
+
+    /// Starts `custos server` with a hard and soft open-file limit of `open_files`.
+    pub(crate) fn start_with_open_files(open_files: u32, args: &[&str], log: &Path) -> TestServer {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {open_files} && exec \"$0\" \"$@\""))
+            .arg(binary())
+            .arg("server")
+            .args(args);
+        TestServer::spawn(command, log)
+    }
+
+    /// The process id (the server's own, also when started through `sh -c 'exec ...'`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn spawn(mut command: Command, log: &Path) -> TestServer {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
-        let mut child = Command::new(binary())
-            .arg("server")
-            .args(args)
+        let mut child = command
             .env("CUSTOS_LOG_LEVEL", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
