@@ -28,6 +28,55 @@ pub struct MountConfig {
     pub max_lease_ttl: u64,
     #[serde(default)]
     pub force_no_cache: bool,
+    /// Request keys the audit log keeps in clear (Vault's `audit_non_hmac_request_keys`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit_non_hmac_request_keys: Vec<String>,
+    /// Response keys the audit log keeps in clear.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit_non_hmac_response_keys: Vec<String>,
+    /// `""`, `"hidden"` or `"unauth"`; stored and reported, the UI listing is not filtered by it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub listing_visibility: String,
+    /// Request headers passed to the engine; stored and reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passthrough_request_headers: Vec<String>,
+    /// Response headers the engine may set; stored and reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_response_headers: Vec<String>,
+}
+
+impl MountConfig {
+    /// The optional settings, each only when set, as Vault reports them (`omitempty`).
+    pub(crate) fn optional_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        let lists = [
+            (
+                "audit_non_hmac_request_keys",
+                &self.audit_non_hmac_request_keys,
+            ),
+            (
+                "audit_non_hmac_response_keys",
+                &self.audit_non_hmac_response_keys,
+            ),
+            (
+                "passthrough_request_headers",
+                &self.passthrough_request_headers,
+            ),
+            ("allowed_response_headers", &self.allowed_response_headers),
+        ];
+        for (name, list) in lists {
+            if !list.is_empty() {
+                out.insert(name.into(), serde_json::json!(list));
+            }
+        }
+        if !self.listing_visibility.is_empty() {
+            out.insert(
+                "listing_visibility".into(),
+                serde_json::Value::String(self.listing_visibility.clone()),
+            );
+        }
+        out
+    }
 }
 
 /// One mounted engine.

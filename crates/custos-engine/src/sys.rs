@@ -3,7 +3,8 @@
 //! The seal life cycle endpoints (`sys/init`, `sys/unseal`, ...) are not here: they must work
 //! while sealed, before any token exists, and have their own engine methods.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 
@@ -11,6 +12,45 @@ use crate::logical::{LogicalResponse, Operation};
 use crate::mounts::{self, MountConfig, MountEntry, MountTable};
 use crate::pipeline::{Request, object};
 use crate::{Engine, EngineError, Unsealed};
+
+/// How many `sys/remount` moves [`Migrations`] remembers.
+const MIGRATIONS_KEPT: usize = 256;
+
+/// One finished `sys/remount` move.
+#[derive(Clone, Debug)]
+struct Migration {
+    id: String,
+    source: String,
+    target: String,
+}
+
+/// The latest moves, in memory like Vault's migration tracker: our moves are synchronous (the
+/// data is keyed by the mount's UUID and does not move), so a move is reported `success` as
+/// soon as it is known, and only the CLI's poll right after the move needs the record.
+#[derive(Debug, Default)]
+pub(crate) struct Migrations(Mutex<VecDeque<Migration>>);
+
+impl Migrations {
+    fn record(&self, migration: Migration) {
+        let mut list = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if list.len() >= MIGRATIONS_KEPT {
+            list.pop_front();
+        }
+        list.push_back(migration);
+    }
+
+    fn find(&self, id: &str) -> Option<Migration> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|migration| migration.id == id)
+            .cloned()
+    }
+}
 
 /// The built-in `sys/` mount, reported like Vault's.
 fn system_mount_json() -> Value {
@@ -31,13 +71,16 @@ fn system_mount_json() -> Value {
 }
 
 pub(crate) fn mount_json(entry: &MountEntry) -> Value {
+    let mut config = entry.config.optional_json();
+    config.insert(
+        "default_lease_ttl".into(),
+        json!(entry.config.default_lease_ttl),
+    );
+    config.insert("force_no_cache".into(), json!(entry.config.force_no_cache));
+    config.insert("max_lease_ttl".into(), json!(entry.config.max_lease_ttl));
     json!({
         "accessor": entry.accessor,
-        "config": {
-            "default_lease_ttl": entry.config.default_lease_ttl,
-            "force_no_cache": entry.config.force_no_cache,
-            "max_lease_ttl": entry.config.max_lease_ttl,
-        },
+        "config": config,
         "deprecation_status": "supported",
         "description": entry.description,
         "external_entropy_access": false,
@@ -102,12 +145,50 @@ fn ttl_field(config: &Map<String, Value>, name: &str) -> Result<Option<u64>, Eng
         Some(Value::Number(number)) => number.as_u64().map(Some).ok_or_else(|| {
             EngineError::InvalidRequest(format!("{name} must be a non-negative number of seconds"))
         }),
-        Some(Value::String(text)) if text.is_empty() || text == "system" => Ok(Some(0)),
+        // The CLI sends `""` for every TTL flag left unset: Vault reads it as "leave unchanged".
+        Some(Value::String(text)) if text.is_empty() => Ok(None),
+        Some(Value::String(text)) if text == "system" => Ok(Some(0)),
         Some(Value::String(text)) => parse_ttl(text).map(Some).ok_or_else(|| {
             EngineError::InvalidRequest(format!("{name} {text:?} is not a duration"))
         }),
         Some(_) => Err(EngineError::InvalidRequest(format!(
             "{name} must be a duration"
+        ))),
+    }
+}
+
+fn invalid_visibility(value: Option<&Value>) -> EngineError {
+    let shown = match value {
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    EngineError::InvalidRequest(format!("invalid listing_visibility {shown}"))
+}
+
+/// A list of strings given as a JSON array or a comma-separated string, as Vault's
+/// `TypeCommaStringSlice` accepts it; numbers count as their text.
+fn string_list_field(
+    data: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<Vec<String>>, EngineError> {
+    let item = |value: &Value| match value {
+        Value::String(text) => Ok(text.clone()),
+        Value::Number(number) => Ok(number.to_string()),
+        _ => Err(EngineError::InvalidRequest(format!(
+            "{name} must be a list of strings"
+        ))),
+    };
+    match data.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.is_empty() => Ok(Some(Vec::new())),
+        Some(Value::String(text)) => Ok(Some(
+            text.split(',').map(|part| part.trim().to_owned()).collect(),
+        )),
+        Some(Value::Number(number)) => Ok(Some(vec![number.to_string()])),
+        Some(Value::Array(values)) => values.iter().map(item).collect::<Result<_, _>>().map(Some),
+        Some(_) => Err(EngineError::InvalidRequest(format!(
+            "{name} must be a list of strings"
         ))),
     }
 }
@@ -146,6 +227,39 @@ fn tune_config(
     }
     if let Some(flag) = bool_field(config, "force_no_cache")? {
         base.force_no_cache = flag;
+    }
+    if let Some(visibility) = string_field(config, "listing_visibility")
+        .map_err(|_| invalid_visibility(config.get("listing_visibility")))?
+    {
+        if !matches!(visibility.as_str(), "" | "hidden" | "unauth") {
+            return Err(EngineError::InvalidRequest(format!(
+                "invalid listing_visibility {visibility}"
+            )));
+        }
+        base.listing_visibility = visibility;
+    }
+    let lists = [
+        (
+            "audit_non_hmac_request_keys",
+            &mut base.audit_non_hmac_request_keys,
+        ),
+        (
+            "audit_non_hmac_response_keys",
+            &mut base.audit_non_hmac_response_keys,
+        ),
+        (
+            "passthrough_request_headers",
+            &mut base.passthrough_request_headers,
+        ),
+        (
+            "allowed_response_headers",
+            &mut base.allowed_response_headers,
+        ),
+    ];
+    for (name, slot) in lists {
+        if let Some(list) = string_list_field(config, name)? {
+            *slot = list;
+        }
     }
     if base.max_lease_ttl != 0 && base.default_lease_ttl > base.max_lease_ttl {
         return Err(EngineError::InvalidRequest(
@@ -223,6 +337,26 @@ impl Engine {
                 Operation::Create | Operation::Update => {
                     self.remount(unsealed, &data).await.map(Some)
                 }
+                _ => Err(EngineError::MethodNotAllowed),
+            };
+        }
+        if let Some(id) = rest.strip_prefix("remount/status/") {
+            return match operation {
+                Operation::Read => Ok(self.inner.migrations.find(id).map(|migration| {
+                    LogicalResponse::data(
+                        json!({
+                            "migration_id": migration.id,
+                            "migration_info": {
+                                "source_mount": migration.source,
+                                "target_mount": migration.target,
+                                "status": "success",
+                            },
+                        })
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                    )
+                })),
                 _ => Err(EngineError::MethodNotAllowed),
             };
         }
@@ -314,13 +448,26 @@ impl Engine {
         // Zero means "the system default", which Vault reports as 32 days.
         const SYSTEM_TTL: u64 = 32 * 24 * 3600;
         let effective = |ttl: u64| if ttl == 0 { SYSTEM_TTL } else { ttl };
-        Ok(object(json!({
-            "default_lease_ttl": effective(entry.config.default_lease_ttl),
-            "max_lease_ttl": effective(entry.config.max_lease_ttl),
-            "force_no_cache": entry.config.force_no_cache,
-            "description": entry.description,
-            "options": if entry.options.is_empty() { Value::Null } else { json!(entry.options) },
-        })))
+        let mut data = entry.config.optional_json();
+        data.insert(
+            "default_lease_ttl".into(),
+            json!(effective(entry.config.default_lease_ttl)),
+        );
+        data.insert(
+            "max_lease_ttl".into(),
+            json!(effective(entry.config.max_lease_ttl)),
+        );
+        data.insert("force_no_cache".into(), json!(entry.config.force_no_cache));
+        data.insert("description".into(), json!(entry.description));
+        data.insert(
+            "options".into(),
+            if entry.options.is_empty() {
+                Value::Null
+            } else {
+                json!(entry.options)
+            },
+        );
+        Ok(LogicalResponse::data(data))
     }
 
     async fn enable_mount(
@@ -364,6 +511,11 @@ impl Engine {
 
     async fn disable_mount(&self, unsealed: &Unsealed, path: &str) -> Result<(), EngineError> {
         let path = mounts::normalize_mount_path(path)?;
+        if path == "sys/" {
+            return Err(EngineError::InvalidRequest(format!(
+                "cannot unmount {path:?}"
+            )));
+        }
         let mut removed = None;
         self.update_mounts(unsealed, |table| {
             removed = None;
@@ -438,6 +590,11 @@ impl Engine {
             .ok_or_else(|| EngineError::InvalidRequest("missing to".into()))?;
         let from = mounts::normalize_mount_path(&from)?;
         let to = mounts::normalize_mount_path(&to)?;
+        if to.starts_with(&from) {
+            return Err(EngineError::InvalidRequest(format!(
+                "path already in use at {from:?}"
+            )));
+        }
         self.update_mounts(unsealed, |table| {
             let index = table
                 .entries
@@ -454,7 +611,13 @@ impl Engine {
         })
         .await?;
         // Data is keyed by the mount's UUID, so the move is complete once the table is written.
-        Ok(object(json!({ "migration_id": crate::random_id()? })))
+        let id = crate::random_id()?;
+        self.inner.migrations.record(Migration {
+            id: id.clone(),
+            source: from,
+            target: to,
+        });
+        Ok(object(json!({ "migration_id": id })))
     }
 
     /// Applies `change` to the stored mount table with a compare-and-swap, retrying on races.

@@ -162,7 +162,8 @@ fn percent_decode(raw: &str) -> Result<String, ApiError> {
 /// Vault's older `sys/` endpoints repeat their data at the top level of the answer; newer ones
 /// (`sys/internal/*`, `sys/wrapping/*`) do not. Clients read both, so match exactly.
 fn flattens(path: &str) -> bool {
-    path.starts_with("sys/mounts") || path.starts_with("sys/remount")
+    path.starts_with("sys/mounts")
+        || (path.starts_with("sys/remount") && !path.starts_with("sys/remount/status"))
 }
 
 /// `X-Vault-Wrap-TTL`: seconds (`300`) or a duration (`5m`, `1h30m`).

@@ -332,3 +332,195 @@ async fn wrong_methods_on_sys_paths_are_refused() {
         Err(EngineError::MethodNotAllowed)
     ));
 }
+
+#[tokio::test]
+async fn tune_with_empty_ttl_strings_keeps_the_ttls() {
+    let (harness, token) = Harness::unsealed().await;
+    let engine = &harness.engine;
+    engine.mount(&token, "kv", "kv", &[]).await.unwrap();
+    engine
+        .handle(put(
+            "sys/mounts/kv/tune",
+            &token,
+            json!({"default_lease_ttl": "1h", "max_lease_ttl": "2h"}),
+        ))
+        .await
+        .unwrap();
+    // What `bao secrets tune -description=x kv` sends.
+    engine
+        .handle(put(
+            "sys/mounts/kv/tune",
+            &token,
+            json!({"default_lease_ttl": "", "max_lease_ttl": "", "description": "x",
+                   "audit_non_hmac_request_keys": null}),
+        ))
+        .await
+        .unwrap();
+    let tune = read_data(engine, "sys/mounts/kv/tune", &token).await;
+    assert_eq!(tune["default_lease_ttl"], 3600);
+    assert_eq!(tune["max_lease_ttl"], 7200);
+    assert_eq!(tune["description"], "x");
+    // "system" still resets to the default.
+    engine
+        .handle(put(
+            "sys/mounts/kv/tune",
+            &token,
+            json!({"default_lease_ttl": "system"}),
+        ))
+        .await
+        .unwrap();
+    let tune = read_data(engine, "sys/mounts/kv/tune", &token).await;
+    assert_eq!(tune["default_lease_ttl"], 32 * 24 * 3600);
+    assert_eq!(tune["max_lease_ttl"], 7200);
+}
+
+#[tokio::test]
+async fn remount_status_reports_a_finished_move() {
+    let (harness, token) = Harness::unsealed().await;
+    let engine = &harness.engine;
+    engine.mount(&token, "from", "kv", &[]).await.unwrap();
+    let answer = engine
+        .handle(put(
+            "sys/remount",
+            &token,
+            json!({"from": "from", "to": "to"}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let id = answer.data.unwrap()["migration_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = read_data(engine, &format!("sys/remount/status/{id}"), &token).await;
+    assert_eq!(status["migration_id"], id.as_str());
+    assert_eq!(
+        status["migration_info"],
+        json!({"source_mount": "from/", "target_mount": "to/", "status": "success"})
+    );
+    // An unknown id is not found, as in Vault.
+    assert!(
+        engine
+            .handle(get("sys/remount/status/unknown", &token))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn remount_under_itself_and_unmounting_sys_are_refused() {
+    let (harness, token) = Harness::unsealed().await;
+    let engine = &harness.engine;
+    engine.mount(&token, "kv", "kv", &[]).await.unwrap();
+    for to in ["kv/sub", "kv"] {
+        let result = engine
+            .handle(put("sys/remount", &token, json!({"from": "kv", "to": to})))
+            .await;
+        assert!(
+            matches!(&result, Err(EngineError::InvalidRequest(message)) if message == "path already in use at \"kv/\""),
+            "{to}: {result:?}"
+        );
+    }
+    let mut request = get("sys/mounts/sys", &token);
+    request.operation = Operation::Delete;
+    let result = engine.handle(request).await;
+    assert!(
+        matches!(&result, Err(EngineError::InvalidRequest(message)) if message == "cannot unmount \"sys/\""),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn audit_and_listing_settings_are_stored_and_reported() {
+    let (harness, token) = Harness::unsealed().await;
+    let engine = &harness.engine;
+    engine
+        .handle(put(
+            "sys/mounts/kv",
+            &token,
+            json!({"type": "kv", "config": {
+                "listing_visibility": "hidden",
+                "audit_non_hmac_request_keys": "a,b",
+            }}),
+        ))
+        .await
+        .unwrap();
+    let mounts = read_data(engine, "sys/mounts", &token).await;
+    assert_eq!(mounts["kv/"]["config"]["listing_visibility"], "hidden");
+    assert_eq!(
+        mounts["kv/"]["config"]["audit_non_hmac_request_keys"],
+        json!(["a", "b"])
+    );
+    // Unset settings are left out, as Vault's omitempty does.
+    assert!(
+        mounts["kv/"]["config"]
+            .get("allowed_response_headers")
+            .is_none()
+    );
+    engine
+        .handle(put(
+            "sys/mounts/kv/tune",
+            &token,
+            json!({
+                "listing_visibility": "unauth",
+                "audit_non_hmac_response_keys": ["c"],
+                "passthrough_request_headers": ["X-A"],
+                "allowed_response_headers": ["X-B"],
+            }),
+        ))
+        .await
+        .unwrap();
+    let tune = read_data(engine, "sys/mounts/kv/tune", &token).await;
+    assert_eq!(tune["listing_visibility"], "unauth");
+    assert_eq!(tune["audit_non_hmac_request_keys"], json!(["a", "b"]));
+    assert_eq!(tune["audit_non_hmac_response_keys"], json!(["c"]));
+    assert_eq!(tune["passthrough_request_headers"], json!(["X-A"]));
+    assert_eq!(tune["allowed_response_headers"], json!(["X-B"]));
+    // An empty value clears a setting.
+    engine
+        .handle(put(
+            "sys/mounts/kv/tune",
+            &token,
+            json!({"listing_visibility": "", "audit_non_hmac_request_keys": []}),
+        ))
+        .await
+        .unwrap();
+    let tune = read_data(engine, "sys/mounts/kv/tune", &token).await;
+    assert!(tune.get("listing_visibility").is_none());
+    assert!(tune.get("audit_non_hmac_request_keys").is_none());
+    // Invalid values are refused with Vault's message, on tune and on enable.
+    let result = engine
+        .handle(put(
+            "sys/mounts/kv/tune",
+            &token,
+            json!({"listing_visibility": "bogus"}),
+        ))
+        .await;
+    assert!(
+        matches!(&result, Err(EngineError::InvalidRequest(message)) if message == "invalid listing_visibility bogus"),
+        "{result:?}"
+    );
+    let result = engine
+        .handle(put(
+            "sys/mounts/other",
+            &token,
+            json!({"type": "kv", "config": {"listing_visibility": "bogus"}}),
+        ))
+        .await;
+    assert!(
+        matches!(&result, Err(EngineError::InvalidRequest(_))),
+        "{result:?}"
+    );
+    let result = engine
+        .handle(put(
+            "sys/mounts/kv/tune",
+            &token,
+            json!({"passthrough_request_headers": {"x": 1}}),
+        ))
+        .await;
+    assert!(
+        matches!(&result, Err(EngineError::InvalidRequest(_))),
+        "{result:?}"
+    );
+}
