@@ -32,6 +32,9 @@ pub enum ApiError {
 
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// `X-Vault-Namespace` names a namespace other than root: custos has no namespaces.
+    #[error("namespace not found: {0:?} (custos has only the root namespace)")]
+    NamespaceNotFound(String),
     /// The source address is outside `listener.unseal_allowed_networks`.
     #[error("permission denied: this endpoint is not reachable from your network address")]
     ForbiddenNetwork,
@@ -152,6 +155,11 @@ impl ApiError {
             ),
             // Vault answers unknown methods with an empty error list.
             ApiError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+            ApiError::NamespaceNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                Some(self.to_string()),
+            ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 ErrorCode::MethodNotAllowed,

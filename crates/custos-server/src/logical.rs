@@ -70,6 +70,7 @@ pub(crate) async fn handle(
     let query = parse_query(parts.uri.query())?;
     let operation = operation(&parts.method, &query)?;
     let headers: &HeaderMap = &parts.headers;
+    check_namespace(headers)?;
     let merge_patch = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -136,6 +137,20 @@ pub(crate) async fn handle(
     request.wrap_ttl = wrap_ttl;
     let answer = state.engine.handle(request).await?;
     Ok(render(&request_id, &path, answer))
+}
+
+/// custos has only the root namespace: `X-Vault-Namespace` may be absent, empty or `root`;
+/// any other value is refused as Vault refuses an unknown namespace (404), never ignored, so a
+/// write meant for a namespace does not land in root.
+fn check_namespace(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get("x-vault-namespace") else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    match text.trim().trim_matches('/') {
+        "" | "root" => Ok(()),
+        other => Err(ApiError::NamespaceNotFound(other.to_owned())),
+    }
 }
 
 /// Decodes `%XX` escapes; the result must be UTF-8.

@@ -225,3 +225,78 @@ async fn leak_reports_need_no_token_and_revoke_the_credential_but_not_a_root_tok
     let reply = server.send(req(Method::GET, "/v1/sys/leaks")).await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn a_namespace_other_than_root_is_refused_not_ignored() {
+    let (server, init) = unsealed().await;
+    let token = init.root_token.as_str();
+    server
+        .send(
+            req(Method::POST, "/v1/sys/mounts/kv1")
+                .token(token)
+                .json(&json!({"type": "kv"})),
+        )
+        .await;
+    let reply = server
+        .send(
+            req(Method::PUT, "/v1/kv1/app")
+                .token(token)
+                .header("x-vault-namespace", "team1")
+                .json(&json!({"k": "v"})),
+        )
+        .await;
+    reply.assert_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &["namespace not found: \"team1\" (custos has only the root namespace)"],
+    );
+    // Nothing was written in root.
+    let reply = server
+        .send(req(Method::GET, "/v1/kv1/app").token(token))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    // Root, spelled any way Vault accepts, is fine.
+    for namespace in ["", "root", "root/", "/"] {
+        let reply = server
+            .send(
+                req(Method::PUT, "/v1/kv1/app")
+                    .token(token)
+                    .header("x-vault-namespace", namespace)
+                    .json(&json!({"k": "v"})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{namespace:?}");
+    }
+}
+
+#[tokio::test]
+async fn remount_status_is_not_flattened() {
+    let (server, init) = unsealed().await;
+    let token = init.root_token.as_str();
+    server
+        .send(
+            req(Method::POST, "/v1/sys/mounts/a")
+                .token(token)
+                .json(&json!({"type": "kv"})),
+        )
+        .await;
+    let reply = server
+        .send(
+            req(Method::POST, "/v1/sys/remount")
+                .token(token)
+                .json(&json!({"from": "a", "to": "b"})),
+        )
+        .await;
+    let id = reply.json()["migration_id"].as_str().unwrap().to_owned();
+    let reply = server
+        .send(req(Method::GET, &format!("/v1/sys/remount/status/{id}")).token(token))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = reply.json();
+    assert_eq!(body["data"]["migration_info"]["status"], "success");
+    assert!(body.get("migration_info").is_none(), "{body}");
+    let reply = server
+        .send(req(Method::GET, "/v1/sys/remount/status/unknown").token(token))
+        .await;
+    reply.assert_error(StatusCode::NOT_FOUND, "not_found", &[]);
+}
