@@ -305,10 +305,9 @@ impl Engine {
             if let Some(path) = path.strip_suffix("/tune") {
                 return match operation {
                     Operation::Read => self.read_tune(unsealed, path).map(Some),
-                    Operation::Create | Operation::Update => self
-                        .tune(unsealed, path, &data)
-                        .await
-                        .map(|()| Some(LogicalResponse::no_content())),
+                    Operation::Create | Operation::Update => {
+                        self.tune(unsealed, path, &data).await.map(Some)
+                    }
                     _ => Err(EngineError::MethodNotAllowed),
                 };
             }
@@ -547,16 +546,23 @@ impl Engine {
         Ok(())
     }
 
+    /// `sys/mounts/<path>/tune`. Setting `options.version` to 2 on a KV v1 mount upgrades it in
+    /// place, as Vault does: the table says v2 first (no v1 write lands after that), then each v1
+    /// secret becomes version 1 of a v2 secret, atomically per secret. Tuning `version` 2 again
+    /// on a v2 mount resumes an interrupted upgrade. Going back to v1 is refused.
     async fn tune(
         &self,
         unsealed: &Unsealed,
         path: &str,
         data: &Map<String, Value>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<LogicalResponse, EngineError> {
         let path = mounts::normalize_mount_path(path)?;
         let description = string_field(data, "description")?;
         let new_options = options_field(data)?;
+        let mut upgraded = false;
+        let mut kv_uuid = None;
         self.update_mounts(unsealed, |table| {
+            upgraded = false;
             let entry = table
                 .entries
                 .iter_mut()
@@ -567,16 +573,44 @@ impl Engine {
                 entry.description = description.clone();
             }
             for (key, value) in &new_options {
-                if key == "version" && entry.options.get("version") != Some(value) {
-                    return Err(EngineError::InvalidRequest(
-                        "changing the kv version of an existing mount is not supported; mount a new kv v2 engine and move the secrets with `custos export`/`custos import`".into(),
-                    ));
+                if entry.kind == "kv" && key == "version" {
+                    let current = entry.options.get("version").map(String::as_str);
+                    let current_is_v2 = current == Some("2");
+                    match value.as_str() {
+                        "2" if !current_is_v2 => upgraded = true,
+                        "2" => {}
+                        _ if current_is_v2 => {
+                            return Err(EngineError::InvalidRequest(
+                                "cannot downgrade mount from version 2".into(),
+                            ));
+                        }
+                        // Vault leaves a v1 mount as it is when told version 1 (or "").
+                        _ => continue,
+                    }
                 }
                 entry.options.insert(key.clone(), value.clone());
             }
+            mounts::backend_for(entry)?;
+            kv_uuid = (entry.kind == "kv"
+                && new_options.get("version").map(String::as_str) == Some("2"))
+            .then(|| entry.uuid.clone());
             Ok(())
         })
-        .await
+        .await?;
+        let Some(uuid) = kv_uuid else {
+            return Ok(LogicalResponse::no_content());
+        };
+        let storage = crate::logical::MountStorage::new(unsealed.barrier.clone(), &uuid);
+        let converted = crate::kv::v2::upgrade_from_v1(&storage, self.now()).await?;
+        if !upgraded && converted == 0 {
+            return Ok(LogicalResponse::no_content());
+        }
+        tracing::info!(path = %path, converted, "kv mount upgraded from version 1 to version 2");
+        let mut answer = LogicalResponse::data(Map::new());
+        answer.warnings.push(format!(
+            "Upgraded mount from version 1 to version 2: {converted} secrets are now version 1 of a versioned secret."
+        ));
+        Ok(answer)
     }
 
     async fn remount(

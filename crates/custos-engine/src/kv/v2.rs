@@ -1304,3 +1304,79 @@ pub async fn posture(
     }
     Ok(entries)
 }
+
+/// Where KV v1 keeps its secrets (see `v1.rs`): `data/<path>`, one JSON object each.
+const LEGACY_PREFIX: &str = "data/";
+
+/// Converts the KV v1 secrets left in a mount upgraded to v2 (`sys/mounts/<path>/tune` with
+/// `options.version` 2) into version 1 of v2 secrets, created at `now`, as Vault's upgrade does.
+///
+/// Each secret is converted in one transaction (its version, its metadata, the removal of its v1
+/// key) conditioned on the v1 key being unchanged and the v2 metadata being absent, so nothing is
+/// lost and an interrupted upgrade is resumed by running this again. A secret that already has v2
+/// metadata (written after the upgrade began) keeps its v1 key, with a warning in the log.
+/// Returns how many secrets were converted.
+pub(crate) async fn upgrade_from_v1(
+    storage: &MountStorage,
+    now: Timestamp,
+) -> Result<u64, EngineError> {
+    let mut converted = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = storage.list(LEGACY_PREFIX, after.as_deref(), 500).await?;
+        let Some(last) = page.keys.last().cloned() else {
+            break;
+        };
+        for key in &page.keys {
+            if convert_legacy(storage, key, now).await? {
+                converted += 1;
+            }
+        }
+        after = Some(last);
+    }
+    Ok(converted)
+}
+
+/// Converts one v1 secret at `key`; `Ok(false)` when it was left as it is.
+async fn convert_legacy(
+    storage: &MountStorage,
+    key: &str,
+    now: Timestamp,
+) -> Result<bool, EngineError> {
+    let Some(path) = key.strip_prefix(LEGACY_PREFIX) else {
+        return Ok(false);
+    };
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(entry) = storage.get(key).await? else {
+            return Ok(false);
+        };
+        if storage.get(&meta_key(path)).await?.is_some() {
+            tracing::warn!(
+                "kv upgrade: a v1 secret was left unconverted because the path already has v2 data"
+            );
+            return Ok(false);
+        }
+        let data: Map<String, Value> = decode(key, &entry.value)?;
+        let mut meta = KeyMetadata::new(now);
+        meta.current_version = 1;
+        meta.oldest_version = 1;
+        meta.versions.insert(
+            1,
+            VersionMeta {
+                created_time: now,
+                deletion_time: None,
+                destroyed: false,
+            },
+        );
+        let txn = Transaction::new()
+            .require_unchanged(key, Some(entry.revision))
+            .require_unchanged(meta_key(path), None)
+            .put(version_key(path, 1), encode(&VersionRecord { data })?)
+            .put(meta_key(path), encode(&meta)?)
+            .delete(key);
+        if try_commit(storage, txn).await? {
+            return Ok(true);
+        }
+    }
+    Err(gave_up())
+}

@@ -225,7 +225,7 @@ async fn tune_reads_and_changes_settings() {
         (Some(3600), Some(7200))
     );
     assert_eq!(tune["description"], "tuned");
-    // default above max, and changing the kv version, are refused.
+    // default above max, and going back to kv v1, are refused.
     assert!(
         engine
             .handle(put(
@@ -521,6 +521,101 @@ async fn audit_and_listing_settings_are_stored_and_reported() {
         .await;
     assert!(
         matches!(&result, Err(EngineError::InvalidRequest(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn kv_v1_mount_is_upgraded_to_v2_in_place_keeping_its_secrets() {
+    let (harness, token) = Harness::unsealed().await;
+    let engine = &harness.engine;
+    engine
+        .mount(&token, "old", "kv", &[("version", "1")])
+        .await
+        .unwrap();
+    // More secrets than one listing page, some in folders.
+    for index in 0..520 {
+        engine
+            .handle(put(
+                &format!("old/team/s{index}"),
+                &token,
+                json!({"n": index}),
+            ))
+            .await
+            .unwrap();
+    }
+    engine
+        .handle(put("old/top", &token, json!({"password": "hunter2"})))
+        .await
+        .unwrap();
+    let answer = engine
+        .handle(put(
+            "sys/mounts/old/tune",
+            &token,
+            json!({"options": {"version": "2"}}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        answer.warnings[0].starts_with("Upgraded mount from version 1 to version 2: 521 secrets"),
+        "{:?}",
+        answer.warnings
+    );
+    let mounts = read_data(engine, "sys/mounts", &token).await;
+    assert_eq!(mounts["old/"]["options"]["version"], "2");
+    let read = read_data(engine, "old/data/top", &token).await;
+    assert_eq!(read["data"], json!({"password": "hunter2"}));
+    assert_eq!(read["metadata"]["version"], 1);
+    let read = read_data(engine, "old/data/team/s519", &token).await;
+    assert_eq!(read["data"], json!({"n": 519}));
+    let meta = read_data(engine, "old/metadata/top", &token).await;
+    assert_eq!(meta["current_version"], 1);
+    assert_eq!(meta["oldest_version"], 1);
+    // The next write is version 2 on top of the converted one.
+    let written = engine
+        .handle(put(
+            "old/data/top",
+            &token,
+            json!({"data": {"password": "new"}}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(written.data.unwrap()["version"], 2);
+    let listed = engine
+        .handle(Request {
+            operation: Operation::List,
+            ..get("old/metadata/", &token)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(listed.data.unwrap()["keys"], json!(["team/", "top"]));
+    // No v1 key is left behind, and tuning version 2 again changes nothing.
+    let mount_uuid = mounts["old/"]["uuid"].as_str().unwrap().to_owned();
+    let left = raw_keys_under(&harness, &format!("logical/{mount_uuid}/data/")).await;
+    assert!(left.is_empty(), "{left:?}");
+    let again = engine
+        .handle(put(
+            "sys/mounts/old/tune",
+            &token,
+            json!({"options": {"version": "2"}}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.warnings.is_empty());
+    // A v2 mount cannot go back to v1, as in Vault.
+    let result = engine
+        .handle(put(
+            "sys/mounts/old/tune",
+            &token,
+            json!({"options": {"version": "1"}}),
+        ))
+        .await;
+    assert!(
+        matches!(&result, Err(EngineError::InvalidRequest(message)) if message == "cannot downgrade mount from version 2"),
         "{result:?}"
     );
 }
