@@ -807,7 +807,8 @@ impl Engine {
         result
     }
 
-    /// Mounts a secrets engine as the root token would (dev mode mounts `secret/` this way).
+    /// Mounts a secrets engine as the root token would (dev mode mounts `secret/` this way), with
+    /// the description Vault's dev mode gives `secret/` (`key/value secret storage` for kv).
     pub async fn mount(
         &self,
         token: &str,
@@ -826,7 +827,11 @@ impl Engine {
             .collect();
         let request = Request::new(logical::Operation::Update, format!("sys/mounts/{path}"))
             .token(token)
-            .data(serde_json::json!({ "type": kind, "options": options }));
+            .data(serde_json::json!({
+                "type": kind,
+                "options": options,
+                "description": mounts::default_description(kind),
+            }));
         self.handle(request).await.map(drop)
     }
 

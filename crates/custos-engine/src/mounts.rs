@@ -206,7 +206,7 @@ pub(crate) fn backend_for(entry: &MountEntry) -> Result<Arc<dyn LogicalBackend>,
     }
 }
 
-/// The description Vault gives a type when none is set.
+/// The description Vault's dev mode gives its `secret/` mount of this type.
 pub(crate) fn default_description(kind: &str) -> &'static str {
     match kind {
         "kv" => "key/value secret storage",

@@ -85,7 +85,8 @@ pub(crate) fn mount_json(entry: &MountEntry) -> Value {
         "description": entry.description,
         "external_entropy_access": false,
         "local": entry.local,
-        "options": if entry.options.is_empty() { Value::Null } else { json!(entry.options) },
+        // Vault reports `{}` for a mount without options (and omits them from `tune`).
+        "options": entry.options,
         "plugin_version": "",
         "running_plugin_version": concat!("v", env!("CARGO_PKG_VERSION"), "+builtin.custos"),
         "running_sha256": "",
@@ -458,14 +459,9 @@ impl Engine {
         );
         data.insert("force_no_cache".into(), json!(entry.config.force_no_cache));
         data.insert("description".into(), json!(entry.description));
-        data.insert(
-            "options".into(),
-            if entry.options.is_empty() {
-                Value::Null
-            } else {
-                json!(entry.options)
-            },
-        );
+        if !entry.options.is_empty() {
+            data.insert("options".into(), json!(entry.options));
+        }
         Ok(LogicalResponse::data(data))
     }
 
@@ -481,8 +477,8 @@ impl Engine {
             .ok_or_else(|| EngineError::InvalidRequest("missing type".into()))?;
         let mut options = options_field(data)?;
         let kind = resolve_type(&kind, &mut options);
-        let description = string_field(data, "description")?
-            .unwrap_or_else(|| mounts::default_description(&kind).to_owned());
+        // Vault leaves the description empty unless one is given.
+        let description = string_field(data, "description")?.unwrap_or_default();
         let config = config_field(data, MountConfig::default())?;
         let uuid = crate::random_id()?;
         let entry = MountEntry {

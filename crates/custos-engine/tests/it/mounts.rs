@@ -195,7 +195,14 @@ async fn kv_v2_alias_and_default_version() {
     let data = read_data(engine, "sys/mounts", &token).await;
     assert_eq!(data["a/"]["type"], "kv");
     assert_eq!(data["a/"]["options"]["version"], "2");
-    assert_eq!(data["b/"]["options"], serde_json::Value::Null);
+    // As Vault: options `{}` when none were given, and an empty description.
+    assert_eq!(data["b/"]["options"], json!({}));
+    assert_eq!(data["b/"]["description"], "");
+    let tune = read_data(engine, "sys/mounts/b/tune", &token).await;
+    assert!(tune.get("options").is_none(), "{tune:?}");
+    assert_eq!(tune["description"], "");
+    let tune = read_data(engine, "sys/mounts/a/tune", &token).await;
+    assert_eq!(tune["options"], json!({"version": "2"}));
 }
 
 #[tokio::test]
