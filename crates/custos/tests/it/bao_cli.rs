@@ -210,3 +210,69 @@ fn bao_cli_kv_and_wrapping_against_a_dev_server() {
     assert!(run(&["secrets", "disable", "kv1"]).status.success());
     assert!(!run(&["kv", "get", "kv1/x"]).status.success());
 }
+
+#[test]
+fn bao_cli_tunes_moves_and_upgrades_mounts_and_refuses_namespaces() {
+    let Ok(binary) = std::env::var("CUSTOS_TEST_BAO") else {
+        eprintln!(
+            "skipped bao_cli_tunes_moves_and_upgrades_mounts_and_refuses_namespaces: CUSTOS_TEST_BAO not set"
+        );
+        return;
+    };
+    let (_dir, server) = support::dev_server();
+    let address = server.address.as_str();
+    let run = |args: &[&str]| bao(&binary, address, Some("root"), args);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let output = run(args);
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+
+    // `secrets tune -description` sends "" for the TTLs it was not given: they are kept.
+    assert!(
+        run(&["secrets", "enable", "-path=kv1", "-version=1", "kv"])
+            .status
+            .success()
+    );
+    let output = run(&[
+        "secrets",
+        "tune",
+        "-default-lease-ttl=1h",
+        "-max-lease-ttl=2h",
+        "kv1",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let output = run(&["secrets", "tune", "-description=tuned", "kv1"]);
+    assert!(output.status.success(), "{output:?}");
+    let tune = json(&["read", "-format=json", "sys/mounts/kv1/tune"]);
+    assert_eq!(tune["data"]["default_lease_ttl"], 3600, "{tune}");
+    assert_eq!(tune["data"]["max_lease_ttl"], 7200, "{tune}");
+    assert_eq!(tune["data"]["description"], "tuned", "{tune}");
+
+    // `kv enable-versioning` upgrades in place and keeps the data.
+    assert!(
+        run(&["kv", "put", "kv1/app", "pw=hunter2"])
+            .status
+            .success()
+    );
+    let output = run(&["kv", "enable-versioning", "kv1"]);
+    assert!(output.status.success(), "{output:?}");
+    let read = json(&["kv", "get", "-format=json", "kv1/app"]);
+    assert_eq!(read["data"]["data"]["pw"], "hunter2", "{read}");
+    assert_eq!(read["data"]["metadata"]["version"], 1, "{read}");
+
+    // `secrets move` polls sys/remount/status until the move succeeded.
+    let output = run(&["secrets", "move", "kv1", "moved"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let read = json(&["kv", "get", "-format=json", "moved/app"]);
+    assert_eq!(read["data"]["data"]["pw"], "hunter2", "{read}");
+
+    // A namespace is refused, not ignored.
+    let output = run(&["kv", "put", "-namespace=team1", "moved/other", "a=1"]);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("namespace not found"),
+        "{output:?}"
+    );
+    assert!(!run(&["kv", "get", "moved/other"]).status.success());
+}
