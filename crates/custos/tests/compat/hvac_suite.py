@@ -179,6 +179,25 @@ def response_wrapping():
 
 
 @check
+def mount_tune_round_trip():
+    client.sys.enable_secrets_engine(backend_type="kv", path="hvac-tune", options={"version": "1"})
+    client.sys.tune_mount_configuration(path="hvac-tune", default_lease_ttl="1h", max_lease_ttl="2h",
+                                        listing_visibility="unauth", audit_non_hmac_request_keys=["a"],
+                                        passthrough_request_headers=["X-A"], allowed_response_headers=["X-B"])
+    client.sys.tune_mount_configuration(path="hvac-tune", description="tuned")
+    tune = client.sys.read_mount_configuration(path="hvac-tune")["data"]
+    assert (tune["default_lease_ttl"], tune["max_lease_ttl"]) == (3600, 7200), tune
+    assert tune["description"] == "tuned", tune
+    assert tune["listing_visibility"] == "unauth", tune
+    assert tune["audit_non_hmac_request_keys"] == ["a"], tune
+    assert tune["passthrough_request_headers"] == ["X-A"], tune
+    assert tune["allowed_response_headers"] == ["X-B"], tune
+    raises(hvac.exceptions.InvalidRequest, client.sys.tune_mount_configuration, path="hvac-tune",
+           listing_visibility="bogus")
+    client.sys.disable_secrets_engine(path="hvac-tune")
+
+
+@check
 def bad_input_is_400():
     raises(hvac.exceptions.InvalidRequest, client.adapter.post, "/v1/secret/data/hvac/bad", json={"data": "not-an-object"})
     raises(hvac.exceptions.InvalidRequest, client.adapter.post, "/v1/secret/data/a/%2E%2E/b", json={"data": {}})
