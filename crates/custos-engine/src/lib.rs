@@ -155,8 +155,6 @@ struct Inner {
     seal_config: RwLock<Option<SealConfig>>,
     /// What this node knows of other nodes' changes.
     follower: mirror::Follower,
-    /// The latest `sys/remount` moves this node made, for `sys/remount/status/<id>`.
-    migrations: sys::Migrations,
 }
 
 /// Limits the engine enforces: on requests, on the use of a data key, on waiting.
@@ -235,7 +233,6 @@ impl Engine {
                 transition: tokio::sync::Mutex::new(()),
                 seal_config: RwLock::new(None),
                 follower: mirror::Follower::default(),
-                migrations: sys::Migrations::default(),
             }),
         }
     }

@@ -5,7 +5,7 @@
 //! `logical/<uuid>/`, so renaming a mount (`sys/remount`) moves no data and disabling one deletes
 //! exactly its keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use custos_storage::Revision;
@@ -100,11 +100,26 @@ pub struct MountEntry {
     pub seal_wrap: bool,
 }
 
+/// How many `sys/remount` moves the table remembers for `sys/remount/status/<id>`.
+pub(crate) const MIGRATIONS_KEPT: usize = 32;
+
+/// One finished `sys/remount` move (mount paths with their trailing slash).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Migration {
+    pub(crate) id: String,
+    pub(crate) source: String,
+    pub(crate) target: String,
+}
+
 /// The whole table, as stored.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct MountTable {
     pub(crate) version: u32,
     pub(crate) entries: Vec<MountEntry>,
+    /// The latest moves, oldest first. Kept in the table so that a move is recorded in the same
+    /// commit that makes it, and its status answers on every node and after a restart.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub(crate) migrations: VecDeque<Migration>,
     /// The storage revision this copy was read or written at (`None`: never stored).
     #[serde(skip)]
     pub(crate) revision: Option<Revision>,
@@ -116,6 +131,7 @@ impl MountTable {
         MountTable {
             version: 1,
             entries: Vec::new(),
+            migrations: VecDeque::new(),
             revision: None,
         }
     }

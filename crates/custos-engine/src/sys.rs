@@ -3,54 +3,14 @@
 //! The seal life cycle endpoints (`sys/init`, `sys/unseal`, ...) are not here: they must work
 //! while sealed, before any token exists, and have their own engine methods.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
 use crate::logical::{LogicalResponse, Operation};
-use crate::mounts::{self, MountConfig, MountEntry, MountTable};
+use crate::mounts::{self, Migration, MountConfig, MountEntry, MountTable};
 use crate::pipeline::{Request, object};
 use crate::{Engine, EngineError, Unsealed};
-
-/// How many `sys/remount` moves [`Migrations`] remembers.
-const MIGRATIONS_KEPT: usize = 256;
-
-/// One finished `sys/remount` move.
-#[derive(Clone, Debug)]
-struct Migration {
-    id: String,
-    source: String,
-    target: String,
-}
-
-/// The latest moves, in memory like Vault's migration tracker: our moves are synchronous (the
-/// data is keyed by the mount's UUID and does not move), so a move is reported `success` as
-/// soon as it is known, and only the CLI's poll right after the move needs the record.
-#[derive(Debug, Default)]
-pub(crate) struct Migrations(Mutex<VecDeque<Migration>>);
-
-impl Migrations {
-    fn record(&self, migration: Migration) {
-        let mut list = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if list.len() >= MIGRATIONS_KEPT {
-            list.pop_front();
-        }
-        list.push_back(migration);
-    }
-
-    fn find(&self, id: &str) -> Option<Migration> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .find(|migration| migration.id == id)
-            .cloned()
-    }
-}
 
 /// The built-in `sys/` mount, reported like Vault's.
 fn system_mount_json() -> Value {
@@ -342,21 +302,27 @@ impl Engine {
         }
         if let Some(id) = rest.strip_prefix("remount/status/") {
             return match operation {
-                Operation::Read => Ok(self.inner.migrations.find(id).map(|migration| {
-                    LogicalResponse::data(
-                        json!({
-                            "migration_id": migration.id,
-                            "migration_info": {
-                                "source_mount": migration.source,
-                                "target_mount": migration.target,
-                                "status": "success",
-                            },
-                        })
-                        .as_object()
-                        .cloned()
-                        .unwrap_or_default(),
-                    )
-                })),
+                Operation::Read => Ok(unsealed
+                    .mounts()
+                    .migrations
+                    .iter()
+                    .find(|migration| migration.id == id)
+                    .cloned()
+                    .map(|migration| {
+                        LogicalResponse::data(
+                            json!({
+                                "migration_id": migration.id,
+                                "migration_info": {
+                                    "source_mount": migration.source,
+                                    "target_mount": migration.target,
+                                    "status": "success",
+                                },
+                            })
+                            .as_object()
+                            .cloned()
+                            .unwrap_or_default(),
+                        )
+                    })),
                 _ => Err(EngineError::MethodNotAllowed),
             };
         }
@@ -625,6 +591,7 @@ impl Engine {
                 "path already in use at {from:?}"
             )));
         }
+        let id = crate::random_id()?;
         self.update_mounts(unsealed, |table| {
             let index = table
                 .entries
@@ -637,16 +604,19 @@ impl Engine {
                 path: to.clone(),
                 ..entry
             });
+            // Data is keyed by the mount's UUID, so the move is complete once the table is
+            // written, and its record is written with it.
+            while table.migrations.len() >= mounts::MIGRATIONS_KEPT {
+                table.migrations.pop_front();
+            }
+            table.migrations.push_back(Migration {
+                id: id.clone(),
+                source: from.clone(),
+                target: to.clone(),
+            });
             Ok(())
         })
         .await?;
-        // Data is keyed by the mount's UUID, so the move is complete once the table is written.
-        let id = crate::random_id()?;
-        self.inner.migrations.record(Migration {
-            id: id.clone(),
-            source: from,
-            target: to,
-        });
         Ok(object(json!({ "migration_id": id })))
     }
 

@@ -383,7 +383,9 @@ async fn tune_with_empty_ttl_strings_keeps_the_ttls() {
 
 #[tokio::test]
 async fn remount_status_reports_a_finished_move() {
-    let (harness, token) = Harness::unsealed().await;
+    let harness = Harness::new();
+    let output = harness.init_unsealed(1, 1).await;
+    let token = output.root_token.to_string();
     let engine = &harness.engine;
     engine.mount(&token, "from", "kv", &[]).await.unwrap();
     let answer = engine
@@ -409,6 +411,28 @@ async fn remount_status_reports_a_finished_move() {
     assert!(
         engine
             .handle(get("sys/remount/status/unknown", &token))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The record is stored with the move: another node, or a restarted one, answers too.
+    let other = harness.another_engine();
+    crate::support::unseal_all(&other, &output.shares).await;
+    let status = read_data(&other, &format!("sys/remount/status/{id}"), &token).await;
+    assert_eq!(status["migration_info"]["status"], "success");
+    // Only the latest moves are kept.
+    let mut at = "to";
+    for _ in 0..40 {
+        let next = if at == "to" { "back" } else { "to" };
+        engine
+            .handle(put("sys/remount", &token, json!({"from": at, "to": next})))
+            .await
+            .unwrap();
+        at = next;
+    }
+    assert!(
+        engine
+            .handle(get(&format!("sys/remount/status/{id}"), &token))
             .await
             .unwrap()
             .is_none()
