@@ -1738,3 +1738,47 @@ proptest::proptest! {
         }
     }
 }
+
+async fn put_v1(harness: &Harness, path: &str, data: Value) {
+    crate::kv::v1::KvV1
+        .handle(&harness.ctx(), request(Operation::Update, path, data))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn upgrade_from_v1_converts_each_secret_once_and_resumes() {
+    let harness = Harness::new();
+    put_v1(&harness, "a", json!({"k": "1"})).await;
+    put_v1(&harness, "folder/b", json!({"k": "2"})).await;
+    // A path written through v2 after the upgrade began keeps both: its v2 data, and the v1
+    // key, which is never dropped.
+    put_v1(&harness, "raced", json!({"old": "v1"})).await;
+    put(&harness, "raced", json!({"new": "v2"})).await;
+
+    let converted = super::upgrade_from_v1(&harness.storage, harness.now)
+        .await
+        .unwrap();
+    assert_eq!(converted, 2);
+    let a = data_of(read(&harness, "a").await.unwrap());
+    assert_eq!(a["data"], json!({"k": "1"}));
+    assert_eq!(a["metadata"]["version"], 1);
+    let meta = metadata(&harness, "folder/b").await;
+    assert_eq!(meta["current_version"], 1);
+    assert_eq!(meta["oldest_version"], 1);
+    let raced = data_of(read(&harness, "raced").await.unwrap());
+    assert_eq!(raced["data"], json!({"new": "v2"}));
+    let left = harness.storage.list("data/", None, 0).await.unwrap().keys;
+    assert_eq!(left, ["data/raced"]);
+
+    // A second run (an interrupted upgrade resumed) converts only what is left.
+    put_v1(&harness, "late", json!({"k": "3"})).await;
+    let converted = super::upgrade_from_v1(&harness.storage, harness.now)
+        .await
+        .unwrap();
+    assert_eq!(converted, 1);
+    let late = data_of(read(&harness, "late").await.unwrap());
+    assert_eq!(late["data"], json!({"k": "3"}));
+    let a = data_of(read(&harness, "a").await.unwrap());
+    assert_eq!(a["metadata"]["version"], 1);
+}
