@@ -563,7 +563,19 @@ impl Engine {
             return Ok(LogicalResponse::no_content());
         };
         let storage = crate::logical::MountStorage::new(unsealed.barrier.clone(), &uuid);
-        let converted = crate::kv::v2::upgrade_from_v1(&storage, self.now()).await?;
+        // In its own task, so a request cut off by `listener.request_timeout` (or a client that
+        // hangs up) does not stop the conversion half way; tuning again would resume it anyway.
+        let now = self.now();
+        let task = tokio::spawn(async move {
+            let result = crate::kv::v2::upgrade_from_v1(&storage, now).await;
+            if let Err(error) = &result {
+                tracing::warn!(%error, "kv upgrade stopped; tune the mount to version 2 again to resume it");
+            }
+            result
+        });
+        let converted = task
+            .await
+            .map_err(|error| EngineError::Internal(format!("kv upgrade task: {error}")))??;
         if !upgraded && converted == 0 {
             return Ok(LogicalResponse::no_content());
         }
