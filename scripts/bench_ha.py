@@ -19,20 +19,17 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_kv import free_port, wait_until_up  # noqa: E402
 
 
 def call(method, url, token=None, body=None):
@@ -52,17 +49,6 @@ def call(method, url, token=None, body=None):
             return error.code, json.loads(text)
         except ValueError:
             return error.code, None
-
-
-def wait_until_up(address):
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            call("GET", f"{address}/v1/sys/seal-status")
-            return
-        except Exception:
-            time.sleep(0.05)
-    raise RuntimeError(f"{address} did not come up")
 
 
 def psql(admin_url, sql):
