@@ -125,7 +125,7 @@ pub(crate) async fn handle(
     let (data, _body) = data;
     let wrap_ttl = match headers.get("x-vault-wrap-ttl") {
         None => None,
-        Some(value) => Some(parse_wrap_ttl(value.to_str().unwrap_or_default())?),
+        Some(value) => parse_wrap_ttl(value.to_str().unwrap_or("?"))?,
     };
     let mut request = Request::new(operation, path.clone());
     request.data = data;
@@ -165,15 +165,29 @@ fn flattens(path: &str) -> bool {
     path.starts_with("sys/mounts") || path.starts_with("sys/remount")
 }
 
-/// `X-Vault-Wrap-TTL`: seconds (`300`) or a duration (`5m`, `1h30m`).
-fn parse_wrap_ttl(text: &str) -> Result<u64, ApiError> {
+/// `X-Vault-Wrap-TTL`: seconds (`300`) or a Go duration with Vault's `d` unit (`5m`, `1h30m`,
+/// `1d`), truncated to whole seconds. Empty or zero means no wrapping, as in Vault.
+fn parse_wrap_ttl(text: &str) -> Result<Option<u64>, ApiError> {
     let text = text.trim();
-    let invalid = || ApiError::InvalidRequest(format!("invalid X-Vault-Wrap-TTL {text:?}"));
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(seconds);
+    let invalid = |reason: String| {
+        ApiError::InvalidRequest(format!("error parsing X-Vault-Wrap-TTL header: {reason}"))
+    };
+    if text.is_empty() {
+        return Ok(None);
     }
-    let duration: jiff::SignedDuration = text.parse().map_err(|_| invalid())?;
-    u64::try_from(duration.as_secs()).map_err(|_| invalid())
+    let seconds: i128 = match text.parse::<i64>() {
+        Ok(seconds) => i128::from(seconds),
+        Err(_) => custos_engine::kv::parse_go_duration(text).map_err(invalid)? / 1_000_000_000,
+    };
+    if seconds < 0 {
+        return Err(invalid("requested wrap ttl cannot be negative".into()));
+    }
+    if seconds == 0 {
+        return Ok(None);
+    }
+    u64::try_from(seconds)
+        .map(Some)
+        .map_err(|_| invalid(format!("invalid duration {text:?}")))
 }
 
 /// Vault's response envelope.

@@ -1,7 +1,7 @@
 //! `/v1/<path>` through the engine pipeline: methods, envelopes, statuses and body handling.
 
 use axum::http::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{req, unsealed};
 
@@ -224,4 +224,103 @@ async fn leak_reports_need_no_token_and_revoke_the_credential_but_not_a_root_tok
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     let reply = server.send(req(Method::GET, "/v1/sys/leaks")).await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn wrap_ttl_header_takes_vaults_durations_and_zero_or_empty_means_no_wrapping() {
+    let (server, init) = unsealed().await;
+    let token = init.root_token.as_str();
+    mount(&server, token, "secret", json!({"version": "2"})).await;
+    let reply = server
+        .send(
+            req(Method::POST, "/v1/secret/data/w")
+                .token(token)
+                .json(&json!({"data": {"a": "1"}})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
+    for (header, ttl) in [
+        ("1d", 86_400),
+        ("31d", 2_678_400),
+        ("721h", 2_595_600),
+        ("30", 30),
+        (" 5m ", 300),
+    ] {
+        let reply = server
+            .send(
+                req(Method::GET, "/v1/secret/data/w")
+                    .token(token)
+                    .header("x-vault-wrap-ttl", header),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{header}: {}", reply.json());
+        assert_eq!(reply.json()["wrap_info"]["ttl"], ttl, "{header}");
+        assert_eq!(reply.json()["data"], Value::Null, "{header}");
+    }
+    for header in ["0", "", "0s"] {
+        let reply = server
+            .send(
+                req(Method::GET, "/v1/secret/data/w")
+                    .token(token)
+                    .header("x-vault-wrap-ttl", header),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{header:?}: {}", reply.json());
+        assert_eq!(reply.json()["wrap_info"], Value::Null, "{header:?}");
+        assert_eq!(reply.json()["data"]["data"]["a"], "1", "{header:?}");
+    }
+    for (header, message) in [
+        ("-5", "requested wrap ttl cannot be negative"),
+        ("abc", "error parsing X-Vault-Wrap-TTL header"),
+        ("1y", "error parsing X-Vault-Wrap-TTL header"),
+        ("769h", "longer than the maximum"),
+    ] {
+        let reply = server
+            .send(
+                req(Method::GET, "/v1/secret/data/w")
+                    .token(token)
+                    .header("x-vault-wrap-ttl", header),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{header}");
+        let body = reply.json().to_string();
+        assert!(body.contains(message), "{header}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn invalid_wrapping_tokens_are_400_on_unwrap_lookup_and_rewrap_like_vault() {
+    let (server, init) = unsealed().await;
+    let token = init.root_token.as_str();
+    for endpoint in ["unwrap", "lookup", "rewrap"] {
+        let reply = server
+            .send(
+                req(Method::POST, &format!("/v1/sys/wrapping/{endpoint}"))
+                    .token(token)
+                    .json(&json!({"token": "s.bogus"})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{endpoint}");
+        assert_eq!(
+            reply.json()["errors"][0],
+            "wrapping token is not valid or does not exist",
+            "{endpoint}"
+        );
+    }
+    let reply = server
+        .send(req(Method::POST, "/v1/sys/wrapping/unwrap").token("s.bogus"))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+}
+
+/// Mounts a kv engine with `options` at `path`.
+async fn mount(server: &crate::support::Server, token: &str, path: &str, options: Value) {
+    let reply = server
+        .send(
+            req(Method::POST, &format!("/v1/sys/mounts/{path}"))
+                .token(token)
+                .json(&json!({ "type": "kv", "options": options })),
+        )
+        .await;
+    assert!(reply.status.is_success(), "{}", String::from_utf8_lossy(&reply.bytes));
 }
