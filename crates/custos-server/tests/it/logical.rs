@@ -322,5 +322,64 @@ async fn mount(server: &crate::support::Server, token: &str, path: &str, options
                 .json(&json!({ "type": "kv", "options": options })),
         )
         .await;
-    assert!(reply.status.is_success(), "{}", String::from_utf8_lossy(&reply.bytes));
+    assert!(
+        reply.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
+}
+
+#[tokio::test]
+async fn secret_paths_up_to_the_documented_2048_bytes_work_and_longer_ones_are_400() {
+    let (server, init) = unsealed().await;
+    let token = init.root_token.as_str();
+    mount(&server, token, "secret", json!({"version": "2"})).await;
+    mount(&server, token, "kv1", json!({"version": "1"})).await;
+    let longest = "a/".repeat(1023) + "bc";
+    assert_eq!(longest.len(), 2048);
+    for (write, read) in [
+        (
+            format!("/v1/secret/data/{longest}"),
+            format!("/v1/secret/data/{longest}"),
+        ),
+        (format!("/v1/kv1/{longest}"), format!("/v1/kv1/{longest}")),
+    ] {
+        let reply = server
+            .send(
+                req(Method::POST, &write)
+                    .token(token)
+                    .json(&json!({"data": {"a": "1"}, "a": "1"})),
+            )
+            .await;
+        assert!(
+            reply.status.is_success(),
+            "{}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        let reply = server.send(req(Method::GET, &read).token(token)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let reply = server
+        .send(req(Method::GET, &format!("/v1/secret/metadata/{longest}")).token(token))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    for path in [
+        format!("/v1/secret/data/{longest}x"),
+        format!("/v1/kv1/{longest}x"),
+        format!("/v1/secret/data/{}", "a".repeat(4096)),
+    ] {
+        let reply = server
+            .send(
+                req(Method::POST, &path)
+                    .token(token)
+                    .json(&json!({"data": {"a": "1"}})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert!(
+            reply.json().to_string().contains("bytes"),
+            "{}",
+            reply.json()
+        );
+    }
 }

@@ -1033,7 +1033,10 @@ async fn empty_custom_metadata_reads_as_null_like_vault() {
         )
         .await,
     );
-    assert_eq!(metadata(&harness, "k").await["custom_metadata"], Value::Null);
+    assert_eq!(
+        metadata(&harness, "k").await["custom_metadata"],
+        Value::Null
+    );
     no_content(
         call(
             &harness,
@@ -1056,7 +1059,10 @@ async fn empty_custom_metadata_reads_as_null_like_vault() {
         )
         .await,
     );
-    assert_eq!(metadata(&harness, "k").await["custom_metadata"], Value::Null);
+    assert_eq!(
+        metadata(&harness, "k").await["custom_metadata"],
+        Value::Null
+    );
 }
 
 #[tokio::test]
