@@ -721,6 +721,7 @@ impl Engine {
             storage: logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid),
             mount_path: entry.path.clone(),
             options: entry.options.clone(),
+            config: entry.config.clone(),
             now: self.now(),
             max_value_bytes: self.inner.limits.max_value_bytes,
         };

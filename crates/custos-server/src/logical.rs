@@ -224,7 +224,7 @@ fn render(request_id: &str, path: &str, answer: Option<LogicalResponse>) -> Resp
     body.insert("request_id".into(), Value::String(request_id.to_owned()));
     body.insert("lease_id".into(), Value::String(String::new()));
     body.insert("renewable".into(), Value::Bool(false));
-    body.insert("lease_duration".into(), Value::from(0));
+    body.insert("lease_duration".into(), Value::from(answer.lease_duration));
     body.insert("data".into(), Value::Object(data));
     body.insert("wrap_info".into(), Value::Null);
     body.insert(

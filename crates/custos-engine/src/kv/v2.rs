@@ -431,6 +431,7 @@ fn missing(data: Map<String, Value>) -> Option<LogicalResponse> {
         warnings: Vec::new(),
         missing: true,
         wrap_info: None,
+        lease_duration: 0,
     })
 }
 

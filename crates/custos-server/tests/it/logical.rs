@@ -383,3 +383,36 @@ async fn secret_paths_up_to_the_documented_2048_bytes_work_and_longer_ones_are_4
         );
     }
 }
+
+#[tokio::test]
+async fn kv_v1_reads_answer_the_secrets_ttl_or_the_mounts_default_lease() {
+    let (server, init) = unsealed().await;
+    let token = init.root_token.as_str();
+    mount(&server, token, "kv1", json!({"version": "1"})).await;
+    let reply = server
+        .send(
+            req(Method::POST, "/v1/sys/mounts/kv1d")
+                .token(token)
+                .json(&json!({"type": "kv", "options": {"version": "1"}, "config": {"default_lease_ttl": "1h"}})),
+        )
+        .await;
+    assert!(
+        reply.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
+    for (mount, plain) in [("kv1", 2_764_800), ("kv1d", 3600)] {
+        for (path, body, lease) in [
+            ("plain", json!({"x": "1"}), plain),
+            ("ttl", json!({"x": "1", "ttl": "30m"}), 1800),
+        ] {
+            let url = format!("/v1/{mount}/{path}");
+            let reply = server
+                .send(req(Method::POST, &url).token(token).json(&body))
+                .await;
+            assert!(reply.status.is_success());
+            let reply = server.send(req(Method::GET, &url).token(token)).await;
+            assert_eq!(reply.json()["lease_duration"], lease, "{url}");
+        }
+    }
+}
