@@ -127,6 +127,41 @@ async fn an_invalid_health_code_is_400() {
 }
 
 #[tokio::test]
+async fn every_health_parameter_is_checked_whatever_the_state_like_vault() {
+    let (server, _) = unsealed().await;
+    for query in [
+        "sealedcode=abc",
+        "standbycode=abc",
+        "uninitcode=x",
+        "activecode=x",
+        "activecode=",
+        "activecode=%20200",
+        "activecode=99",
+        "standbyok=yes",
+    ] {
+        let reply = server.get(&format!("/v1/sys/health?{query}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(reply.header("x-custos-error-code"), Some("invalid_request"));
+    }
+    // What Vault ignores or accepts stays accepted.
+    for query in [
+        "standbyok=",
+        "standbyok=T",
+        "standbyok=1",
+        "perfstandbyok=x",
+        "drsecondarycode=x",
+        "performancestandbycode=x",
+        "foo=bar",
+        "sealedcode=503&standbycode=429&uninitcode=501",
+    ] {
+        let reply = server.get(&format!("/v1/sys/health?{query}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{query}");
+    }
+    let reply = server.get("/v1/sys/health?activecode=204").await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
 async fn head_health_answers_the_status_without_a_body() {
     let server = fresh();
     let reply = server.send(req(Method::HEAD, "/v1/sys/health")).await;
