@@ -64,6 +64,9 @@ pub(crate) async fn handle(
         .path()
         .strip_prefix("/v1/")
         .ok_or(ApiError::NotFound)?;
+    if let Some(location) = cleaned_location(raw_path, parts.uri.query()) {
+        return Ok(redirect(&location));
+    }
     // Decoded as Go's net/http decodes it for Vault, so `%2E%2E` is `..` (and refused) and
     // `my%20secret` is `my secret`.
     let path = percent_decode(raw_path)?;
@@ -77,7 +80,8 @@ pub(crate) async fn handle(
             value
                 .split(';')
                 .next()
-                .is_some_and(|t| t.trim() == MERGE_PATCH)
+                // Media types are case-insensitive (RFC 9110), as Go's mime parser treats them.
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(MERGE_PATCH))
         });
     if operation == Operation::Patch && !merge_patch {
         return Err(ApiError::UnsupportedMediaType(format!(
@@ -136,6 +140,55 @@ pub(crate) async fn handle(
     request.wrap_ttl = wrap_ttl;
     let answer = state.engine.handle(request).await?;
     Ok(render(&request_id, &path, answer))
+}
+
+/// Where a path with empty (`//`) or `.` segments is redirected, as Vault (Go's `ServeMux`)
+/// answers 307 to the cleaned path and Go clients follow it. A path with a `..` segment is not
+/// redirected but refused later: resolving it could move the request to another mount, which a
+/// client or a policy author would not expect. Cleaning only drops segments, so the redirect
+/// stays in the same mount unless the mount's own path was written with `//` or `.`.
+fn cleaned_location(raw_path: &str, query: Option<&str>) -> Option<String> {
+    let body = raw_path.strip_suffix('/').unwrap_or(raw_path);
+    if body.is_empty() {
+        return None;
+    }
+    let is_dot = |segment: &str| percent_decode(segment).is_ok_and(|decoded| decoded == ".");
+    let is_dot_dot = |segment: &str| percent_decode(segment).is_ok_and(|decoded| decoded == "..");
+    let segments: Vec<&str> = body.split('/').collect();
+    if segments.iter().any(|segment| is_dot_dot(segment))
+        || !segments
+            .iter()
+            .any(|segment| segment.is_empty() || is_dot(segment))
+    {
+        return None;
+    }
+    let mut cleaned = segments
+        .into_iter()
+        .filter(|segment| !segment.is_empty() && !is_dot(segment))
+        .collect::<Vec<_>>()
+        .join("/");
+    if raw_path.ends_with('/') && !cleaned.is_empty() {
+        cleaned.push('/');
+    }
+    let mut location = format!("/v1/{cleaned}");
+    if let Some(query) = query {
+        location.push('?');
+        location.push_str(query);
+    }
+    Some(location)
+}
+
+/// Vault's answer for a path that is not clean: 307 with an HTML link, as Go writes it.
+fn redirect(location: &str) -> Response {
+    let mut response = (
+        StatusCode::TEMPORARY_REDIRECT,
+        format!("<a href=\"{location}\">Temporary Redirect</a>.\n"),
+    )
+        .into_response();
+    if let Ok(value) = header::HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }
 
 /// Decodes `%XX` escapes; the result must be UTF-8.

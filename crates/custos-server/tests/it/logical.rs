@@ -152,9 +152,47 @@ async fn unmounted_paths_are_404_naming_the_route() {
         &["no handler for route \"nothing/here\". route entry not found."],
     );
     let reply = server
-        .send(req(Method::GET, "/v1/nothing//here").token(&init.root_token))
+        .send(req(Method::GET, "/v1/nothing/../here").token(&init.root_token))
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn unclean_paths_redirect_to_the_cleaned_path_like_vault_but_dot_dot_is_refused() {
+    let (server, init) = unsealed().await;
+    let token = init.root_token.as_str();
+    for (path, location) in [
+        ("/v1/secret//data/x", "/v1/secret/data/x"),
+        ("/v1/secret/data/./x", "/v1/secret/data/x"),
+        ("/v1/secret/data/%2E/x", "/v1/secret/data/x"),
+        (
+            "/v1/secret/data//x/?list=true",
+            "/v1/secret/data/x/?list=true",
+        ),
+        ("/v1//sys/mounts", "/v1/sys/mounts"),
+    ] {
+        for method in [Method::GET, Method::POST, Method::DELETE] {
+            let reply = server.send(req(method.clone(), path).token(token)).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::TEMPORARY_REDIRECT,
+                "{method} {path}"
+            );
+            assert_eq!(reply.header("location"), Some(location), "{path}");
+        }
+    }
+    // `..` could move a request to another mount: refused, never resolved.
+    for path in [
+        "/v1/secret/data/a/../../../sys/mounts",
+        "/v1/secret/data/%2E%2E/x",
+        "/v1/secret//data/../x",
+    ] {
+        let reply = server.send(req(Method::GET, path).token(token)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+    }
+    // The root of the API does not redirect to itself.
+    let reply = server.send(req(Method::GET, "/v1//").token(token)).await;
+    assert_ne!(reply.status, StatusCode::TEMPORARY_REDIRECT);
 }
 
 #[tokio::test]
@@ -414,5 +452,39 @@ async fn kv_v1_reads_answer_the_secrets_ttl_or_the_mounts_default_lease() {
             let reply = server.send(req(Method::GET, &url).token(token)).await;
             assert_eq!(reply.json()["lease_duration"], lease, "{url}");
         }
+    }
+}
+
+#[tokio::test]
+async fn patch_accepts_the_merge_patch_media_type_in_any_case() {
+    let (server, init) = unsealed().await;
+    let token = init.root_token.as_str();
+    mount(&server, token, "secret", json!({"version": "2"})).await;
+    let reply = server
+        .send(
+            req(Method::POST, "/v1/secret/data/p")
+                .token(token)
+                .json(&json!({"data": {"a": "1"}})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    for content_type in [
+        "Application/Merge-Patch+JSON",
+        "APPLICATION/MERGE-PATCH+JSON; charset=utf-8",
+    ] {
+        let reply = server
+            .send(
+                req(Method::PATCH, "/v1/secret/data/p")
+                    .token(token)
+                    .raw(r#"{"data": {"b": "2"}}"#)
+                    .header("content-type", content_type),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{content_type}: {}",
+            reply.json()
+        );
     }
 }
