@@ -7,6 +7,7 @@
 mod barrier;
 mod clock;
 mod error;
+mod help;
 mod index;
 pub mod kv;
 mod leaks;

@@ -71,6 +71,12 @@ pub(crate) async fn handle(
     // `my%20secret` is `my secret`.
     let path = percent_decode(raw_path)?;
     let query = parse_query(parts.uri.query())?;
+    // `?help` (any value, any method) asks for the path's help, as in Vault; `path-help` uses it.
+    if query.contains_key("help") {
+        let token = extract::token_from_headers(&parts.headers);
+        let help = state.engine.help(token.as_deref(), &path).await?;
+        return Ok((StatusCode::OK, axum::Json(Value::Object(help))).into_response());
+    }
     let operation = operation(&parts.method, &query)?;
     let headers: &HeaderMap = &parts.headers;
     let merge_patch = headers

@@ -488,3 +488,60 @@ async fn patch_accepts_the_merge_patch_media_type_in_any_case() {
         );
     }
 }
+
+#[tokio::test]
+async fn help_query_answers_vaults_help_shape_for_kv_and_sys_paths() {
+    let (server, init) = unsealed().await;
+    let token = init.root_token.as_str();
+    mount(&server, token, "secret", json!({"version": "2"})).await;
+    mount(&server, token, "kv1", json!({"version": "1"})).await;
+    for (method, path, route) in [
+        (
+            Method::GET,
+            "/v1/secret/data/x?help=1",
+            "^data/(?P<path>.*)$",
+        ),
+        (
+            Method::GET,
+            "/v1/secret/metadata/x?help=0",
+            "^metadata/(?P<path>.*)$",
+        ),
+        (Method::POST, "/v1/secret/config?help=1", "^config$"),
+        (Method::GET, "/v1/kv1/a/b?help=1", "^.*$"),
+        (
+            Method::GET,
+            "/v1/sys/mounts?help=1",
+            "^mounts(?:/(?P<path>.+?))?$",
+        ),
+        (Method::GET, "/v1/sys/wrapping/lookup?help=1", "^wrapping/"),
+    ] {
+        let reply = server.send(req(method, path).token(token)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        let body = reply.json();
+        let mut keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["help", "openapi", "see_also"], "{path}");
+        let help = body["help"].as_str().unwrap();
+        assert!(help.starts_with("Request:        "), "{help}");
+        assert!(
+            help.contains(&format!("Matching Route: {route}")),
+            "{path}: {help}"
+        );
+        assert_eq!(body["see_also"], Value::Null);
+        assert_eq!(body["openapi"]["openapi"], "3.0.2");
+    }
+    // A help request reads and writes nothing: the secret was never created.
+    let reply = server
+        .send(req(Method::GET, "/v1/secret/data/x").token(token))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    // Like Vault: a token is needed, and an unmounted path is 404.
+    let reply = server
+        .send(req(Method::GET, "/v1/secret/data/x?help=1"))
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = server
+        .send(req(Method::GET, "/v1/nothing/x?help=1").token(token))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
