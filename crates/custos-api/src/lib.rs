@@ -12,8 +12,15 @@ pub use error::{ErrorCode, ErrorResponse};
 
 use serde::{Deserialize, Serialize};
 
-/// The version string custos reports in `sys/health` and `sys/seal-status`.
+/// custos's own version: `custos --version`, and `custos_version` in `sys/health` and
+/// `sys/seal-status`.
 pub const VERSION: &str = "0.1.0";
+
+/// The Vault version custos reports in `version` of `sys/health` and `sys/seal-status`: the Vault
+/// API release whose KV, wrapping and sys answers custos follows, so clients that gate features
+/// on the server's version (Terraform's provider parses it with go-version) see a Vault they
+/// know. The build metadata names custos and its own version.
+pub const VAULT_COMPATIBLE_VERSION: &str = "1.15.0+custos.0.1.0";
 
 /// Header carrying the caller's token (Vault's name; `Authorization: Bearer` works too).
 pub const TOKEN_HEADER: &str = "x-vault-token";

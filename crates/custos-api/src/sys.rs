@@ -23,7 +23,11 @@ pub struct HealthResponse {
     pub replication_performance_mode: String,
     pub replication_dr_mode: String,
     pub server_time_utc: i64,
+    /// The Vault version custos is compatible with ([`crate::VAULT_COMPATIBLE_VERSION`]).
     pub version: String,
+    /// custos's own version ([`crate::VERSION`]).
+    #[serde(default)]
+    pub custos_version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,7 +61,11 @@ pub struct SealStatusResponse {
     pub progress: u32,
     pub nonce: String,
     pub recovery_seal: bool,
+    /// The Vault version custos is compatible with ([`crate::VAULT_COMPATIBLE_VERSION`]).
     pub version: String,
+    /// custos's own version ([`crate::VERSION`]).
+    #[serde(default)]
+    pub custos_version: String,
     #[serde(default)]
     pub build_date: String,
     pub migration: bool,

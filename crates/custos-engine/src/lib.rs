@@ -7,6 +7,7 @@
 mod barrier;
 mod clock;
 mod error;
+mod help;
 mod index;
 pub mod kv;
 mod leaks;
@@ -721,6 +722,7 @@ impl Engine {
             storage: logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid),
             mount_path: entry.path.clone(),
             options: entry.options.clone(),
+            config: entry.config.clone(),
             now: self.now(),
             max_value_bytes: self.inner.limits.max_value_bytes,
         };

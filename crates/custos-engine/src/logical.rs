@@ -85,6 +85,9 @@ pub struct LogicalResponse {
     pub missing: bool,
     /// Set when the response was wrapped: `data` is then `None` and the client gets this.
     pub wrap_info: Option<WrapInfo>,
+    /// Vault's `lease_duration` in seconds: how long a client may cache the answer (KV v1 reads
+    /// set it; 0 elsewhere).
+    pub lease_duration: u64,
 }
 
 /// Vault's `wrap_info`: the single-use token that unwraps a response.
@@ -114,6 +117,7 @@ impl LogicalResponse {
             warnings: Vec::new(),
             missing: false,
             wrap_info: None,
+            lease_duration: 0,
         }
     }
 
@@ -224,6 +228,8 @@ pub struct MountContext {
     pub mount_path: String,
     /// The mount's options (`version` for kv).
     pub options: BTreeMap<String, String>,
+    /// The mount's tunable settings (`default_lease_ttl`, ...).
+    pub config: crate::MountConfig,
     pub now: Timestamp,
     /// The largest value a request may store, in bytes (after JSON encoding).
     pub max_value_bytes: usize,

@@ -13,8 +13,11 @@ use crate::EngineError;
 use crate::logical::{LogicalRequest, LogicalResponse, Operation};
 use crate::token::Caller;
 
-/// The longest logical path accepted, in bytes.
-pub const MAX_PATH_LEN: usize = 1024;
+/// The longest logical path accepted, in bytes: the mount's path, a KV v2 segment such as
+/// `metadata/` and a secret path of up to 2048 bytes (the KV limit) fit with room to spare.
+/// Vault has no such limit; custos keeps one so a storage key always fits PostgreSQL's primary-key
+/// index, which cannot hold an incompressible key past about 2,700 bytes.
+pub const MAX_PATH_LEN: usize = 2560;
 
 /// A request for `/v1/<path>` that is not one of the seal life cycle endpoints.
 #[derive(Clone, Debug)]

@@ -14,8 +14,10 @@ use crate::logical::{LogicalResponse, WrapInfo};
 use crate::{Engine, EngineError, Unsealed};
 
 pub(crate) const WRAP_PREFIX: &str = "sys/wrapping/token/";
-/// The longest a wrapped response may live.
-pub(crate) const MAX_WRAP_TTL: u64 = 30 * 24 * 3600;
+/// The longest a wrapped response may live: Vault's default system maximum TTL of 768h (32 days),
+/// so `31d` and `721h` work as in Vault. OpenBao takes any TTL; custos bounds how long a stored
+/// response outlives its purpose.
+pub(crate) const MAX_WRAP_TTL: u64 = 768 * 3600;
 const INVALID: &str = "wrapping token is not valid or does not exist";
 
 /// What is stored for one wrapping token.

@@ -64,10 +64,19 @@ pub(crate) async fn handle(
         .path()
         .strip_prefix("/v1/")
         .ok_or(ApiError::NotFound)?;
+    if let Some(location) = cleaned_location(raw_path, parts.uri.query()) {
+        return Ok(redirect(&location));
+    }
     // Decoded as Go's net/http decodes it for Vault, so `%2E%2E` is `..` (and refused) and
     // `my%20secret` is `my secret`.
     let path = percent_decode(raw_path)?;
     let query = parse_query(parts.uri.query())?;
+    // `?help` (any value, any method) asks for the path's help, as in Vault; `path-help` uses it.
+    if query.contains_key("help") {
+        let token = extract::token_from_headers(&parts.headers);
+        let help = state.engine.help(token.as_deref(), &path).await?;
+        return Ok((StatusCode::OK, axum::Json(Value::Object(help))).into_response());
+    }
     let operation = operation(&parts.method, &query)?;
     let headers: &HeaderMap = &parts.headers;
     check_namespace(headers)?;
@@ -78,7 +87,8 @@ pub(crate) async fn handle(
             value
                 .split(';')
                 .next()
-                .is_some_and(|t| t.trim() == MERGE_PATCH)
+                // Media types are case-insensitive (RFC 9110), as Go's mime parser treats them.
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(MERGE_PATCH))
         });
     if operation == Operation::Patch && !merge_patch {
         return Err(ApiError::UnsupportedMediaType(format!(
@@ -126,7 +136,7 @@ pub(crate) async fn handle(
     let (data, _body) = data;
     let wrap_ttl = match headers.get("x-vault-wrap-ttl") {
         None => None,
-        Some(value) => Some(parse_wrap_ttl(value.to_str().unwrap_or_default())?),
+        Some(value) => parse_wrap_ttl(value.to_str().unwrap_or("?"))?,
     };
     let mut request = Request::new(operation, path.clone());
     request.data = data;
@@ -151,6 +161,55 @@ fn check_namespace(headers: &HeaderMap) -> Result<(), ApiError> {
         "" | "root" => Ok(()),
         other => Err(ApiError::NamespaceNotFound(other.to_owned())),
     }
+}
+
+/// Where a path with empty (`//`) or `.` segments is redirected, as Vault (Go's `ServeMux`)
+/// answers 307 to the cleaned path and Go clients follow it. A path with a `..` segment is not
+/// redirected but refused later: resolving it could move the request to another mount, which a
+/// client or a policy author would not expect. Cleaning only drops segments, so the redirect
+/// stays in the same mount unless the mount's own path was written with `//` or `.`.
+fn cleaned_location(raw_path: &str, query: Option<&str>) -> Option<String> {
+    let body = raw_path.strip_suffix('/').unwrap_or(raw_path);
+    if body.is_empty() {
+        return None;
+    }
+    let is_dot = |segment: &str| percent_decode(segment).is_ok_and(|decoded| decoded == ".");
+    let is_dot_dot = |segment: &str| percent_decode(segment).is_ok_and(|decoded| decoded == "..");
+    let segments: Vec<&str> = body.split('/').collect();
+    if segments.iter().any(|segment| is_dot_dot(segment))
+        || !segments
+            .iter()
+            .any(|segment| segment.is_empty() || is_dot(segment))
+    {
+        return None;
+    }
+    let mut cleaned = segments
+        .into_iter()
+        .filter(|segment| !segment.is_empty() && !is_dot(segment))
+        .collect::<Vec<_>>()
+        .join("/");
+    if raw_path.ends_with('/') && !cleaned.is_empty() {
+        cleaned.push('/');
+    }
+    let mut location = format!("/v1/{cleaned}");
+    if let Some(query) = query {
+        location.push('?');
+        location.push_str(query);
+    }
+    Some(location)
+}
+
+/// Vault's answer for a path that is not clean: 307 with an HTML link, as Go writes it.
+fn redirect(location: &str) -> Response {
+    let mut response = (
+        StatusCode::TEMPORARY_REDIRECT,
+        format!("<a href=\"{location}\">Temporary Redirect</a>.\n"),
+    )
+        .into_response();
+    if let Ok(value) = header::HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }
 
 /// Decodes `%XX` escapes; the result must be UTF-8.
@@ -181,15 +240,29 @@ fn flattens(path: &str) -> bool {
         || (path.starts_with("sys/remount") && !path.starts_with("sys/remount/status"))
 }
 
-/// `X-Vault-Wrap-TTL`: seconds (`300`) or a duration (`5m`, `1h30m`).
-fn parse_wrap_ttl(text: &str) -> Result<u64, ApiError> {
+/// `X-Vault-Wrap-TTL`: seconds (`300`) or a Go duration with Vault's `d` unit (`5m`, `1h30m`,
+/// `1d`), truncated to whole seconds. Empty or zero means no wrapping, as in Vault.
+fn parse_wrap_ttl(text: &str) -> Result<Option<u64>, ApiError> {
     let text = text.trim();
-    let invalid = || ApiError::InvalidRequest(format!("invalid X-Vault-Wrap-TTL {text:?}"));
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(seconds);
+    let invalid = |reason: String| {
+        ApiError::InvalidRequest(format!("error parsing X-Vault-Wrap-TTL header: {reason}"))
+    };
+    if text.is_empty() {
+        return Ok(None);
     }
-    let duration: jiff::SignedDuration = text.parse().map_err(|_| invalid())?;
-    u64::try_from(duration.as_secs()).map_err(|_| invalid())
+    let seconds: i128 = match text.parse::<i64>() {
+        Ok(seconds) => i128::from(seconds),
+        Err(_) => custos_engine::kv::parse_go_duration(text).map_err(invalid)? / 1_000_000_000,
+    };
+    if seconds < 0 {
+        return Err(invalid("requested wrap ttl cannot be negative".into()));
+    }
+    if seconds == 0 {
+        return Ok(None);
+    }
+    u64::try_from(seconds)
+        .map(Some)
+        .map_err(|_| invalid(format!("invalid duration {text:?}")))
 }
 
 /// Vault's response envelope.
@@ -226,7 +299,7 @@ fn render(request_id: &str, path: &str, answer: Option<LogicalResponse>) -> Resp
     body.insert("request_id".into(), Value::String(request_id.to_owned()));
     body.insert("lease_id".into(), Value::String(String::new()));
     body.insert("renewable".into(), Value::Bool(false));
-    body.insert("lease_duration".into(), Value::from(0));
+    body.insert("lease_duration".into(), Value::from(answer.lease_duration));
     body.insert("data".into(), Value::Object(data));
     body.insert("wrap_info".into(), Value::Null);
     body.insert(

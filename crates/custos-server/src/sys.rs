@@ -26,7 +26,8 @@ fn seal_status_body(status: SealStatus) -> SealStatusResponse {
         progress: status.progress,
         nonce: status.nonce,
         recovery_seal: false,
-        version: custos_api::VERSION.into(),
+        version: custos_api::VAULT_COMPATIBLE_VERSION.into(),
+        custos_version: custos_api::VERSION.into(),
         build_date: String::new(),
         migration: false,
         cluster_name: status.cluster_name,
@@ -39,32 +40,72 @@ fn rfc3339(timestamp: jiff::Timestamp) -> String {
     format!("{timestamp:.9}")
 }
 
-/// Parses one of health's `*code` parameters: a status code Vault's way.
-fn code_param(value: Option<&String>, default: StatusCode) -> Result<StatusCode, ApiError> {
+/// Parses one of health's `*code` parameters: a status code Vault's way. Vault also takes codes
+/// below 100 and then fails to answer at all; custos refuses them with 400.
+fn code_param(
+    name: &str,
+    value: Option<&String>,
+    default: StatusCode,
+) -> Result<StatusCode, ApiError> {
     match value {
         None => Ok(default),
         Some(raw) => raw
             .parse::<u16>()
             .ok()
             .and_then(|code| StatusCode::from_u16(code).ok())
-            .ok_or_else(|| ApiError::InvalidRequest(format!("invalid status code {raw:?}"))),
+            .ok_or_else(|| {
+                ApiError::InvalidRequest(format!(
+                    "invalid status code {raw:?} for {name}: expected 100 to 999"
+                ))
+            }),
+    }
+}
+
+/// `standbyok`: Go's `strconv.ParseBool`, and an empty value counts as true, as in Vault.
+fn bool_param(name: &str, value: Option<&String>) -> Result<(), ApiError> {
+    match value.map(String::as_str) {
+        None | Some("" | "1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(()),
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(()),
+        Some(raw) => Err(ApiError::InvalidRequest(format!(
+            "invalid {name} {raw:?}: expected a boolean"
+        ))),
     }
 }
 
 /// `GET|HEAD /v1/sys/health`: 200 active, 501 not initialised, 503 sealed; codes overridable.
+/// As in Vault, every code parameter and `standbyok` is checked whatever the node's state, so a
+/// typo shows at once and not only when the node is sealed.
 pub(crate) async fn health(
     State(state): State<AppState>,
     method: Method,
     Query(query): Query<HealthQuery>,
 ) -> Result<Response, ApiError> {
+    let active = code_param("activecode", query.activecode.as_ref(), StatusCode::OK)?;
+    // custos has no standby nodes; the parameter is still checked.
+    code_param(
+        "standbycode",
+        query.standbycode.as_ref(),
+        StatusCode::TOO_MANY_REQUESTS,
+    )?;
+    let sealed = code_param(
+        "sealedcode",
+        query.sealedcode.as_ref(),
+        StatusCode::SERVICE_UNAVAILABLE,
+    )?;
+    let uninit = code_param(
+        "uninitcode",
+        query.uninitcode.as_ref(),
+        StatusCode::NOT_IMPLEMENTED,
+    )?;
+    bool_param("standbyok", query.standbyok.as_ref())?;
     let status = state.engine.seal_status().await?;
     let code = if !status.initialized {
-        code_param(query.uninitcode.as_ref(), StatusCode::NOT_IMPLEMENTED)?
+        uninit
     } else if status.sealed {
-        code_param(query.sealedcode.as_ref(), StatusCode::SERVICE_UNAVAILABLE)?
+        sealed
     } else {
         // Every unsealed custos node is active: nodes share storage and have no standby mode.
-        code_param(query.activecode.as_ref(), StatusCode::OK)?
+        active
     };
     if method == Method::HEAD {
         return Ok(code.into_response());
@@ -77,7 +118,8 @@ pub(crate) async fn health(
         replication_performance_mode: "disabled".into(),
         replication_dr_mode: "disabled".into(),
         server_time_utc: state.engine.now().as_second(),
-        version: custos_api::VERSION.into(),
+        version: custos_api::VAULT_COMPATIBLE_VERSION.into(),
+        custos_version: custos_api::VERSION.into(),
         cluster_name: status.cluster_name,
         cluster_id: status.cluster_id,
     };

@@ -100,6 +100,9 @@ fn print_seal_status(status: &SealStatusResponse, format: Format) -> anyhow::Res
                 rows.push(("Unseal Nonce", status.nonce.clone()));
             }
             rows.push(("Version", status.version.clone()));
+            if !status.custos_version.is_empty() {
+                rows.push(("Custos Version", status.custos_version.clone()));
+            }
             rows.push(("Storage Type", status.storage_type.clone()));
             if let Some(name) = &status.cluster_name {
                 rows.push(("Cluster Name", name.clone()));

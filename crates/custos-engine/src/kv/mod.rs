@@ -69,7 +69,7 @@ pub(crate) fn format_go_duration(seconds: i64) -> String {
 
 /// Parses a Go duration string (`"1h30m"`, `"1.5h"`, `"300ms"`, `"-2s"`, `"0"`), plus the `d`
 /// (day) unit Vault also accepts, into nanoseconds.
-pub(crate) fn parse_go_duration(input: &str) -> Result<i128, String> {
+pub fn parse_go_duration(input: &str) -> Result<i128, String> {
     let invalid = || format!("invalid duration {input:?}");
     let mut rest = input.trim();
     let mut negative = false;

@@ -28,6 +28,7 @@ pub(crate) struct Harness {
     pub(crate) storage: MountStorage,
     pub(crate) now: Timestamp,
     pub(crate) max_value_bytes: usize,
+    pub(crate) config: crate::MountConfig,
 }
 
 impl Harness {
@@ -43,6 +44,7 @@ impl Harness {
             storage: MountStorage::new(Arc::new(barrier), MOUNT_UUID),
             now: "2026-03-22T02:24:06.945319214Z".parse().unwrap(),
             max_value_bytes: 1 << 20,
+            config: crate::MountConfig::default(),
         }
     }
 
@@ -51,6 +53,7 @@ impl Harness {
             storage: self.storage.clone(),
             mount_path: "secret/".into(),
             options: BTreeMap::new(),
+            config: self.config.clone(),
             now: self.now,
             max_value_bytes: self.max_value_bytes,
         }
@@ -361,4 +364,51 @@ async fn v1_refuses_paths_storage_cannot_hold() {
     assert!(message.contains("limit is 2048 bytes"), "{message}");
     let message = invalid(v1(&harness, Operation::Read, "a\0b", Value::Null).await);
     assert!(message.contains("NUL"), "{message}");
+}
+
+#[tokio::test]
+async fn v1_reads_answer_vaults_lease_duration() {
+    let mut harness = Harness::new();
+    for (path, body) in [
+        ("plain", json!({"x": "1"})),
+        ("ttl", json!({"x": "1", "ttl": "30m"})),
+        ("long", json!({"x": "1", "ttl": "5h"})),
+        ("seconds", json!({"x": "1", "ttl": 90})),
+        ("lease", json!({"x": "1", "lease": "10m"})),
+        ("both", json!({"x": "1", "ttl": "1m", "lease": "10m"})),
+        ("bad", json!({"x": "1", "ttl": "abc"})),
+    ] {
+        v1(&harness, Operation::Update, path, body).await.unwrap();
+    }
+    let lease = |harness: &Harness, path: &'static str| {
+        let harness_ctx = harness.ctx();
+        async move {
+            KvV1.handle(&harness_ctx, request(Operation::Read, path, Value::Null))
+                .await
+                .unwrap()
+                .unwrap()
+                .lease_duration
+        }
+    };
+    // Without a mount default: the secret's own TTL, else the system default of 768h.
+    assert_eq!(lease(&harness, "plain").await, 2_764_800);
+    assert_eq!(lease(&harness, "ttl").await, 1800);
+    assert_eq!(lease(&harness, "long").await, 18_000);
+    assert_eq!(lease(&harness, "seconds").await, 90);
+    assert_eq!(lease(&harness, "lease").await, 600);
+    assert_eq!(lease(&harness, "both").await, 60);
+    assert_eq!(lease(&harness, "bad").await, 2_764_800);
+    // With a mount default: it replaces the system default, and does not cap the secret's TTL.
+    harness.config.default_lease_ttl = 3600;
+    harness.config.max_lease_ttl = 7200;
+    assert_eq!(lease(&harness, "plain").await, 3600);
+    assert_eq!(lease(&harness, "long").await, 18_000);
+    assert_eq!(lease(&harness, "bad").await, 3600);
+    // Lists carry no lease.
+    let list = KvV1
+        .handle(&harness.ctx(), request(Operation::List, "", Value::Null))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(list.lease_duration, 0);
 }

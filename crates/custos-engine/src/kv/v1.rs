@@ -2,17 +2,42 @@
 //!
 //! Storage layout (relative to the mount): `data/<path>` holds the secret as a JSON object.
 //! The `data/` prefix keeps room for engine bookkeeping keys beside the secrets.
+//!
+//! A read answers `lease_duration` as Vault does: the secret's own `ttl` (or, without one, its
+//! `lease`) field when it parses as a duration, else the mount's `default_lease_ttl`, else the
+//! system default of 768h. Vault Agent and consul-template refresh on that schedule.
 
 use serde_json::{Map, Value};
 
 use crate::EngineError;
 use crate::kv::{
-    check_path_limits, decode, encode_limited, folder_prefix, list_children, unsupported,
+    check_path_limits, decode, encode_limited, folder_prefix, list_children,
+    parse_duration_seconds, unsupported,
 };
 use crate::logical::{LogicalBackend, LogicalRequest, LogicalResponse, MountContext, Operation};
 
 /// Where the secrets live below the mount.
 const DATA_PREFIX: &str = "data/";
+
+/// Vault's system default lease TTL (768h), used when neither the secret nor the mount sets one.
+pub const SYSTEM_DEFAULT_LEASE_TTL: u64 = 768 * 3600;
+
+/// The `lease_duration` of a read of `secret` on a mount whose default lease TTL is
+/// `mount_default` (0: unset). A `ttl` or `lease` that does not parse is ignored, as in Vault;
+/// it is not capped by the mount's maximum either.
+fn lease_duration(secret: &Map<String, Value>, mount_default: u64) -> u64 {
+    let own = secret
+        .get("ttl")
+        .or_else(|| secret.get("lease"))
+        .and_then(|value| parse_duration_seconds("ttl", value).ok())
+        .and_then(|seconds| u64::try_from(seconds).ok())
+        .filter(|seconds| *seconds > 0);
+    own.unwrap_or(if mount_default > 0 {
+        mount_default
+    } else {
+        SYSTEM_DEFAULT_LEASE_TTL
+    })
+}
 
 /// The KV v1 secrets engine.
 #[derive(Clone, Copy, Debug, Default)]
@@ -50,7 +75,10 @@ impl LogicalBackend for KvV1 {
                     return Ok(None);
                 };
                 let secret: Map<String, Value> = decode(&key, &entry.value)?;
-                Ok(Some(LogicalResponse::data(secret)))
+                let lease = lease_duration(&secret, ctx.config.default_lease_ttl);
+                let mut answer = LogicalResponse::data(secret);
+                answer.lease_duration = lease;
+                Ok(Some(answer))
             }
             Operation::Create | Operation::Update => {
                 let secret = match request.data {

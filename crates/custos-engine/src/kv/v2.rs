@@ -177,9 +177,11 @@ impl KeyMetadata {
         }
     }
 
+    /// `null` when unset or empty, as Vault answers (it drops an empty map).
     fn custom_metadata_json(&self) -> Value {
         match &self.custom_metadata {
             None => Value::Null,
+            Some(map) if map.is_empty() => Value::Null,
             Some(map) => Value::Object(
                 map.iter()
                     .map(|(key, value)| (key.clone(), Value::String(value.clone())))
@@ -429,6 +431,7 @@ fn missing(data: Map<String, Value>) -> Option<LogicalResponse> {
         warnings: Vec::new(),
         missing: true,
         wrap_info: None,
+        lease_duration: 0,
     })
 }
 
@@ -719,7 +722,13 @@ struct MetadataChange {
 }
 
 impl MetadataChange {
-    fn parse(request: &LogicalRequest, patch: bool) -> Result<MetadataChange, EngineError> {
+    /// `mount_config` is true for the mount's `config`, where a negative `delete_version_after`
+    /// means "disabled"; a secret's metadata refuses it, as Vault does.
+    fn parse(
+        request: &LogicalRequest,
+        patch: bool,
+        mount_config: bool,
+    ) -> Result<MetadataChange, EngineError> {
         let field = |name: &str| request.field(name).filter(|value| !value.is_null());
         let max_versions = field("max_versions")
             .map(|value| {
@@ -736,7 +745,17 @@ impl MetadataChange {
             .map(|value| parse_bool("cas_required", &value))
             .transpose()?;
         let delete_version_after = field("delete_version_after")
-            .map(|value| parse_duration_seconds("delete_version_after", &value))
+            .map(|value| {
+                let seconds = parse_duration_seconds("delete_version_after", &value)?;
+                if seconds < 0 && !mount_config {
+                    // Vault's message; a negative delay would make every later version deleted
+                    // (unreadable) the moment it is written.
+                    return Err(EngineError::InvalidRequest(format!(
+                        "error converting input for field \"delete_version_after\": cannot provide negative value '{seconds}'"
+                    )));
+                }
+                Ok(seconds)
+            })
             .transpose()?;
         let custom_metadata = field("custom_metadata")
             .map(|value| custom_metadata_field(&value, patch))
@@ -878,7 +897,7 @@ async fn handle_config(
                 cas_required,
                 delete_version_after,
                 ..
-            } = MetadataChange::parse(request, false)?;
+            } = MetadataChange::parse(request, false, true)?;
             for _ in 0..MAX_ATTEMPTS {
                 let (mut config, revision) = load_config(&ctx.storage).await?;
                 if let Some(max_versions) = max_versions {
@@ -1061,6 +1080,7 @@ async fn change_versions(
         let Some(mut meta) = snapshot.meta.clone() else {
             return Ok(Some(LogicalResponse::no_content()));
         };
+        let undeleted_deletion = scheduled_deletion(ctx.now, &snapshot.config, &meta);
         let mut txn = snapshot.guard(path);
         for number in &versions {
             let Some(version_meta) = meta.versions.get_mut(number) else {
@@ -1075,7 +1095,9 @@ async fn change_versions(
                         version_meta.deletion_time = Some(ctx.now);
                     }
                 }
-                "undelete" => version_meta.deletion_time = None,
+                // As Vault does, an undeleted version is scheduled for deletion again,
+                // `delete_version_after` from now.
+                "undelete" => version_meta.deletion_time = undeleted_deletion,
                 _ => {
                     version_meta.destroyed = true;
                     txn = txn.delete(version_key(path, *number));
@@ -1113,7 +1135,7 @@ async fn write_metadata(
     path: &str,
     patch: bool,
 ) -> Result<Option<LogicalResponse>, EngineError> {
-    let change = MetadataChange::parse(request, patch)?;
+    let change = MetadataChange::parse(request, patch, false)?;
     for _ in 0..MAX_ATTEMPTS {
         let snapshot = Snapshot::load(&ctx.storage, path).await?;
         let mut meta = match (snapshot.meta.clone(), patch) {

@@ -13,6 +13,7 @@ const HEALTH_FIELDS: &[&str] = &[
     "replication_dr_mode",
     "server_time_utc",
     "version",
+    "custos_version",
 ];
 
 #[tokio::test]
@@ -25,7 +26,8 @@ async fn health_is_501_before_init() {
     assert_eq!(body["initialized"], false);
     assert_eq!(body["sealed"], true);
     assert_eq!(body["standby"], true);
-    assert_eq!(body["version"], custos_api::VERSION);
+    assert_eq!(body["version"], "1.15.0+custos.0.1.0");
+    assert_eq!(body["custos_version"], custos_api::VERSION);
     assert_eq!(body["replication_performance_mode"], "disabled");
     assert_eq!(body["replication_dr_mode"], "disabled");
 }
@@ -127,6 +129,41 @@ async fn an_invalid_health_code_is_400() {
 }
 
 #[tokio::test]
+async fn every_health_parameter_is_checked_whatever_the_state_like_vault() {
+    let (server, _) = unsealed().await;
+    for query in [
+        "sealedcode=abc",
+        "standbycode=abc",
+        "uninitcode=x",
+        "activecode=x",
+        "activecode=",
+        "activecode=%20200",
+        "activecode=99",
+        "standbyok=yes",
+    ] {
+        let reply = server.get(&format!("/v1/sys/health?{query}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(reply.header("x-custos-error-code"), Some("invalid_request"));
+    }
+    // What Vault ignores or accepts stays accepted.
+    for query in [
+        "standbyok=",
+        "standbyok=T",
+        "standbyok=1",
+        "perfstandbyok=x",
+        "drsecondarycode=x",
+        "performancestandbycode=x",
+        "foo=bar",
+        "sealedcode=503&standbycode=429&uninitcode=501",
+    ] {
+        let reply = server.get(&format!("/v1/sys/health?{query}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{query}");
+    }
+    let reply = server.get("/v1/sys/health?activecode=204").await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
 async fn head_health_answers_the_status_without_a_body() {
     let server = fresh();
     let reply = server.send(req(Method::HEAD, "/v1/sys/health")).await;
@@ -151,4 +188,28 @@ async fn head_health_is_200_when_unsealed() {
     let reply = server.send(req(Method::HEAD, "/v1/sys/health")).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.bytes.is_empty());
+}
+
+#[tokio::test]
+async fn health_and_seal_status_report_a_vault_version_clients_parse_and_custos_own() {
+    let (server, _) = unsealed().await;
+    for path in ["/v1/sys/health", "/v1/sys/seal-status"] {
+        let body = server.get(path).await.json();
+        let version = body["version"].as_str().unwrap();
+        assert_eq!(version, custos_api::VAULT_COMPATIBLE_VERSION, "{path}");
+        // A plain semver with build metadata, as go-version (Terraform) and hvac parse it.
+        let (core, build) = version.split_once('+').unwrap();
+        let parts: Vec<u64> = core.split('.').map(|part| part.parse().unwrap()).collect();
+        assert_eq!(parts.len(), 3);
+        assert!(parts[0] >= 1, "{version}");
+        assert!(
+            build
+                .split('.')
+                .all(|id| !id.is_empty()
+                    && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')),
+            "{version}"
+        );
+        assert_eq!(build, format!("custos.{}", custos_api::VERSION));
+        assert_eq!(body["custos_version"], custos_api::VERSION, "{path}");
+    }
 }

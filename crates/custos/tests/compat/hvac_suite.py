@@ -198,6 +198,28 @@ def mount_tune_round_trip():
 
 
 @check
+def wrapping_through_hvacs_own_calls():
+    # hvac.sys.wrap sends the TTL as given: Vault's day unit works, as do seconds.
+    wrapped = client.sys.wrap(payload={"k": "v"}, ttl="1d")
+    info = wrapped["wrap_info"]
+    assert info["ttl"] == 86400 and info["creation_path"] == "sys/wrapping/wrap", wrapped
+    looked_up = client.adapter.post("/v1/sys/wrapping/lookup", json={"token": info["token"]})
+    assert looked_up["data"]["creation_ttl"] == 86400, looked_up
+    assert client.sys.unwrap(token=info["token"])["data"] == {"k": "v"}
+    # An invalid or used wrapping token is 400 (hvac's InvalidRequest), as against Vault.
+    raises(hvac.exceptions.InvalidRequest, client.sys.unwrap, token=info["token"])
+    raises(hvac.exceptions.InvalidRequest, client.sys.unwrap, token="s.not-a-wrapping-token")
+    raises(hvac.exceptions.InvalidRequest, client.adapter.post, "/v1/sys/wrapping/lookup", json={"token": "s.bogus"})
+    # A zero wrap TTL means no wrapping, as in Vault.
+    client.secrets.kv.v2.create_or_update_secret(path="hvac/nowrap", secret={"a": "1"}, mount_point="secret")
+    plain = client.adapter.get("/v1/secret/data/hvac/nowrap", headers={"X-Vault-Wrap-TTL": "0"})
+    assert plain["wrap_info"] is None and plain["data"]["data"] == {"a": "1"}, plain
+    # The reported version parses as a Vault release.
+    version = client.sys.read_health_status(method="GET")["version"]
+    assert version.split("+")[0].count(".") == 2 and version.startswith("1."), version
+
+
+@check
 def bad_input_is_400():
     raises(hvac.exceptions.InvalidRequest, client.adapter.post, "/v1/secret/data/hvac/bad", json={"data": "not-an-object"})
     raises(hvac.exceptions.InvalidRequest, client.adapter.post, "/v1/secret/data/a/%2E%2E/b", json={"data": {}})

@@ -276,3 +276,62 @@ fn bao_cli_tunes_moves_and_upgrades_mounts_and_refuses_namespaces() {
     );
     assert!(!run(&["kv", "get", "moved/other"]).status.success());
 }
+
+#[test]
+fn bao_cli_path_help_day_wrap_ttls_and_kv_v1_leases() {
+    let Ok(binary) = std::env::var("CUSTOS_TEST_BAO") else {
+        eprintln!(
+            "skipped bao_cli_path_help_day_wrap_ttls_and_kv_v1_leases: CUSTOS_TEST_BAO not set"
+        );
+        return;
+    };
+    let (_dir, server) = support::dev_server();
+    let address = server.address.as_str();
+    let run = |args: &[&str]| bao(&binary, address, Some("root"), args);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let output = run(args);
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+
+    // `path-help` reads `?help=1`.
+    let help = run(&["path-help", "secret/data/app"]);
+    assert!(help.status.success(), "{help:?}");
+    let text = stdout(&help);
+    assert!(text.contains("Key-Value Store"), "{text}");
+    let help = run(&["path-help", "sys/mounts"]);
+    assert!(help.status.success(), "{help:?}");
+
+    // A wrapped read with a TTL in days, as Vault takes it.
+    assert!(run(&["kv", "put", "secret/app", "a=1"]).status.success());
+    let wrapped = json(&["kv", "get", "-wrap-ttl=1d", "-format=json", "secret/app"]);
+    assert_eq!(wrapped["wrap_info"]["ttl"], 86_400);
+    let token = wrapped["wrap_info"]["token"].as_str().unwrap().to_owned();
+    let unwrapped = json(&["unwrap", "-format=json", &token]);
+    assert_eq!(unwrapped["data"]["data"]["a"], "1");
+
+    // KV v1 reads carry the secret's ttl, else the mount's default lease TTL.
+    assert!(
+        run(&[
+            "secrets",
+            "enable",
+            "-path=kv1",
+            "-default-lease-ttl=1h",
+            "kv"
+        ])
+        .status
+        .success()
+    );
+    assert!(run(&["kv", "put", "kv1/plain", "a=1"]).status.success());
+    assert!(
+        run(&["kv", "put", "kv1/short", "a=1", "ttl=30m"])
+            .status
+            .success()
+    );
+    let plain = json(&["kv", "get", "-format=json", "kv1/plain"]);
+    assert_eq!(plain["lease_duration"], 3600);
+    let short = json(&["kv", "get", "-format=json", "kv1/short"]);
+    assert_eq!(short["lease_duration"], 1800);
+    let text = stdout(&run(&["kv", "get", "kv1/short"]));
+    assert!(text.contains("30m"), "{text}");
+}

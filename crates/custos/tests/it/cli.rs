@@ -27,6 +27,14 @@ fn dev_server_is_unsealed_with_the_chosen_root_token() {
     let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(status["sealed"], false);
     assert_eq!(status["storage_type"], "memory");
+    assert_eq!(status["version"], custos_api::VAULT_COMPATIBLE_VERSION);
+    assert_eq!(status["custos_version"], custos_api::VERSION);
+    let table = custos(&server.address, &["status"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(&format!("Custos Version    {}", custos_api::VERSION)),
+        "{table}"
+    );
 
     let output = custos(
         &server.address,

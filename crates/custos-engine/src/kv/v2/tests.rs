@@ -963,7 +963,7 @@ async fn delete_version_after_deletes_versions_as_time_passes() {
     put(&harness, "short", json!({"a": "1"})).await;
     harness.advance(SignedDuration::from_mins(11));
     missing_body(read(&harness, "short").await);
-    // Undeleting clears the scheduled deletion.
+    // Undeleting schedules the deletion again, `delete_version_after` from now, as Vault does.
     no_content(
         call(
             &harness,
@@ -973,8 +973,96 @@ async fn delete_version_after_deletes_versions_as_time_passes() {
         )
         .await,
     );
-    harness.advance(SignedDuration::from_hours(24));
     data_of(read(&harness, "short").await.unwrap());
+    assert_eq!(
+        metadata(&harness, "short").await["versions"]["1"]["deletion_time"],
+        json!("2026-03-22T03:46:06.945319214Z")
+    );
+    harness.advance(SignedDuration::from_mins(11));
+    missing_body(read(&harness, "short").await);
+}
+
+#[tokio::test]
+async fn negative_delete_version_after_is_refused_on_a_key_and_disables_on_the_mount() {
+    let harness = Harness::new();
+    for value in [json!("-1h"), json!(-5), json!("-1")] {
+        let message = invalid(
+            call(
+                &harness,
+                Operation::Update,
+                "metadata/k",
+                json!({ "delete_version_after": value }),
+            )
+            .await,
+        );
+        assert!(
+            message.contains("cannot provide negative value"),
+            "{message}"
+        );
+    }
+    // The mount's setting takes a negative value as "disabled" (`-1s`), as Vault does.
+    no_content(
+        call(
+            &harness,
+            Operation::Update,
+            "config",
+            json!({"delete_version_after": "-1h"}),
+        )
+        .await,
+    );
+    let config = data_of(
+        call(&harness, Operation::Read, "config", Value::Null)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(config["delete_version_after"], json!("-1s"));
+    let written = put(&harness, "k", json!({"a": "1"})).await;
+    assert_eq!(written["deletion_time"], json!(""));
+    data_of(read(&harness, "k").await.unwrap());
+}
+
+#[tokio::test]
+async fn empty_custom_metadata_reads_as_null_like_vault() {
+    let harness = Harness::new();
+    no_content(
+        call(
+            &harness,
+            Operation::Update,
+            "metadata/k",
+            json!({"custom_metadata": {}}),
+        )
+        .await,
+    );
+    assert_eq!(
+        metadata(&harness, "k").await["custom_metadata"],
+        Value::Null
+    );
+    no_content(
+        call(
+            &harness,
+            Operation::Patch,
+            "metadata/k",
+            json!({"custom_metadata": {"a": "1"}}),
+        )
+        .await,
+    );
+    assert_eq!(
+        metadata(&harness, "k").await["custom_metadata"],
+        json!({"a": "1"})
+    );
+    no_content(
+        call(
+            &harness,
+            Operation::Patch,
+            "metadata/k",
+            json!({"custom_metadata": {"a": null}}),
+        )
+        .await,
+    );
+    assert_eq!(
+        metadata(&harness, "k").await["custom_metadata"],
+        Value::Null
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,171 @@
+//! `?help=1` on any path: Vault's help answer, `{"help": ..., "openapi": ..., "see_also": ...}`,
+//! which `vault path-help` / `bao path-help` print.
+//!
+//! Like Vault, help needs a valid token and a routable path (404 otherwise), reads nothing and
+//! changes nothing. The text names the request, the matching route and what the path does; the
+//! `openapi` document describes that one route.
+
+use serde_json::{Map, Value, json};
+
+use crate::{Engine, EngineError};
+
+/// The help of one route: the pattern as Vault prints it, a one-line synopsis and a description.
+struct Topic {
+    route: &'static str,
+    synopsis: &'static str,
+    description: &'static str,
+}
+
+const KV_V2_DATA: Topic = Topic {
+    route: "^data/(?P<path>.*)$",
+    synopsis: "Write, Patch, Read, and Delete data in the Key-Value Store.",
+    description: "GET reads the current version (or ?version=N), PUT/POST writes a new version from {\"data\": {...}, \"options\": {\"cas\": N}}, PATCH (application/merge-patch+json) merges into the current version, DELETE soft-deletes the current version.",
+};
+const KV_V2_METADATA: Topic = Topic {
+    route: "^metadata/(?P<path>.*)$",
+    synopsis: "Configures settings for the KV store",
+    description: "GET reads a secret's metadata and versions, LIST lists keys, PUT/POST sets max_versions, cas_required, delete_version_after and custom_metadata, PATCH merges them, DELETE removes every version and the metadata for good.",
+};
+const KV_V2_DELETE: Topic = Topic {
+    route: "^delete/(?P<path>.*)$",
+    synopsis: "Marks one or more versions as deleted in the KV store.",
+    description: "POST {\"versions\": [N, ...]} soft-deletes those versions; undelete restores them.",
+};
+const KV_V2_UNDELETE: Topic = Topic {
+    route: "^undelete/(?P<path>.*)$",
+    synopsis: "Undeletes one or more versions from the KV store.",
+    description: "POST {\"versions\": [N, ...]} restores soft-deleted versions; destroyed versions stay destroyed.",
+};
+const KV_V2_DESTROY: Topic = Topic {
+    route: "^destroy/(?P<path>.*)$",
+    synopsis: "Permanently removes one or more versions in the KV store",
+    description: "POST {\"versions\": [N, ...]} removes the data of those versions for good.",
+};
+const KV_V2_SUBKEYS: Topic = Topic {
+    route: "^subkeys/(?P<path>.*)$",
+    synopsis: "Read the structure of a secret entry from the Key-Value store with the values removed.",
+    description: "GET answers the secret's keys with every leaf value replaced by null (?depth=N limits the depth).",
+};
+const KV_V2_CONFIG: Topic = Topic {
+    route: "^config$",
+    synopsis: "Configures settings for the KV store",
+    description: "GET reads, PUT/POST sets the mount's max_versions, cas_required and delete_version_after.",
+};
+const KV_V2_OTHER: Topic = Topic {
+    route: "^(data|metadata|delete|undelete|destroy|subkeys)/(?P<path>.*)$|^config$",
+    synopsis: "KV version 2: versioned secrets under data/, their metadata under metadata/.",
+    description: "Paths: data/<path>, metadata/<path>, delete/<path>, undelete/<path>, destroy/<path>, subkeys/<path> and config.",
+};
+const KV_V1: Topic = Topic {
+    route: "^.*$",
+    synopsis: "Pass-through secret storage to the storage backend, allowing you to read/write arbitrary data into secret storage.",
+    description: "GET reads the secret (lease_duration is its ttl field, else the mount's default lease TTL), PUT/POST replaces it with the request body, DELETE removes it, LIST lists the keys under a folder.",
+};
+const SYS_MOUNTS: Topic = Topic {
+    route: "^mounts(?:/(?P<path>.+?))?$",
+    synopsis: "List the currently mounted backends.",
+    description: "GET /sys/mounts lists the mounts; POST /sys/mounts/<path> mounts an engine; DELETE unmounts it; GET/POST /sys/mounts/<path>/tune reads or changes its settings.",
+};
+const SYS_HEALTH: Topic = Topic {
+    route: "^health$",
+    synopsis: "Checks the health of the server.",
+    description: "200 when unsealed, 503 when sealed, 501 when not initialised; activecode, sealedcode, uninitcode and standbycode override the codes.",
+};
+const SYS_WRAPPING: Topic = Topic {
+    route: "^wrapping/(?P<operation>wrap|unwrap|lookup|rewrap)$",
+    synopsis: "Response-wrapping token operations.",
+    description: "wrap stores the request body behind a single-use token (X-Vault-Wrap-TTL), unwrap returns it once, lookup shows a token's TTL and creation path, rewrap moves it to a new token.",
+};
+const SYS_SEAL: Topic = Topic {
+    route: "^(seal-status|seal|unseal|init|leader|key-status|rotate)$",
+    synopsis: "The seal life cycle of the server.",
+    description: "seal-status, init, unseal and seal as in Vault; key-status and rotate manage the barrier's encryption keys.",
+};
+const SYS_OTHER: Topic = Topic {
+    route: "^.*$",
+    synopsis: "The system backend: mounts, seal life cycle, health, response wrapping and custos's own endpoints.",
+    description: "See docs/api.md for every sys/ endpoint custos answers.",
+};
+
+fn kv_v2_topic(relative: &str) -> Topic {
+    let first = relative.split('/').next().unwrap_or_default();
+    match first {
+        "data" => KV_V2_DATA,
+        "metadata" => KV_V2_METADATA,
+        "delete" => KV_V2_DELETE,
+        "undelete" => KV_V2_UNDELETE,
+        "destroy" => KV_V2_DESTROY,
+        "subkeys" => KV_V2_SUBKEYS,
+        "config" => KV_V2_CONFIG,
+        _ => KV_V2_OTHER,
+    }
+}
+
+fn sys_topic(relative: &str) -> Topic {
+    let first = relative.split('/').next().unwrap_or_default();
+    match first {
+        "mounts" => SYS_MOUNTS,
+        "health" => SYS_HEALTH,
+        "wrapping" => SYS_WRAPPING,
+        "seal-status" | "seal" | "unseal" | "init" | "leader" | "key-status" | "rotate" => SYS_SEAL,
+        _ => SYS_OTHER,
+    }
+}
+
+/// Vault's answer for `topic` at `relative` (the path inside the mount).
+fn answer(relative: &str, topic: &Topic) -> Map<String, Value> {
+    let help = format!(
+        "Request:        {relative}\nMatching Route: {}\n\n{}\n\n## DESCRIPTION\n\n{}\n",
+        topic.route, topic.synopsis, topic.description
+    );
+    let openapi = json!({
+        "openapi": "3.0.2",
+        "info": {
+            "title": "custos API",
+            "description": "HTTP API of custos, compatible with HashiCorp Vault's.",
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+        "paths": {
+            format!("/{relative}"): {
+                "summary": topic.synopsis,
+                "description": topic.description,
+            },
+        },
+        "components": {"schemas": {}},
+    });
+    let mut map = Map::new();
+    map.insert("help".into(), Value::String(help));
+    map.insert("openapi".into(), openapi);
+    map.insert("see_also".into(), Value::Null);
+    map
+}
+
+impl Engine {
+    /// `?help=1` on `path`: Vault's help answer. Needs a valid token; a path no mount serves is
+    /// [`EngineError::NoRoute`], as in Vault.
+    pub async fn help(
+        &self,
+        token: Option<&str>,
+        path: &str,
+    ) -> Result<Map<String, Value>, EngineError> {
+        self.authenticate(token).await?;
+        let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
+        if let Some(relative) = path.strip_prefix("sys/") {
+            return Ok(answer(relative, &sys_topic(relative)));
+        }
+        let table = unsealed.mounts();
+        let entry = table
+            .route(path)
+            .ok_or_else(|| EngineError::NoRoute(path.to_owned()))?;
+        let relative = path.strip_prefix(entry.path.as_str()).unwrap_or_default();
+        let topic = match (
+            entry.kind.as_str(),
+            entry.options.get("version").map(String::as_str),
+        ) {
+            ("kv", Some("2")) => kv_v2_topic(relative),
+            _ => KV_V1,
+        };
+        tracing::debug!(mount = %entry.path, "help answered");
+        Ok(answer(relative, &topic))
+    }
+}
