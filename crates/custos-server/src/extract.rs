@@ -4,7 +4,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::AppState;
+use crate::Shared;
 use crate::body::{self, SMALL_BODY_BYTES};
 use crate::error::ApiError;
 
@@ -13,10 +13,10 @@ use crate::error::ApiError;
 /// as `{}` (Vault's CLI sends none for `PUT sys/seal`). The raw bytes are zeroized once parsed.
 pub(crate) struct SmallJson<T>(pub(crate) T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for SmallJson<T> {
+impl<T: DeserializeOwned> FromRequest<Shared> for SmallJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &Shared) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
         let body = body::read(&parts.headers, body, SMALL_BODY_BYTES, &state.body_budget).await?;
         body::parse_object(&body).map(SmallJson)

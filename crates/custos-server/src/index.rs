@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use custos_engine::Revision;
 
-use crate::AppState;
+use crate::Shared;
 use crate::error::ApiError;
 
 /// Encodes a revision as an `X-Vault-Index` value.
@@ -42,7 +42,7 @@ pub(crate) fn decode(value: &str) -> Option<Revision> {
 
 /// The middleware: wait for a requested index, report the committed one.
 pub(crate) async fn read_your_writes(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     request: Request,
     next: Next,
 ) -> Response {

@@ -83,12 +83,17 @@ impl AppState {
     }
 }
 
+/// The state as the router holds it: cloned for every handler and middleware of every request.
+pub(crate) type Shared = Arc<AppState>;
+
 /// The id of one request, generated here and returned in `X-Request-Id` and response bodies.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
 /// Builds the full router. Tests drive it with `oneshot`, without a socket.
 pub fn router(state: AppState) -> Router {
+    // One allocation for the whole router: handlers and middleware clone the `Arc`, not the state.
+    let state: Shared = Arc::new(state);
     // The seal life cycle endpoints have their own handlers (they work while sealed and without a
     // token); every other `/v1/` path goes through the engine's request pipeline.
     Router::new()
@@ -130,7 +135,7 @@ async fn method_not_allowed() -> ApiError {
 /// Per request: an id, a span, the source guard of the seal life cycle endpoints, a timeout,
 /// `Cache-Control: no-store`, and one log line.
 async fn request_context(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     mut request: Request,
     next: Next,
 ) -> Response {

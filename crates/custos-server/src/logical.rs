@@ -11,7 +11,7 @@ use custos_engine::{EngineError, Request};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::{AppState, RequestId, body, extract};
+use crate::{RequestId, Shared, body, extract};
 
 const MERGE_PATCH: &str = "application/merge-patch+json";
 
@@ -50,7 +50,7 @@ fn serde_urlencoded_pairs(raw: &str) -> Result<BTreeMap<String, String>, ApiErro
 
 /// `/v1/*`: the logical request pipeline.
 pub(crate) async fn handle(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     request: HttpRequest,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
@@ -173,8 +173,8 @@ fn cleaned_location(raw_path: &str, query: Option<&str>) -> Option<String> {
     if body.is_empty() {
         return None;
     }
-    let is_dot = |segment: &str| percent_decode(segment).is_ok_and(|decoded| decoded == ".");
-    let is_dot_dot = |segment: &str| percent_decode(segment).is_ok_and(|decoded| decoded == "..");
+    let is_dot = |segment: &str| dots(segment) == Some(1);
+    let is_dot_dot = |segment: &str| dots(segment) == Some(2);
     let segments: Vec<&str> = body.split('/').collect();
     if segments.iter().any(|segment| is_dot_dot(segment))
         || !segments
@@ -197,6 +197,24 @@ fn cleaned_location(raw_path: &str, query: Option<&str>) -> Option<String> {
         location.push_str(query);
     }
     Some(location)
+}
+
+/// How many dots a path segment decodes to when it is made of nothing else (`.`, `%2E`, `%2e.`),
+/// without decoding it: this runs on every request, and almost no segment starts with a dot.
+fn dots(segment: &str) -> Option<usize> {
+    let mut rest = segment.as_bytes();
+    let mut count = 0;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix(b".") {
+            rest = after;
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+            rest = &rest[3..];
+        } else {
+            return None;
+        }
+        count += 1;
+    }
+    (count > 0).then_some(count)
 }
 
 /// Vault's answer for a path that is not clean: 307 with an HTML link, as Go writes it.
@@ -324,6 +342,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dot_segments_are_counted_in_any_spelling() {
+        for (segment, expected) in [
+            (".", Some(1)),
+            ("%2E", Some(1)),
+            ("%2e", Some(1)),
+            ("..", Some(2)),
+            ("%2E.", Some(2)),
+            (".%2e", Some(2)),
+            ("%2E%2E", Some(2)),
+            ("...", Some(3)),
+            ("", None),
+            ("a", None),
+            (".a", None),
+            ("%2", None),
+            ("%2F", None),
+            ("secret", None),
+        ] {
+            assert_eq!(dots(segment), expected, "{segment:?}");
+        }
+    }
+
+    #[test]
     fn percent_decoding() {
         assert_eq!(percent_decode("a/%2E%2E/b").unwrap(), "a/../b");
         assert_eq!(percent_decode("my%20secret").unwrap(), "my secret");
@@ -339,6 +379,15 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn dot_counting_agrees_with_decoding(segment in "(\\.|%2[eE]|[a%2.]){0,4}") {
+            let decoded = percent_decode(&segment).ok();
+            let expected = decoded
+                .filter(|text| !text.is_empty() && text.bytes().all(|byte| byte == b'.'))
+                .map(|text| text.len());
+            proptest::prop_assert_eq!(dots(&segment), expected);
+        }
+
         #[test]
         fn percent_decoding_never_panics(raw in ".{0,64}") {
             let _ = percent_decode(&raw);

@@ -14,7 +14,7 @@ use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::error::ApiError;
 use crate::extract::{SmallJson, Source, Token};
-use crate::{AppState, RequestId};
+use crate::{RequestId, Shared};
 
 fn seal_status_body(status: SealStatus) -> SealStatusResponse {
     SealStatusResponse {
@@ -76,7 +76,7 @@ fn bool_param(name: &str, value: Option<&String>) -> Result<(), ApiError> {
 /// As in Vault, every code parameter and `standbyok` is checked whatever the node's state, so a
 /// typo shows at once and not only when the node is sealed.
 pub(crate) async fn health(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     method: Method,
     Query(query): Query<HealthQuery>,
 ) -> Result<Response, ApiError> {
@@ -128,14 +128,14 @@ pub(crate) async fn health(
 
 /// `GET /v1/sys/seal-status`.
 pub(crate) async fn seal_status(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
 ) -> Result<Json<SealStatusResponse>, ApiError> {
     Ok(Json(seal_status_body(state.engine.seal_status().await?)))
 }
 
 /// `GET /v1/sys/init`.
 pub(crate) async fn init_status(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
 ) -> Result<Json<InitStatusResponse>, ApiError> {
     Ok(Json(InitStatusResponse {
         initialized: state.engine.is_initialized().await?,
@@ -144,7 +144,7 @@ pub(crate) async fn init_status(
 
 /// `PUT /v1/sys/init`.
 pub(crate) async fn init(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     source: Source,
     SmallJson(request): SmallJson<InitRequest>,
 ) -> Result<Response, ApiError> {
@@ -211,7 +211,7 @@ fn decode_key(key: &str) -> Result<Zeroizing<Vec<u8>>, ApiError> {
 
 /// `PUT /v1/sys/unseal`. Resets and failures are logged with the source address.
 pub(crate) async fn unseal(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     source: Source,
     SmallJson(mut request): SmallJson<UnsealRequest>,
 ) -> Result<Json<SealStatusResponse>, ApiError> {
@@ -248,7 +248,7 @@ pub(crate) async fn unseal(
 
 /// `PUT /v1/sys/seal`.
 pub(crate) async fn seal(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     token: Token,
 ) -> Result<StatusCode, ApiError> {
     state.engine.seal(token.as_deref()).await?;
@@ -257,7 +257,7 @@ pub(crate) async fn seal(
 
 /// `PUT /v1/sys/rotate`.
 pub(crate) async fn rotate(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     token: Token,
 ) -> Result<StatusCode, ApiError> {
     state.engine.rotate(token.as_deref()).await?;
@@ -266,7 +266,7 @@ pub(crate) async fn rotate(
 
 /// `GET /v1/sys/key-status`: Vault puts the fields both at the top level and under `data`.
 pub(crate) async fn key_status(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     token: Token,
     axum::Extension(request_id): axum::Extension<RequestId>,
 ) -> Result<Response, ApiError> {
@@ -292,9 +292,7 @@ pub(crate) async fn key_status(
 
 /// `GET /v1/sys/leader`: every unsealed custos node serves requests itself, so each answers for
 /// itself (`is_self`); `ha_enabled` says whether other nodes share its storage.
-pub(crate) async fn leader(
-    State(state): State<AppState>,
-) -> Result<Json<LeaderResponse>, ApiError> {
+pub(crate) async fn leader(State(state): State<Shared>) -> Result<Json<LeaderResponse>, ApiError> {
     let status = state.engine.seal_status().await?;
     if status.sealed {
         return Err(custos_engine::EngineError::Sealed.into());
