@@ -45,6 +45,8 @@ struct Step {
     wrap_ttl: Option<&'static str>,
     /// Saves `wrap_info.token` of the answer under this name.
     capture: Option<&'static str>,
+    /// Extra request headers, such as `X-Vault-Namespace`.
+    headers: Vec<(&'static str, &'static str)>,
 }
 
 fn step(id: &str, method: &'static str, path: &str, body: Option<&str>) -> Step {
@@ -57,12 +59,17 @@ fn step(id: &str, method: &'static str, path: &str, body: Option<&str>) -> Step 
         content_type: None,
         wrap_ttl: None,
         capture: None,
+        headers: Vec::new(),
     }
 }
 
 impl Step {
     fn token(mut self, token: Token) -> Step {
         self.token = token;
+        self
+    }
+    fn header(mut self, name: &'static str, value: &'static str) -> Step {
+        self.headers.push((name, value));
         self
     }
     fn patch(mut self) -> Step {
@@ -239,6 +246,9 @@ impl Side {
         } else if step.body.is_some() {
             headers.push(("Content-Type", "application/json".to_owned()));
         }
+        for (name, value) in &step.headers {
+            headers.push((name, (*value).to_owned()));
+        }
         if let Some(ttl) = step.wrap_ttl {
             headers.push(("X-Vault-Wrap-TTL", ttl.to_owned()));
         }
@@ -319,6 +329,8 @@ fn contract_values(body: &Value) -> Vec<(&'static str, Option<&Value>)> {
         "/data/max_versions",
         "/data/cas_required",
         "/data/keys",
+        "/lease_duration",
+        "/wrap_info/ttl",
     ]
     .into_iter()
     .map(|pointer| (pointer, body.pointer(pointer)))
@@ -348,10 +360,10 @@ fn compare(step: &Step, custos: &Answer, bao: &Answer) -> Vec<Difference> {
                         .into_iter()
                         .zip(contract_values(right))
                     {
-                        if let (Some(a), Some(b)) = (a, b) {
-                            if a != b {
-                                out.push(("value", format!("{pointer}: custos {a}, bao {b}")));
-                            }
+                        if let (Some(a), Some(b)) = (a, b)
+                            && a != b
+                        {
+                            out.push(("value", format!("{pointer}: custos {a}, bao {b}")));
                         }
                     }
                 }
@@ -846,7 +858,116 @@ fn edge_cases() -> Vec<Step> {
             None,
         )
         .token(Token::Bad),
+        // Mount tuning, remount status, the KV v1 → v2 upgrade.
+        step(
+            "mounts/tune-read-secret",
+            "GET",
+            "sys/mounts/secret/tune",
+            None,
+        ),
+        step(
+            "mounts/tune-secret",
+            "POST",
+            "sys/mounts/secret/tune",
+            Some(r#"{"max_lease_ttl":"2h"}"#),
+        ),
+        step(
+            "mounts/tune-secret-bad-ttl",
+            "POST",
+            "sys/mounts/secret/tune",
+            Some(r#"{"default_lease_ttl":"forever"}"#),
+        ),
+        step(
+            "mounts/tune-missing",
+            "POST",
+            "sys/mounts/none/tune",
+            Some(r#"{"max_lease_ttl":"2h"}"#),
+        ),
+        step(
+            "mounts/enable-up",
+            "POST",
+            "sys/mounts/up",
+            Some(r#"{"type":"kv","options":{"version":"1"}}"#),
+        ),
+        step("mounts/up-write", "POST", "up/k", Some(r#"{"a":"1"}"#)),
+        step("mounts/up-read-v1", "GET", "up/k", None),
+        step(
+            "mounts/upgrade",
+            "POST",
+            "sys/mounts/up/tune",
+            Some(r#"{"options":{"version":"2"}}"#),
+        ),
+        step("mounts/up-read-mount", "GET", "sys/mounts/up", None),
+        step(
+            "mounts/remount-up",
+            "POST",
+            "sys/remount",
+            Some(r#"{"from":"up","to":"up2"}"#),
+        ),
+        step(
+            "mounts/remount-status-bad",
+            "GET",
+            "sys/remount/status/not-a-migration",
+            None,
+        ),
+        // Namespaces, help, health codes, path cleaning, wrap TTL bounds.
+        step("ns/read-secret", "GET", "secret/data/dir/leaf", None)
+            .header("X-Vault-Namespace", "ns1"),
+        step("ns/list-namespaces", "LIST", "sys/namespaces", None),
+        step("help/secret", "GET", "secret/data/dir/leaf?help=1", None),
+        step("help/sys-mounts", "GET", "sys/mounts?help=1", None),
+        step(
+            "health/activecode",
+            "GET",
+            "sys/health?activecode=299",
+            None,
+        )
+        .token(Token::Missing),
+        step("health/bad-code", "GET", "sys/health?activecode=abc", None).token(Token::Missing),
+        step("path/double-slash", "GET", "secret/data//dir/leaf", None),
+        step("path/dot", "GET", "secret/data/./dir/leaf", None),
+        step("path/dot-dot", "GET", "secret/data/dir/../dir/leaf", None),
+        step(
+            "path/trailing-slash-read",
+            "GET",
+            "secret/data/dir/leaf/",
+            None,
+        ),
+        step(
+            "wrap/ttl-zero",
+            "POST",
+            "sys/wrapping/wrap",
+            Some(r#"{"a":1}"#),
+        )
+        .wrap("0", "w5"),
+        step(
+            "wrap/ttl-huge",
+            "POST",
+            "sys/wrapping/wrap",
+            Some(r#"{"a":1}"#),
+        )
+        .wrap("10000h", "w6"),
+        step(
+            "wrap/ttl-seconds",
+            "POST",
+            "sys/wrapping/wrap",
+            Some(r#"{"a":1}"#),
+        )
+        .wrap("90", "w7"),
     ];
+    let long_key = "k".repeat(2000);
+    steps.push(step(
+        "path/long-key-write",
+        "POST",
+        &format!("secret/data/{long_key}"),
+        Some(r#"{"data":{"a":1}}"#),
+    ));
+    steps.push(step(
+        "path/long-key-read",
+        "GET",
+        &format!("secret/data/{long_key}"),
+        None,
+    ));
     steps.extend(random_steps(SEED, RANDOM_REQUESTS));
     steps
 }
