@@ -1149,3 +1149,82 @@ fn glob_matches_stars_anywhere() {
     assert!(glob("exact", "exact"));
     assert!(!glob("rand/*/kv2-read", "rand/042/kv2-read-version"));
 }
+
+fn answer(status: u16, body: &str) -> Answer {
+    Answer {
+        status,
+        body: serde_json::from_str(body).ok(),
+        raw: body.to_owned(),
+    }
+}
+
+fn kinds(custos: &Answer, bao: &Answer) -> Vec<&'static str> {
+    let step = step("unit", "GET", "secret/data/x", None);
+    compare(&step, custos, bao)
+        .into_iter()
+        .map(|difference| difference.kind)
+        .collect()
+}
+
+#[test]
+fn differing_ids_timestamps_and_tokens_are_not_differences() {
+    let custos = answer(
+        200,
+        r#"{"request_id":"a","data":{"created_time":"2026-01-01T00:00:00Z","version":1},"wrap_info":null}"#,
+    );
+    let bao = answer(
+        200,
+        r#"{"request_id":"b","data":{"created_time":"2026-02-02T00:00:00Z","version":1},"wrap_info":{"token":"s.x"}}"#,
+    );
+    assert_eq!(kinds(&custos, &bao), Vec::<&str>::new());
+}
+
+#[test]
+fn a_status_difference_hides_the_key_differences_that_follow_from_it() {
+    let custos = answer(404, r#"{"errors":[]}"#);
+    let bao = answer(200, r#"{"data":{"a":1}}"#);
+    assert_eq!(kinds(&custos, &bao), vec!["status"]);
+}
+
+#[test]
+fn key_type_and_contract_value_differences_are_reported() {
+    let custos = answer(
+        200,
+        r#"{"extra":1,"data":{"data":{"a":"1"},"version":2,"n":"x"}}"#,
+    );
+    let bao = answer(
+        200,
+        r#"{"data":{"data":{"a":"2"},"version":3,"n":1,"m":0}}"#,
+    );
+    assert_eq!(
+        kinds(&custos, &bao),
+        vec!["keys", "data_keys", "types", "value", "value"]
+    );
+    assert_eq!(kinds(&answer(404, ""), &answer(404, "{}")), vec!["body"]);
+}
+
+#[test]
+fn the_random_sequence_is_the_same_for_the_same_seed() {
+    let ids = |seed| -> Vec<String> {
+        random_steps(seed, 50)
+            .into_iter()
+            .map(|step| format!("{} {} {:?}", step.id, step.path, step.body))
+            .collect()
+    };
+    assert_eq!(ids(SEED), ids(SEED));
+    assert_ne!(ids(SEED), ids(SEED + 1));
+}
+
+#[test]
+fn every_allow_list_entry_has_a_known_kind_and_a_reason() {
+    let kinds = ["status", "keys", "data_keys", "types", "value", "body"];
+    for entry in allow_list() {
+        assert!(
+            kinds.contains(&entry.kind.as_str()),
+            "allow-list entry {} has unknown kind {}",
+            entry.id,
+            entry.kind
+        );
+        assert!(entry.reason.len() > 10, "{}: reason too short", entry.id);
+    }
+}
