@@ -613,6 +613,49 @@ fn edge_cases() -> Vec<Step> {
             "secret/data/app?version=1",
             None,
         ),
+        // `oldest_version` when the version count reaches `max_versions`, then passes it.
+        step(
+            "kv2/metadata-max-versions-set",
+            "POST",
+            "secret/metadata/mv",
+            Some(r#"{"max_versions":2}"#),
+        ),
+        step(
+            "kv2/metadata-max-versions-write-1",
+            "POST",
+            "secret/data/mv",
+            Some(r#"{"data":{"n":1}}"#),
+        ),
+        step(
+            "kv2/metadata-max-versions-write-2",
+            "POST",
+            "secret/data/mv",
+            Some(r#"{"data":{"n":2}}"#),
+        ),
+        step(
+            "kv2/metadata-max-versions-at-limit",
+            "GET",
+            "secret/metadata/mv",
+            None,
+        ),
+        step(
+            "kv2/metadata-max-versions-write-3",
+            "POST",
+            "secret/data/mv",
+            Some(r#"{"data":{"n":3}}"#),
+        ),
+        step(
+            "kv2/metadata-max-versions-past-limit",
+            "GET",
+            "secret/metadata/mv",
+            None,
+        ),
+        step(
+            "kv2/metadata-max-versions-pruned",
+            "GET",
+            "secret/data/mv?version=1",
+            None,
+        ),
         step("kv2/config-read", "GET", "secret/config", None),
         step(
             "kv2/config-write",
@@ -1091,6 +1134,17 @@ fn custos_answers_like_openbao_for_the_same_requests() {
     for step in &steps {
         let custos_answer = custos.run(step);
         let bao_answer = bao.run(step);
+        if std::env::var_os("CUSTOS_DIFF_TRACE").is_some() {
+            println!(
+                "TRACE\t{}\t{} /v1/{}\t{}\tcustos {}\tbao {}",
+                step.id,
+                step.method,
+                step.path,
+                step.body.as_deref().unwrap_or("-"),
+                custos_answer.status,
+                bao_answer.status
+            );
+        }
         for difference in compare(step, &custos_answer, &bao_answer) {
             if std::env::var_os("CUSTOS_DIFF_DUMP").is_some() {
                 println!(
