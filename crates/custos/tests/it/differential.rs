@@ -578,6 +578,12 @@ fn edge_cases() -> Vec<Step> {
         step("kv2/delete-latest", "DELETE", "secret/data/app", None),
         step("kv2/read-deleted", "GET", "secret/data/app", None),
         step(
+            "kv2/read-deleted-version",
+            "GET",
+            "secret/data/app?version=3",
+            None,
+        ),
+        step(
             "kv2/undelete",
             "POST",
             "secret/undelete/app",
@@ -656,12 +662,49 @@ fn edge_cases() -> Vec<Step> {
             "secret/data/mv?version=1",
             None,
         ),
+        step(
+            "kv2/metadata-max-versions-lowered",
+            "POST",
+            "secret/metadata/mv",
+            Some(r#"{"max_versions":1}"#),
+        ),
+        step(
+            "kv2/metadata-max-versions-lowered-read",
+            "GET",
+            "secret/data/mv?version=2",
+            None,
+        ),
         step("kv2/config-read", "GET", "secret/config", None),
         step(
             "kv2/config-write",
             "POST",
             "secret/config",
             Some(r#"{"max_versions":7}"#),
+        ),
+        // A secret's own max_versions below the mount's.
+        step(
+            "kv2/metadata-max-versions-vs-mount-set",
+            "POST",
+            "secret/metadata/mc",
+            Some(r#"{"max_versions":1}"#),
+        ),
+        step(
+            "kv2/metadata-max-versions-vs-mount-write-1",
+            "POST",
+            "secret/data/mc",
+            Some(r#"{"data":{"n":1}}"#),
+        ),
+        step(
+            "kv2/metadata-max-versions-vs-mount-write-2",
+            "POST",
+            "secret/data/mc",
+            Some(r#"{"data":{"n":2}}"#),
+        ),
+        step(
+            "kv2/metadata-max-versions-vs-mount-read-1",
+            "GET",
+            "secret/data/mc?version=1",
+            None,
         ),
         step("kv2/metadata-delete", "DELETE", "secret/metadata/app", None),
         step(
@@ -1045,7 +1088,7 @@ fn random_steps(seed: u64, count: usize) -> Vec<Step> {
         let version = rng.below(4);
         let value = rng.below(1000);
         let (op, method, path, body): (&str, &'static str, String, Option<String>) =
-            match rng.below(14) {
+            match rng.below(19) {
                 0 | 1 => (
                     "kv2-write",
                     "POST",
@@ -1080,6 +1123,26 @@ fn random_steps(seed: u64, count: usize) -> Vec<Step> {
                     format!("secret/destroy/{key}"),
                     Some(format!(r#"{{"versions":[{version}]}}"#)),
                 ),
+                14 => (
+                    "kv2-patch",
+                    "PATCH",
+                    format!("secret/data/{key}"),
+                    Some(format!(r#"{{"data":{{"p":{value}}}}}"#)),
+                ),
+                15 => ("kv2-subkeys", "GET", format!("secret/subkeys/{key}"), None),
+                16 => (
+                    "kv2-metadata-write",
+                    "POST",
+                    format!("secret/metadata/{key}"),
+                    Some(format!(r#"{{"max_versions":{}}}"#, version + 1)),
+                ),
+                17 => (
+                    "kv2-delete-versions",
+                    "POST",
+                    format!("secret/delete/{key}"),
+                    Some(format!(r#"{{"versions":[{version}]}}"#)),
+                ),
+                18 => ("kv1-delete", "DELETE", format!("r1/{key}"), None),
                 9 => (
                     "kv2-metadata",
                     "GET",
@@ -1098,6 +1161,9 @@ fn random_steps(seed: u64, count: usize) -> Vec<Step> {
             };
         let mut step = step(&format!("rand/{n:03}/{op}"), method, &path, None);
         step.body = body;
+        if op == "kv2-patch" {
+            step = step.patch();
+        }
         steps.push(step);
     }
     steps
@@ -1136,13 +1202,15 @@ fn custos_answers_like_openbao_for_the_same_requests() {
         let bao_answer = bao.run(step);
         if std::env::var_os("CUSTOS_DIFF_TRACE").is_some() {
             println!(
-                "TRACE\t{}\t{} /v1/{}\t{}\tcustos {}\tbao {}",
+                "TRACE\t{}\t{} /v1/{}\t{}\tcustos {}\tbao {}\t{}\t{}",
                 step.id,
                 step.method,
                 step.path,
                 step.body.as_deref().unwrap_or("-"),
                 custos_answer.status,
-                bao_answer.status
+                bao_answer.status,
+                custos_answer.raw.trim(),
+                bao_answer.raw.trim()
             );
         }
         for difference in compare(step, &custos_answer, &bao_answer) {
