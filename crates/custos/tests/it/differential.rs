@@ -1040,6 +1040,59 @@ fn edge_cases() -> Vec<Step> {
             Some(r#"{"a":1}"#),
         )
         .wrap("90", "w7"),
+        // More wrapping and mount edge cases.
+        step(
+            "wrap/lookup-no-token",
+            "POST",
+            "sys/wrapping/lookup",
+            Some(r#"{"token":"{{w7}}"}"#),
+        )
+        .token(Token::Missing),
+        step(
+            "wrap/rewrap-bad",
+            "POST",
+            "sys/wrapping/rewrap",
+            Some(r#"{"token":"bogus"}"#),
+        ),
+        step("wrap/unwrap-no-token", "POST", "sys/wrapping/unwrap", None),
+        step(
+            "wrap/lookup-missing-field",
+            "POST",
+            "sys/wrapping/lookup",
+            Some("{}"),
+        ),
+        step(
+            "mounts/enable-no-type",
+            "POST",
+            "sys/mounts/notype",
+            Some("{}"),
+        ),
+        step(
+            "mounts/enable-reserved-sys",
+            "POST",
+            "sys/mounts/sys",
+            Some(r#"{"type":"kv"}"#),
+        ),
+        step("mounts/disable-sys", "DELETE", "sys/mounts/sys", None),
+        step(
+            "mounts/tune-wrong-type",
+            "POST",
+            "sys/mounts/secret/tune",
+            Some(r#"{"max_lease_ttl":[1]}"#),
+        ),
+        step("kv2/list-on-data-path", "LIST", "secret/data/", None),
+        step(
+            "kv2/put-method",
+            "PUT",
+            "secret/data/putme",
+            Some(r#"{"data":{"a":1}}"#),
+        ),
+        step(
+            "kv2/read-metadata-list-false",
+            "GET",
+            "secret/metadata/?list=false",
+            None,
+        ),
     ];
     let long_key = "k".repeat(2000);
     steps.push(step(
