@@ -161,7 +161,20 @@ struct BaoServer {
 }
 
 impl BaoServer {
+    /// Starts `bao server -dev` on a free loopback port, retrying with another port when the
+    /// process exits early (another process took the port between our probe and its bind).
     fn start(binary: &str) -> BaoServer {
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            match BaoServer::try_start(binary) {
+                Ok(server) => return server,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("bao dev server did not come up in 3 attempts; last log:\n{last_log}");
+    }
+
+    fn try_start(binary: &str) -> Result<BaoServer, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -169,7 +182,8 @@ impl BaoServer {
             .port();
         let authority = format!("127.0.0.1:{port}");
         let home = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(home.path().join("bao.log")).unwrap();
+        let log_path = home.path().join("bao.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(binary)
             .args([
                 "server",
@@ -187,25 +201,24 @@ impl BaoServer {
             .stderr(log)
             .spawn()
             .unwrap();
-        let server = BaoServer {
+        let mut server = BaoServer {
             child,
             authority,
             _home: home,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        while Instant::now() < deadline {
+            if server.child.try_wait().unwrap().is_some() {
+                return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
+            }
             let up = TcpStream::connect(&server.authority).is_ok()
                 && send(&server.authority, "GET", "sys/health", &[], "").status == 200;
             if up {
-                return server;
+                return Ok(server);
             }
-            assert!(
-                Instant::now() < deadline,
-                "bao dev server did not come up: {}",
-                std::fs::read_to_string(server._home.path().join("bao.log")).unwrap_or_default()
-            );
             std::thread::sleep(Duration::from_millis(100));
         }
+        Err(std::fs::read_to_string(&log_path).unwrap_or_default())
     }
 }
 
