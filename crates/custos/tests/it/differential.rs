@@ -1106,6 +1106,17 @@ fn edge_cases() -> Vec<Step> {
             "secret/metadata/?list=false",
             None,
         ),
+        // The upgraded and remounted KV mount.
+        step("mounts/up2-read-v2", "GET", "up2/data/k", None),
+        step("mounts/up2-metadata", "GET", "up2/metadata/k", None),
+        step(
+            "mounts/up2-write-v2",
+            "POST",
+            "up2/data/k",
+            Some(r#"{"data":{"a":"2"}}"#),
+        ),
+        step("mounts/up2-read-v1-path", "GET", "up2/k", None),
+        step("mounts/up2-disable", "DELETE", "sys/mounts/up2", None),
     ];
     let long_key = "k".repeat(2000);
     steps.push(step(
