@@ -9,6 +9,7 @@ mod budget_postgres;
 mod cli;
 mod cluster;
 mod crash;
+mod differential;
 mod hardening;
 mod hvac;
 mod kv_cli;
