@@ -10,14 +10,14 @@
 //! index>:<hmac>`), so Vault's Go client can merge and compare the states it collects; custos
 //! leaves the HMAC empty and the replicated index 0, and reads only the local index back.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use custos_engine::Revision;
 
-use crate::Shared;
+use crate::AppState;
 use crate::error::ApiError;
 
 /// Encodes a revision as an `X-Vault-Index` value.
@@ -41,11 +41,7 @@ pub(crate) fn decode(value: &str) -> Option<Revision> {
 }
 
 /// The middleware: wait for a requested index, report the committed one.
-pub(crate) async fn read_your_writes(
-    State(state): State<Shared>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn read_your_writes(state: &AppState, request: Request, next: Next) -> Response {
     let mut wanted: Option<Revision> = None;
     for value in request.headers().get_all(custos_api::INDEX_HEADER) {
         let Some(revision) = value.to_str().ok().and_then(decode) else {

@@ -114,10 +114,6 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            index::read_your_writes,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
             request_context,
         ))
         .with_state(state)
@@ -133,7 +129,7 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Per request: an id, a span, the source guard of the seal life cycle endpoints, a timeout,
-/// `Cache-Control: no-store`, and one log line.
+/// read-your-writes (`X-Vault-Index`), `Cache-Control: no-store`, and one log line.
 async fn request_context(
     State(state): State<Shared>,
     mut request: Request,
@@ -150,7 +146,9 @@ async fn request_context(
     let mut response = if let Some(refusal) = guard::check(&state, &request) {
         refusal.into_response()
     } else {
-        let handled = next.run(request).instrument(span.clone());
+        // Read-your-writes runs here rather than as a layer of its own: one middleware per
+        // request is cheaper than two.
+        let handled = index::read_your_writes(&state, request, next).instrument(span.clone());
         match tokio::time::timeout(state.request_timeout, handled).await {
             Ok(response) => response,
             Err(_) => ApiError::Timeout.into_response(),

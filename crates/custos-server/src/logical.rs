@@ -169,6 +169,17 @@ fn check_namespace(headers: &HeaderMap) -> Result<(), ApiError> {
 /// client or a policy author would not expect. Cleaning only drops segments, so the redirect
 /// stays in the same mount unless the mount's own path was written with `//` or `.`.
 fn cleaned_location(raw_path: &str, query: Option<&str>) -> Option<String> {
+    // Almost every path is clean: only one with an empty segment or a segment that starts with
+    // a dot (or an escaped one) can need cleaning.
+    let suspicious = raw_path.starts_with('/')
+        || raw_path.contains("//")
+        || raw_path.starts_with('.')
+        || raw_path.contains("/.")
+        || raw_path.contains("%2e")
+        || raw_path.contains("%2E");
+    if !suspicious {
+        return None;
+    }
     let body = raw_path.strip_suffix('/').unwrap_or(raw_path);
     if body.is_empty() {
         return None;
