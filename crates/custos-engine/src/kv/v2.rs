@@ -435,6 +435,40 @@ fn missing(data: Map<String, Value>) -> Option<LogicalResponse> {
     })
 }
 
+/// Vault's answer to a path outside the KV v2 endpoints (typically a KV v1-style `<mount>/<key>`):
+/// 404 with a normal body (data null) whose warning names the `vault kv` subcommand to use.
+fn invalid_path(operation: Operation) -> Option<LogicalResponse> {
+    let subcommand = match operation {
+        Operation::Read => "get",
+        Operation::List => "list",
+        Operation::Create | Operation::Update => "put",
+        Operation::Patch => "patch",
+        Operation::Delete => "delete",
+    };
+    Some(LogicalResponse {
+        data: None,
+        warnings: vec![format!(
+            "Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate \
+             API endpoints to use. If using the Vault CLI, use 'vault kv {subcommand}' for this \
+             operation."
+        )],
+        missing: true,
+        wrap_info: None,
+        lease_duration: 0,
+    })
+}
+
+/// Vault's answer to a PATCH of a secret that does not exist: 404 with an empty body.
+fn patch_target_missing() -> Option<LogicalResponse> {
+    Some(LogicalResponse {
+        data: None,
+        warnings: Vec::new(),
+        missing: true,
+        wrap_info: None,
+        lease_duration: 0,
+    })
+}
+
 fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -833,17 +867,14 @@ impl LogicalBackend for KvV2 {
             let prefix = format!("{META_PREFIX}{}", folder_prefix(path));
             return list_children(&ctx.storage, &prefix).await;
         }
-        if endpoint == "config" {
-            if !path.is_empty() {
-                return Ok(None);
-            }
+        if endpoint == "config" && path.is_empty() {
             return handle_config(ctx, &request).await;
         }
         if !matches!(
             endpoint,
             "data" | "metadata" | "delete" | "undelete" | "destroy" | "subkeys"
         ) {
-            return Ok(None);
+            return Ok(invalid_path(request.operation));
         }
         check_path_limits(path)?;
         if !is_secret_path(path) {
@@ -1018,12 +1049,12 @@ async fn patch_data(
     for _ in 0..MAX_ATTEMPTS {
         let snapshot = Snapshot::load(&ctx.storage, path).await?;
         let Some(meta) = snapshot.meta.clone() else {
-            return Ok(None);
+            return Ok(patch_target_missing());
         };
         check_cas(&snapshot.config, &meta, cas)?;
         let current = meta.current_version;
         let Some(version_meta) = meta.versions.get(&current) else {
-            return Ok(None);
+            return Ok(patch_target_missing());
         };
         if !version_meta.is_live(ctx.now) {
             return Ok(missing(meta.version_json(current, version_meta)));

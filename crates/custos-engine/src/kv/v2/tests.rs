@@ -541,12 +541,7 @@ async fn patch_merges_into_the_latest_version() {
 async fn patch_needs_a_live_latest_version() {
     let harness = Harness::new();
     let patch = json!({"data": {"a": "1"}});
-    assert_eq!(
-        call(&harness, Operation::Patch, "data/none", patch.clone())
-            .await
-            .unwrap(),
-        None
-    );
+    assert_empty_404(call(&harness, Operation::Patch, "data/none", patch.clone()).await);
     put(&harness, "k", json!({"a": "0"})).await;
     no_content(call(&harness, Operation::Delete, "data/k", Value::Null).await);
     let body = missing_body(call(&harness, Operation::Patch, "data/k", patch.clone()).await);
@@ -566,11 +561,18 @@ async fn patch_needs_a_live_latest_version() {
         )
         .await,
     );
-    assert_eq!(
-        call(&harness, Operation::Patch, "data/empty", patch)
-            .await
-            .unwrap(),
-        None
+    assert_empty_404(call(&harness, Operation::Patch, "data/empty", patch).await);
+}
+
+/// A PATCH of a secret that does not exist is Vault's 404 with an empty body: no data, no
+/// warnings.
+fn assert_empty_404(answer: Answer) {
+    let answer = answer.unwrap().expect("an answer");
+    assert!(answer.missing, "expected a 404, got {answer:?}");
+    assert_eq!(answer.data, None, "expected no body, got {answer:?}");
+    assert!(
+        answer.warnings.is_empty(),
+        "expected no body, got {answer:?}"
     );
 }
 
@@ -1346,7 +1348,7 @@ async fn subkeys_show_the_structure_without_values() {
 #[tokio::test]
 async fn unknown_paths_and_operations_are_refused() {
     let harness = Harness::new();
-    for path in ["nothing", "nothing/here", "config/extra", "data", "data/"] {
+    for path in ["data", "data/"] {
         assert_eq!(
             call(&harness, Operation::Read, path, Value::Null)
                 .await
@@ -1368,6 +1370,44 @@ async fn unknown_paths_and_operations_are_refused() {
             "{operation:?} {path}: {result:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn v1_style_paths_answer_vaults_invalid_path_warning() {
+    let harness = Harness::new();
+    put(&harness, "foo", json!({"a": "1"})).await;
+    for (operation, path, subcommand) in [
+        (Operation::Read, "foo", "get"),
+        (Operation::Read, "nothing/here", "get"),
+        (Operation::Read, "config/extra", "get"),
+        (Operation::Update, "foo", "put"),
+        (Operation::Create, "foo", "put"),
+        (Operation::List, "foo", "list"),
+        (Operation::List, "", "list"),
+        (Operation::Delete, "foo", "delete"),
+        (Operation::Patch, "foo", "patch"),
+    ] {
+        let answer = call(&harness, operation, path, json!({"a": "2"}))
+            .await
+            .unwrap()
+            .expect("an answer");
+        assert!(answer.missing, "{operation:?} {path}: {answer:?}");
+        assert_eq!(answer.data, None, "{operation:?} {path}");
+        assert_eq!(
+            answer.warnings,
+            vec![format!(
+                "Invalid path for a versioned K/V secrets engine. See the API docs for the \
+                 appropriate API endpoints to use. If using the Vault CLI, use 'vault kv \
+                 {subcommand}' for this operation."
+            )],
+            "{operation:?} {path}"
+        );
+    }
+    // Nothing was written or deleted through the v1-style path.
+    assert_eq!(
+        data_of(read(&harness, "foo").await.unwrap())["data"],
+        json!({"a": "1"})
+    );
 }
 
 #[tokio::test]
