@@ -151,7 +151,8 @@ struct KeyMetadata {
     #[serde(with = "time_format")]
     updated_time: Timestamp,
     current_version: u64,
-    /// 0 until trimming first removes a version, as in Vault.
+    /// 0 until the version count first reaches `max_versions`, then
+    /// `current_version - max_versions + 1`, as in Vault.
     oldest_version: u64,
     /// 0 means "use the mount's setting".
     max_versions: u32,
@@ -292,8 +293,12 @@ impl KeyMetadata {
         } else {
             DEFAULT_MAX_VERSIONS
         };
+        // Vault's sliding window: once `current_version - oldest_version` reaches the limit,
+        // `oldest_version` becomes `current_version - max_versions + 1` and everything older is
+        // trimmed. Since `oldest_version` starts at 0, it moves to 1 when the count first reaches
+        // the limit, before anything is trimmed, as Vault reports it.
         let mut trimmed = Vec::new();
-        if self.versions.len() as u64 > u64::from(max_versions) {
+        if number.saturating_sub(self.oldest_version) >= u64::from(max_versions) {
             let newest_to_delete = number - u64::from(max_versions);
             let kept = self.versions.split_off(&(newest_to_delete + 1));
             trimmed.extend(self.versions.keys().copied());

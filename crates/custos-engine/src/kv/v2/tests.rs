@@ -812,6 +812,50 @@ async fn key_max_versions_trims_the_oldest_versions() {
 }
 
 #[tokio::test]
+async fn oldest_version_moves_once_the_count_reaches_max_versions() {
+    let harness = Harness::new();
+    no_content(
+        call(
+            &harness,
+            Operation::Update,
+            "metadata/k",
+            json!({"max_versions": 3}),
+        )
+        .await,
+    );
+    // (current_version, oldest_version, kept versions) after each write, as OpenBao 2.7.2 and
+    // Vault's kv plugin answer them.
+    let expected: [(u64, u64, Vec<u64>); 5] = [
+        (1, 0, vec![1]),
+        (2, 0, vec![1, 2]),
+        (3, 1, vec![1, 2, 3]),
+        (4, 2, vec![2, 3, 4]),
+        (5, 3, vec![3, 4, 5]),
+    ];
+    for (value, (current, oldest, kept)) in (1..).zip(expected) {
+        put(&harness, "k", json!({ "v": value })).await;
+        let meta = metadata(&harness, "k").await;
+        assert_eq!(meta["current_version"], json!(current), "write {value}");
+        assert_eq!(meta["oldest_version"], json!(oldest), "write {value}");
+        assert_eq!(version_numbers(&meta), kept, "write {value}");
+        assert_eq!(stored_versions(&harness, "k").await, kept, "write {value}");
+    }
+
+    // With max_versions 1, the first version is already the oldest.
+    no_content(
+        call(
+            &harness,
+            Operation::Update,
+            "metadata/one",
+            json!({"max_versions": 1}),
+        )
+        .await,
+    );
+    put(&harness, "one", json!({"v": 1})).await;
+    assert_eq!(metadata(&harness, "one").await["oldest_version"], json!(1));
+}
+
+#[tokio::test]
 async fn mount_max_versions_applies_unless_the_key_sets_its_own() {
     let harness = Harness::new();
     no_content(
