@@ -75,13 +75,14 @@ impl LogicalRequest {
     }
 }
 
-/// A backend's answer. `data: None` renders as `204 No Content`.
+/// A backend's answer. `data: None` renders as `204 No Content` (unless `missing`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LogicalResponse {
     pub data: Option<Map<String, Value>>,
     pub warnings: Vec<String>,
     /// The answer describes something that is not there (a deleted or destroyed KV version):
-    /// rendered as 404 *with* this body, as Vault does.
+    /// rendered as 404 *with* this body, as Vault does. With `data` `None` it is rendered as 404
+    /// with an empty body, or, when there are `warnings`, 404 with a body whose data is null.
     pub missing: bool,
     /// Set when the response was wrapped: `data` is then `None` and the client gets this.
     pub wrap_info: Option<WrapInfo>,

@@ -319,7 +319,23 @@ fn render(request_id: &str, path: &str, answer: Option<LogicalResponse>) -> Resp
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
     let Some(data) = answer.data else {
-        return StatusCode::NO_CONTENT.into_response();
+        if !answer.missing {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        if answer.warnings.is_empty() {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+        let body = serde_json::json!({
+            "request_id": request_id,
+            "lease_id": "",
+            "renewable": false,
+            "lease_duration": 0,
+            "data": null,
+            "wrap_info": null,
+            "warnings": answer.warnings,
+            "auth": null,
+        });
+        return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
     };
     let mut body = Map::new();
     if flattens(path) {
@@ -383,6 +399,48 @@ mod tests {
         assert!(percent_decode("bad%zz").is_err());
         assert!(percent_decode("bad%FF").is_err());
         assert!(percent_decode("%").is_err());
+    }
+
+    async fn rendered(answer: LogicalResponse) -> (StatusCode, Vec<u8>) {
+        let response = render("req-1", "secret/foo", Some(answer));
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, bytes.to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_missing_answer_without_data_is_an_empty_404() {
+        let (status, body) = rendered(LogicalResponse {
+            missing: true,
+            ..LogicalResponse::default()
+        })
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.is_empty(), "{}", String::from_utf8_lossy(&body));
+    }
+
+    #[tokio::test]
+    async fn a_missing_answer_with_warnings_is_a_404_with_null_data() {
+        let (status, body) = rendered(LogicalResponse {
+            missing: true,
+            warnings: vec!["Invalid path".into()],
+            ..LogicalResponse::default()
+        })
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["data"], Value::Null);
+        assert_eq!(body["warnings"], serde_json::json!(["Invalid path"]));
+        assert_eq!(body["request_id"], "req-1");
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_data_is_204() {
+        let (status, body) = rendered(LogicalResponse::default()).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert!(body.is_empty());
     }
 
     fn encode(text: &str) -> String {

@@ -151,7 +151,8 @@ struct KeyMetadata {
     #[serde(with = "time_format")]
     updated_time: Timestamp,
     current_version: u64,
-    /// 0 until trimming first removes a version, as in Vault.
+    /// 0 until the version count first reaches `max_versions`, then
+    /// `current_version - max_versions + 1`, as in Vault.
     oldest_version: u64,
     /// 0 means "use the mount's setting".
     max_versions: u32,
@@ -292,8 +293,12 @@ impl KeyMetadata {
         } else {
             DEFAULT_MAX_VERSIONS
         };
+        // Vault's sliding window: once `current_version - oldest_version` reaches the limit,
+        // `oldest_version` becomes `current_version - max_versions + 1` and everything older is
+        // trimmed. Since `oldest_version` starts at 0, it moves to 1 when the count first reaches
+        // the limit, before anything is trimmed, as Vault reports it.
         let mut trimmed = Vec::new();
-        if self.versions.len() as u64 > u64::from(max_versions) {
+        if number.saturating_sub(self.oldest_version) >= u64::from(max_versions) {
             let newest_to_delete = number - u64::from(max_versions);
             let kept = self.versions.split_off(&(newest_to_delete + 1));
             trimmed.extend(self.versions.keys().copied());
@@ -428,6 +433,40 @@ fn gave_up() -> EngineError {
 fn missing(data: Map<String, Value>) -> Option<LogicalResponse> {
     Some(LogicalResponse {
         data: Some(data),
+        warnings: Vec::new(),
+        missing: true,
+        wrap_info: None,
+        lease_duration: 0,
+    })
+}
+
+/// Vault's answer to a path outside the KV v2 endpoints (typically a KV v1-style `<mount>/<key>`):
+/// 404 with a normal body (data null) whose warning names the `vault kv` subcommand to use.
+fn invalid_path(operation: Operation) -> Option<LogicalResponse> {
+    let subcommand = match operation {
+        Operation::Read => "get",
+        Operation::List => "list",
+        Operation::Create | Operation::Update => "put",
+        Operation::Patch => "patch",
+        Operation::Delete => "delete",
+    };
+    Some(LogicalResponse {
+        data: None,
+        warnings: vec![format!(
+            "Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate \
+             API endpoints to use. If using the Vault CLI, use 'vault kv {subcommand}' for this \
+             operation."
+        )],
+        missing: true,
+        wrap_info: None,
+        lease_duration: 0,
+    })
+}
+
+/// Vault's answer to a PATCH of a secret that does not exist: 404 with an empty body.
+fn patch_target_missing() -> Option<LogicalResponse> {
+    Some(LogicalResponse {
+        data: None,
         warnings: Vec::new(),
         missing: true,
         wrap_info: None,
@@ -833,17 +872,14 @@ impl LogicalBackend for KvV2 {
             let prefix = format!("{META_PREFIX}{}", folder_prefix(path));
             return list_children(&ctx.storage, &prefix).await;
         }
-        if endpoint == "config" {
-            if !path.is_empty() {
-                return Ok(None);
-            }
+        if endpoint == "config" && path.is_empty() {
             return handle_config(ctx, &request).await;
         }
         if !matches!(
             endpoint,
             "data" | "metadata" | "delete" | "undelete" | "destroy" | "subkeys"
         ) {
-            return Ok(None);
+            return Ok(invalid_path(request.operation));
         }
         check_path_limits(path)?;
         if !is_secret_path(path) {
@@ -1018,12 +1054,12 @@ async fn patch_data(
     for _ in 0..MAX_ATTEMPTS {
         let snapshot = Snapshot::load(&ctx.storage, path).await?;
         let Some(meta) = snapshot.meta.clone() else {
-            return Ok(None);
+            return Ok(patch_target_missing());
         };
         check_cas(&snapshot.config, &meta, cas)?;
         let current = meta.current_version;
         let Some(version_meta) = meta.versions.get(&current) else {
-            return Ok(None);
+            return Ok(patch_target_missing());
         };
         if !version_meta.is_live(ctx.now) {
             return Ok(missing(meta.version_json(current, version_meta)));

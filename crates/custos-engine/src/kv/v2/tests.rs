@@ -541,12 +541,7 @@ async fn patch_merges_into_the_latest_version() {
 async fn patch_needs_a_live_latest_version() {
     let harness = Harness::new();
     let patch = json!({"data": {"a": "1"}});
-    assert_eq!(
-        call(&harness, Operation::Patch, "data/none", patch.clone())
-            .await
-            .unwrap(),
-        None
-    );
+    assert_empty_404(call(&harness, Operation::Patch, "data/none", patch.clone()).await);
     put(&harness, "k", json!({"a": "0"})).await;
     no_content(call(&harness, Operation::Delete, "data/k", Value::Null).await);
     let body = missing_body(call(&harness, Operation::Patch, "data/k", patch.clone()).await);
@@ -566,11 +561,18 @@ async fn patch_needs_a_live_latest_version() {
         )
         .await,
     );
-    assert_eq!(
-        call(&harness, Operation::Patch, "data/empty", patch)
-            .await
-            .unwrap(),
-        None
+    assert_empty_404(call(&harness, Operation::Patch, "data/empty", patch).await);
+}
+
+/// A PATCH of a secret that does not exist is Vault's 404 with an empty body: no data, no
+/// warnings.
+fn assert_empty_404(answer: Answer) {
+    let answer = answer.unwrap().expect("an answer");
+    assert!(answer.missing, "expected a 404, got {answer:?}");
+    assert_eq!(answer.data, None, "expected no body, got {answer:?}");
+    assert!(
+        answer.warnings.is_empty(),
+        "expected no body, got {answer:?}"
     );
 }
 
@@ -807,6 +809,50 @@ async fn key_max_versions_trims_the_oldest_versions() {
         data_of(read_version(&harness, "k", 3).await.unwrap())["data"],
         json!({"v": 3})
     );
+}
+
+#[tokio::test]
+async fn oldest_version_moves_once_the_count_reaches_max_versions() {
+    let harness = Harness::new();
+    no_content(
+        call(
+            &harness,
+            Operation::Update,
+            "metadata/k",
+            json!({"max_versions": 3}),
+        )
+        .await,
+    );
+    // (current_version, oldest_version, kept versions) after each write, as OpenBao 2.7.2 and
+    // Vault's kv plugin answer them.
+    let expected: [(u64, u64, Vec<u64>); 5] = [
+        (1, 0, vec![1]),
+        (2, 0, vec![1, 2]),
+        (3, 1, vec![1, 2, 3]),
+        (4, 2, vec![2, 3, 4]),
+        (5, 3, vec![3, 4, 5]),
+    ];
+    for (value, (current, oldest, kept)) in (1..).zip(expected) {
+        put(&harness, "k", json!({ "v": value })).await;
+        let meta = metadata(&harness, "k").await;
+        assert_eq!(meta["current_version"], json!(current), "write {value}");
+        assert_eq!(meta["oldest_version"], json!(oldest), "write {value}");
+        assert_eq!(version_numbers(&meta), kept, "write {value}");
+        assert_eq!(stored_versions(&harness, "k").await, kept, "write {value}");
+    }
+
+    // With max_versions 1, the first version is already the oldest.
+    no_content(
+        call(
+            &harness,
+            Operation::Update,
+            "metadata/one",
+            json!({"max_versions": 1}),
+        )
+        .await,
+    );
+    put(&harness, "one", json!({"v": 1})).await;
+    assert_eq!(metadata(&harness, "one").await["oldest_version"], json!(1));
 }
 
 #[tokio::test]
@@ -1346,7 +1392,7 @@ async fn subkeys_show_the_structure_without_values() {
 #[tokio::test]
 async fn unknown_paths_and_operations_are_refused() {
     let harness = Harness::new();
-    for path in ["nothing", "nothing/here", "config/extra", "data", "data/"] {
+    for path in ["data", "data/"] {
         assert_eq!(
             call(&harness, Operation::Read, path, Value::Null)
                 .await
@@ -1368,6 +1414,44 @@ async fn unknown_paths_and_operations_are_refused() {
             "{operation:?} {path}: {result:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn v1_style_paths_answer_vaults_invalid_path_warning() {
+    let harness = Harness::new();
+    put(&harness, "foo", json!({"a": "1"})).await;
+    for (operation, path, subcommand) in [
+        (Operation::Read, "foo", "get"),
+        (Operation::Read, "nothing/here", "get"),
+        (Operation::Read, "config/extra", "get"),
+        (Operation::Update, "foo", "put"),
+        (Operation::Create, "foo", "put"),
+        (Operation::List, "foo", "list"),
+        (Operation::List, "", "list"),
+        (Operation::Delete, "foo", "delete"),
+        (Operation::Patch, "foo", "patch"),
+    ] {
+        let answer = call(&harness, operation, path, json!({"a": "2"}))
+            .await
+            .unwrap()
+            .expect("an answer");
+        assert!(answer.missing, "{operation:?} {path}: {answer:?}");
+        assert_eq!(answer.data, None, "{operation:?} {path}");
+        assert_eq!(
+            answer.warnings,
+            vec![format!(
+                "Invalid path for a versioned K/V secrets engine. See the API docs for the \
+                 appropriate API endpoints to use. If using the Vault CLI, use 'vault kv \
+                 {subcommand}' for this operation."
+            )],
+            "{operation:?} {path}"
+        );
+    }
+    // Nothing was written or deleted through the v1-style path.
+    assert_eq!(
+        data_of(read(&harness, "foo").await.unwrap())["data"],
+        json!({"a": "1"})
+    );
 }
 
 #[tokio::test]
