@@ -6,6 +6,8 @@
 mod body;
 mod error;
 mod extract;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod guard;
 mod index;
 mod listener;

@@ -168,7 +168,7 @@ fn check_namespace(headers: &HeaderMap) -> Result<(), ApiError> {
 /// redirected but refused later: resolving it could move the request to another mount, which a
 /// client or a policy author would not expect. Cleaning only drops segments, so the redirect
 /// stays in the same mount unless the mount's own path was written with `//` or `.`.
-fn cleaned_location(raw_path: &str, query: Option<&str>) -> Option<String> {
+pub(crate) fn cleaned_location(raw_path: &str, query: Option<&str>) -> Option<String> {
     // Almost every path is clean: only one with an empty segment or a segment that starts with
     // a dot (or an escaped one) can need cleaning.
     let suspicious = raw_path.starts_with('/')
@@ -242,7 +242,7 @@ fn redirect(location: &str) -> Response {
 }
 
 /// Decodes `%XX` escapes; the result must be UTF-8.
-fn percent_decode(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn percent_decode(raw: &str) -> Result<String, ApiError> {
     let invalid = || ApiError::InvalidRequest(format!("invalid path: malformed escape in {raw:?}"));
     let bytes = raw.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
@@ -271,7 +271,7 @@ fn flattens(path: &str) -> bool {
 
 /// `X-Vault-Wrap-TTL`: seconds (`300`) or a Go duration with Vault's `d` unit (`5m`, `1h30m`,
 /// `1d`), truncated to whole seconds. Empty or zero means no wrapping, as in Vault.
-fn parse_wrap_ttl(text: &str) -> Result<Option<u64>, ApiError> {
+pub(crate) fn parse_wrap_ttl(text: &str) -> Result<Option<u64>, ApiError> {
     let text = text.trim();
     let invalid = |reason: String| {
         ApiError::InvalidRequest(format!("error parsing X-Vault-Wrap-TTL header: {reason}"))
@@ -455,6 +455,24 @@ mod tests {
                 .filter(|text| !text.is_empty() && text.bytes().all(|byte| byte == b'.'))
                 .map(|text| text.len());
             proptest::prop_assert_eq!(dots(&segment), expected);
+        }
+
+        #[test]
+        fn a_cleaned_path_is_clean_and_never_gains_a_dot_segment(
+            raw in "(a|/|\\.|%2e|%2E|%2F|%20){0,12}"
+        ) {
+            if let Some(location) = cleaned_location(&raw, None) {
+                let cleaned = location.strip_prefix("/v1/").unwrap();
+                let body = cleaned.strip_suffix('/').unwrap_or(cleaned);
+                for segment in body.split('/') {
+                    proptest::prop_assert!(!segment.is_empty() || body.is_empty(), "{location:?}");
+                    // `...` is a name like any other; `.` and `..` must be gone.
+                    proptest::prop_assert!(!matches!(dots(segment), Some(1 | 2)), "{location:?}");
+                }
+                // Cleaning only drops segments: what is left is in the original order.
+                proptest::prop_assert!(raw.split('/').filter(|s| !s.is_empty() && dots(s) != Some(1))
+                    .eq(body.split('/').filter(|s| !s.is_empty())), "{raw:?} -> {location:?}");
+            }
         }
 
         #[test]
