@@ -442,32 +442,22 @@ impl Engine {
                 State::Unsealed(_) => String::new(),
             };
             if nonce != current {
-                let reset = matches!(input, UnsealInput::Reset);
-                tracing::warn!(reset, "unseal submission for a past round refused");
                 return Err(EngineError::InvalidRequest(STALE_UNSEAL_NONCE.into()));
             }
         }
         let key = match input {
             UnsealInput::Reset => {
                 if let State::Sealed(pending) = &mut *self.write_state() {
-                    tracing::warn!(progress = pending.progress(), "unseal progress reset");
                     pending.clear();
                 }
                 return self.seal_status().await;
             }
             UnsealInput::Key(key) => key,
         };
-        let result = self.take_share(&key, config.secret_threshold).await;
-        if let Err(error) = &result {
-            // The messages say what was wrong with the key's shape, never its bytes.
-            tracing::warn!(%error, "unseal attempt failed");
-        }
-        result
-    }
-
-    async fn take_share(&self, key: &[u8], threshold: u32) -> Result<SealStatus, EngineError> {
-        let share = seal::parse_unseal_key(key)?;
-        let Some(root_key) = self.add_share(share, threshold)? else {
+        // Failures and resets are logged by the caller, which knows the source address; the
+        // errors say what was wrong with a key's shape, never its bytes.
+        let share = seal::parse_unseal_key(&key)?;
+        let Some(root_key) = self.add_share(share, config.secret_threshold)? else {
             return self.seal_status().await;
         };
         let unsealed = self.open(root_key).await?;
@@ -659,7 +649,7 @@ impl Engine {
         let path = request.path.clone();
         let operation = request.operation;
         let wrap_ttl = request.wrap_ttl.map(wrapping::check_ttl).transpose()?;
-        let mut event = AuditEvent {
+        let event = AuditEvent {
             request_id: &request_id,
             operation,
             path: &path,
@@ -667,18 +657,31 @@ impl Engine {
             outcome: None,
             alert: None,
         };
+        self.audited(event, async {
+            let result = self.route(&unsealed, request, &caller).await;
+            // Only answers that carry data are wrapped; `sys/wrapping/wrap` wrapped already.
+            let wrappable = |answer: &logical::LogicalResponse| {
+                answer.data.is_some() && answer.wrap_info.is_none() && !answer.missing
+            };
+            match (wrap_ttl, result) {
+                (Some(ttl), Ok(Some(answer))) if wrappable(&answer) => {
+                    self.wrap(&unsealed, answer, ttl, &path).await.map(Some)
+                }
+                (_, result) => result,
+            }
+        })
+        .await
+    }
+
+    /// Records `event` (the request), runs `work`, then records its outcome. A failing audit
+    /// sink fails the request: no audit, no answer.
+    async fn audited<T>(
+        &self,
+        mut event: AuditEvent<'_>,
+        work: impl std::future::Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
         self.inner.audit.record(&event).await?;
-        let mut result = self.route(&unsealed, request, &caller).await;
-        // Only answers that carry data are wrapped; `sys/wrapping/wrap` wrapped already.
-        let wrappable = |answer: &logical::LogicalResponse| {
-            answer.data.is_some() && answer.wrap_info.is_none() && !answer.missing
-        };
-        if let (Some(ttl), Ok(Some(answer))) = (wrap_ttl, &result)
-            && wrappable(answer)
-            && let Ok(Some(answer)) = result
-        {
-            result = self.wrap(&unsealed, answer, ttl, &path).await.map(Some);
-        }
+        let result = work.await;
         event.outcome = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
         self.inner.audit.record(&event).await?;
         result
@@ -756,7 +759,7 @@ impl Engine {
         request: Request,
     ) -> Result<Option<logical::LogicalResponse>, EngineError> {
         let path = request.path.trim_end_matches('/');
-        let mut event = AuditEvent {
+        let event = AuditEvent {
             request_id: &request.request_id,
             operation: request.operation,
             path,
@@ -764,19 +767,18 @@ impl Engine {
             outcome: None,
             alert: None,
         };
-        self.inner.audit.record(&event).await?;
-        let result = if path == "sys/wrapping/lookup" {
-            self.wrapping_lookup(unsealed, request.data.as_ref(), request.token.as_deref())
-                .await
-        } else {
-            match request.token.as_deref().filter(|token| !token.is_empty()) {
-                Some(token) => self.unwrap_with_token(unsealed, token).await,
-                None => Err(EngineError::PermissionDenied),
+        self.audited(event, async {
+            if path == "sys/wrapping/lookup" {
+                self.wrapping_lookup(unsealed, request.data.as_ref(), request.token.as_deref())
+                    .await
+            } else {
+                match request.token.as_deref().filter(|token| !token.is_empty()) {
+                    Some(token) => self.unwrap_with_token(unsealed, token).await,
+                    None => Err(EngineError::PermissionDenied),
+                }
             }
-        };
-        event.outcome = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
-        self.inner.audit.record(&event).await?;
-        result
+        })
+        .await
     }
 
     /// `sys/leaks` needs no token (holding a credential is the authority to revoke it) but is
@@ -789,7 +791,7 @@ impl Engine {
         if request.operation != logical::Operation::Update {
             return Err(EngineError::MethodNotAllowed);
         }
-        let mut event = AuditEvent {
+        let event = AuditEvent {
             request_id: &request.request_id,
             operation: request.operation,
             path: "sys/leaks",
@@ -797,13 +799,11 @@ impl Engine {
             outcome: None,
             alert: None,
         };
-        self.inner.audit.record(&event).await?;
-        let result = self
-            .report_leaks(unsealed, &request.request_id, request.data.as_ref())
-            .await;
-        event.outcome = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
-        self.inner.audit.record(&event).await?;
-        result
+        self.audited(
+            event,
+            self.report_leaks(unsealed, &request.request_id, request.data.as_ref()),
+        )
+        .await
     }
 
     /// Mounts a secrets engine as the root token would (dev mode mounts `secret/` this way), with

@@ -96,7 +96,8 @@ pub(crate) async fn handle(
         )));
     }
     let token = extract::token_from_headers(headers);
-    let data = match operation {
+    // The body's budget is held until the request is answered: the parsed value lives as long.
+    let (data, _body) = match operation {
         Operation::Update | Operation::Create | Operation::Patch => {
             let limit = match path.trim_end_matches('/') {
                 // These work without a token (the credential they act on is the proof) and
@@ -126,14 +127,12 @@ pub(crate) async fn handle(
             } else {
                 Some(body::parse_object(&body)?)
             };
-            // The budget is held until the request is answered: the parsed value lives as long.
             (data, Some(body))
         }
         // Vault ignores bodies on reads, lists and deletes, but they still count against the
         // size limit; reading them would only waste time, so they are dropped unread.
         _ => (None, None),
     };
-    let (data, _body) = data;
     let wrap_ttl = match headers.get("x-vault-wrap-ttl") {
         None => None,
         Some(value) => parse_wrap_ttl(value.to_str().unwrap_or("?"))?,
