@@ -31,7 +31,13 @@ async fn kill_loop(config: &std::path::Path, log: &std::path::Path, pki: &TestPk
                 }
             })
         };
-        tokio::time::sleep(Duration::from_millis(100 + support::jitter_ms(400))).await;
+        // Kill at a random point once writes flow: on a loaded machine the first write alone
+        // (TLS handshake, an fsync) can take longer than the jitter.
+        let first_ack = tokio::time::Instant::now() + Duration::from_secs(20);
+        while acknowledged.load(Ordering::SeqCst) == 0 && tokio::time::Instant::now() < first_ack {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(support::jitter_ms(400))).await;
         server.kill();
         writer.await.unwrap();
         let acked = acknowledged.load(Ordering::SeqCst);
