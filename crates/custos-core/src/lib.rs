@@ -4,5 +4,7 @@
 //! randomness as arguments.
 
 mod api_key;
+mod cidr;
 
 pub use api_key::{ApiKey, ApiKeyError, CUSTOS_TOKEN_PREFIX, crc32};
+pub use cidr::{Cidr, CidrError};

@@ -29,9 +29,10 @@ pub use index::{read_fresh, track_commits};
 pub use leaks::MAX_LEAKS_PER_REPORT;
 pub use mounts::{MountConfig, MountEntry};
 pub use pipeline::{
-    AuditEvent, AuditSink, Authorizer, MAX_PATH_LEN, NoAudit, Request, RootOnly, validate_path,
+    AuditEvent, AuditSink, Authorizer, ClientCert, Connection, MAX_PATH_LEN, NoAudit, Request,
+    RootOnly, validate_path,
 };
-pub use token::Caller;
+pub use token::{Caller, IssuedToken, TokenGrant};
 pub use untrusted::{MAX_LOGGED_CHARS, Untrusted};
 
 /// Storage prefixes holding one entry per credential, named by its keyed hash. Anyone can make
@@ -378,6 +379,7 @@ impl Engine {
             accessor: random_id()?,
             issue_time_nanos: now.as_nanosecond(),
             leaked_at: None,
+            mfa: false,
         };
         let entry_json = serde_json::to_vec(&entry)
             .map_err(|error| EngineError::Internal(format!("encoding token: {error}")))?;
@@ -658,7 +660,10 @@ impl Engine {
             alert: None,
         };
         self.audited(event, async {
-            let result = self.route(&unsealed, request, &caller).await;
+            let result = match self.route(&unsealed, request, &caller).await {
+                Ok(Some(answer)) => self.issue_granted(&unsealed, answer, &path).await.map(Some),
+                other => other,
+            };
             // Only answers that carry data are wrapped; `sys/wrapping/wrap` wrapped already.
             let wrappable = |answer: &logical::LogicalResponse| {
                 answer.data.is_some() && answer.wrap_info.is_none() && !answer.missing
@@ -671,6 +676,20 @@ impl Engine {
             }
         })
         .await
+    }
+
+    /// Turns a login's grant into a token: the answer then carries the `auth` block.
+    async fn issue_granted(
+        &self,
+        unsealed: &Unsealed,
+        mut answer: logical::LogicalResponse,
+        path: &str,
+    ) -> Result<logical::LogicalResponse, EngineError> {
+        if let Some(mut grant) = answer.grant.take() {
+            grant.path = path.to_owned();
+            answer.auth = Some(self.issue_token(unsealed, grant).await?);
+        }
+        Ok(answer)
     }
 
     /// Records `event` (the request), runs `work`, then records its outcome. A failing audit

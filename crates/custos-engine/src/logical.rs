@@ -59,6 +59,8 @@ pub struct LogicalRequest {
     pub query: BTreeMap<String, String>,
     /// True when the body was sent as `application/merge-patch+json`.
     pub merge_patch: bool,
+    /// The connection's facts (address, client certificate): what login methods check.
+    pub connection: crate::Connection,
 }
 
 impl LogicalRequest {
@@ -89,6 +91,12 @@ pub struct LogicalResponse {
     /// Vault's `lease_duration` in seconds: how long a client may cache the answer (KV v1 reads
     /// set it; 0 elsewhere).
     pub lease_duration: u64,
+    /// Set by an auth method's login: the token to create. The pipeline issues it (as a child
+    /// of nobody) and answers with [`LogicalResponse::auth`] instead; a backend never creates
+    /// tokens itself.
+    pub grant: Option<crate::TokenGrant>,
+    /// Vault's `auth` block: the token a login or `auth/token/create` issued.
+    pub auth: Option<crate::IssuedToken>,
 }
 
 /// Vault's `wrap_info`: the single-use token that unwraps a response.
@@ -119,6 +127,16 @@ impl LogicalResponse {
             missing: false,
             wrap_info: None,
             lease_duration: 0,
+            grant: None,
+            auth: None,
+        }
+    }
+
+    /// A login's answer: no data, a token to issue.
+    pub fn login(grant: crate::TokenGrant) -> Self {
+        LogicalResponse {
+            grant: Some(grant),
+            ..LogicalResponse::default()
         }
     }
 
@@ -246,4 +264,10 @@ pub trait LogicalBackend: Send + Sync + 'static {
         ctx: &MountContext,
         request: LogicalRequest,
     ) -> Result<Option<LogicalResponse>, EngineError>;
+
+    /// Paths (relative to the mount) served without a token: an auth method's login paths.
+    /// A trailing `*` matches any rest (`login/*`). Secrets engines have none.
+    fn unauthenticated_paths(&self) -> &'static [&'static str] {
+        &[]
+    }
 }

@@ -33,6 +33,57 @@ pub struct Request {
     pub request_id: String,
     /// `X-Vault-Wrap-TTL` in seconds: wrap the answer behind a single-use token.
     pub wrap_ttl: Option<u64>,
+    /// Facts about the connection the request came on (address, client certificate).
+    pub connection: Connection,
+}
+
+/// What the HTTP layer knows about the connection a request came on. Address rules (token and
+/// secret-id CIDR bindings, policy `cidrs` conditions), certificate login and certificate-bound
+/// tokens are decided on these facts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Connection {
+    /// The client's address: the socket's peer, or the address a trusted proxy named in
+    /// `X-Forwarded-For`. `None` for in-process callers (tests, dev-mode set-up), which no
+    /// address rule admits.
+    pub remote_addr: Option<std::net::IpAddr>,
+    /// The TLS client certificate the connection presented, verified by the listener.
+    pub client_cert: Option<ClientCert>,
+    /// The `User-Agent` header, for audit.
+    pub user_agent: Option<String>,
+}
+
+/// A TLS client certificate: the chain as presented (leaf first, DER) and the leaf's SHA-256
+/// fingerprint, which certificate-bound tokens are bound to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub chain: std::sync::Arc<Vec<Vec<u8>>>,
+    /// Lower-case hex SHA-256 of the leaf's DER.
+    pub fingerprint: String,
+}
+
+impl ClientCert {
+    /// A certificate from its chain (leaf first); `None` for an empty chain.
+    pub fn from_chain(chain: Vec<Vec<u8>>) -> Option<ClientCert> {
+        let fingerprint = custos_crypto::sha256_hex(chain.first()?);
+        Some(ClientCert {
+            chain: std::sync::Arc::new(chain),
+            fingerprint,
+        })
+    }
+
+    /// The leaf certificate's DER.
+    pub fn leaf(&self) -> &[u8] {
+        self.chain.first().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl std::fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCert")
+            .field("fingerprint", &self.fingerprint)
+            .field("chain_len", &self.chain.len())
+            .finish()
+    }
 }
 
 impl Request {
@@ -46,6 +97,7 @@ impl Request {
             merge_patch: false,
             request_id: String::new(),
             wrap_ttl: None,
+            connection: Connection::default(),
         }
     }
 
@@ -166,6 +218,7 @@ pub(crate) fn to_logical(request: Request, mount_path: &str) -> LogicalRequest {
         data: request.data,
         query: request.query,
         merge_patch: request.merge_patch,
+        connection: request.connection,
     }
 }
 

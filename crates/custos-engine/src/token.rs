@@ -29,6 +29,69 @@ pub(crate) struct TokenEntry {
     /// revoked, by a report: see `leaks.rs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) leaked_at: Option<i64>,
+    /// The token comes from a login that passed MFA (TOTP): policy rules with
+    /// `require_mfa = true` admit it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) mfa: bool,
+}
+
+/// What a token is to be created with: by a login (an auth method's answer) or by
+/// `auth/token/create`. The token store checks it against the parent and fills in defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// Policies to attach (`default` is added unless `no_default_policy`).
+    pub policies: Vec<String>,
+    pub no_default_policy: bool,
+    /// Shown in lookups and audit: `userpass-alice`, `approle`, `cert-web`.
+    pub display_name: String,
+    /// Free-form metadata (Vault's `meta`): `username`, `role_name`, ...
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// Seconds; 0 means the mount's (or the system's) default.
+    pub ttl: u64,
+    /// Seconds; 0 means the mount's (or the system's) maximum.
+    pub max_ttl: u64,
+    /// Seconds; a periodic token is renewed to this period, without a maximum.
+    pub period: u64,
+    /// Seconds; a hard limit no renewal passes. 0: none.
+    pub explicit_max_ttl: u64,
+    /// How many requests the token may make; 0: unlimited.
+    pub num_uses: u64,
+    pub renewable: bool,
+    /// Addresses the token may be used from (empty: anywhere).
+    pub bound_cidrs: Vec<custos_core::Cidr>,
+    /// Lower-case hex SHA-256 of the client certificate the token must arrive with.
+    pub bound_cert_fingerprint: Option<String>,
+    /// The login passed MFA.
+    pub mfa: bool,
+    /// The path that created the token, e.g. `auth/userpass/login/alice` (set by the pipeline).
+    pub path: String,
+}
+
+/// Vault's `auth` block: a freshly issued token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    pub client_token: String,
+    pub accessor: String,
+    /// All policies, `default` included.
+    pub policies: Vec<String>,
+    pub token_policies: Vec<String>,
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// Seconds until it expires; 0: never.
+    pub lease_duration: u64,
+    pub renewable: bool,
+    pub orphan: bool,
+    pub num_uses: u64,
+    pub mfa: bool,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("accessor", &self.accessor)
+            .field("policies", &self.policies)
+            .field("lease_duration", &self.lease_duration)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) fn token_path(hasher: &KeyedHasher, token: &str) -> String {
@@ -63,6 +126,8 @@ pub struct Caller {
     pub issue_time_nanos: i128,
     /// When a leak report named this token (unix seconds), if one did.
     pub leaked_at: Option<i64>,
+    /// The token comes from a login that passed MFA.
+    pub mfa: bool,
 }
 
 impl Caller {
@@ -80,6 +145,7 @@ impl From<TokenEntry> for Caller {
             created_time: entry.created_time,
             issue_time_nanos: entry.issue_time_nanos,
             leaked_at: entry.leaked_at,
+            mfa: entry.mfa,
         }
     }
 }
@@ -116,4 +182,54 @@ pub(crate) fn lookup_self(caller: &Caller, token: &str) -> crate::logical::Logic
         "ttl": 0,
         "type": "service",
     }))
+}
+
+impl crate::Engine {
+    /// Creates a token for `grant`. The seam between auth methods and the token store: logins
+    /// hand their grant here (through the pipeline), `auth/token/create` too.
+    ///
+    /// This first version stores policies, display name, accessor and the MFA fact; TTLs, the
+    /// parent tree, accessor index, use counts and bindings are the token store's to add.
+    pub(crate) async fn issue_token(
+        &self,
+        unsealed: &crate::Unsealed,
+        grant: TokenGrant,
+    ) -> Result<IssuedToken, EngineError> {
+        let token = new_token()?;
+        let accessor = crate::random_id()?;
+        let mut policies = grant.policies.clone();
+        if !grant.no_default_policy && !policies.iter().any(|policy| policy == "default") {
+            policies.push("default".into());
+        }
+        policies.sort();
+        policies.dedup();
+        let now = self.now();
+        let entry = TokenEntry {
+            policies: policies.clone(),
+            display_name: grant.display_name.clone(),
+            created_time: now.as_second(),
+            accessor: accessor.clone(),
+            issue_time_nanos: now.as_nanosecond(),
+            leaked_at: None,
+            mfa: grant.mfa,
+        };
+        let value = serde_json::to_vec(&entry)
+            .map_err(|error| EngineError::Internal(format!("token entry: {error}")))?;
+        unsealed
+            .barrier
+            .put(&token_path(&unsealed.token_hasher, &token), value)
+            .await?;
+        Ok(IssuedToken {
+            client_token: token,
+            accessor,
+            token_policies: policies.clone(),
+            policies,
+            metadata: grant.metadata,
+            lease_duration: grant.ttl,
+            renewable: grant.renewable,
+            orphan: true,
+            num_uses: grant.num_uses,
+            mfa: grant.mfa,
+        })
+    }
 }

@@ -144,8 +144,30 @@ pub(crate) async fn handle(
     request.merge_patch = merge_patch;
     request.request_id = request_id.clone();
     request.wrap_ttl = wrap_ttl;
+    request.connection = connection(&parts);
     let answer = state.engine.handle(request).await?;
     Ok(render(&request_id, &path, answer))
+}
+
+/// The facts about the request's connection the engine decides on: the peer's address and
+/// verified client certificate (from the listener), and the user agent.
+pub(crate) fn connection(parts: &axum::http::request::Parts) -> custos_engine::Connection {
+    let peer = parts.extensions.get::<crate::PeerInfo>();
+    custos_engine::Connection {
+        remote_addr: peer.map(|peer| peer.remote_addr.ip()),
+        client_cert: peer
+            .and_then(|peer| peer.certificates.as_ref())
+            .and_then(|chain| {
+                custos_engine::ClientCert::from_chain(
+                    chain.iter().map(|cert| cert.as_ref().to_vec()).collect(),
+                )
+            }),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(|agent| agent.chars().take(256).collect()),
+    }
 }
 
 /// custos has only the root namespace: `X-Vault-Namespace` may be absent, empty or `root`;
@@ -314,6 +336,33 @@ fn render(request_id: &str, path: &str, answer: Option<LogicalResponse>) -> Resp
             },
             "warnings": null,
             "auth": null,
+        });
+        return (StatusCode::OK, axum::Json(body)).into_response();
+    }
+    if let Some(auth) = answer.auth {
+        let body = serde_json::json!({
+            "request_id": request_id,
+            "lease_id": "",
+            "renewable": false,
+            "lease_duration": 0,
+            "data": answer.data,
+            "wrap_info": null,
+            "warnings": if answer.warnings.is_empty() { Value::Null } else { answer.warnings.into() },
+            "auth": {
+                "client_token": auth.client_token,
+                "accessor": auth.accessor,
+                "policies": auth.policies,
+                "token_policies": auth.token_policies,
+                "identity_policies": null,
+                "metadata": auth.metadata,
+                "lease_duration": auth.lease_duration,
+                "renewable": auth.renewable,
+                "entity_id": "",
+                "token_type": "service",
+                "orphan": auth.orphan,
+                "mfa_requirement": null,
+                "num_uses": auth.num_uses,
+            },
         });
         return (StatusCode::OK, axum::Json(body)).into_response();
     }

@@ -91,6 +91,7 @@ pub(crate) fn request(operation: Operation, path: &str, body: Value) -> LogicalR
         data,
         query: BTreeMap::new(),
         merge_patch: operation == Operation::Patch,
+        connection: crate::Connection::default(),
     }
 }
 

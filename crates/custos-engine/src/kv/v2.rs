@@ -433,10 +433,8 @@ fn gave_up() -> EngineError {
 fn missing(data: Map<String, Value>) -> Option<LogicalResponse> {
     Some(LogicalResponse {
         data: Some(data),
-        warnings: Vec::new(),
         missing: true,
-        wrap_info: None,
-        lease_duration: 0,
+        ..LogicalResponse::default()
     })
 }
 
@@ -458,8 +456,7 @@ fn invalid_path(operation: Operation) -> Option<LogicalResponse> {
              operation."
         )],
         missing: true,
-        wrap_info: None,
-        lease_duration: 0,
+        ..LogicalResponse::default()
     })
 }
 
@@ -467,10 +464,8 @@ fn invalid_path(operation: Operation) -> Option<LogicalResponse> {
 fn patch_target_missing() -> Option<LogicalResponse> {
     Some(LogicalResponse {
         data: None,
-        warnings: Vec::new(),
         missing: true,
-        wrap_info: None,
-        lease_duration: 0,
+        ..LogicalResponse::default()
     })
 }
 
