@@ -117,6 +117,11 @@ impl ApiError {
                     ErrorCode::IndexNotReached,
                     Some(error.to_string()),
                 ),
+                E::LoginLocked { .. } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    Some(error.to_string()),
+                ),
                 E::Unavailable(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::StorageUnavailable,
@@ -189,6 +194,15 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(ERROR_CODE_HEADER, HeaderValue::from_static(code.as_str()));
+        if let ApiError::Engine(EngineError::LoginLocked {
+            retry_after_seconds,
+        }) = &self
+        {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from(*retry_after_seconds),
+            );
+        }
         if status.is_server_error() {
             response
                 .extensions_mut()
