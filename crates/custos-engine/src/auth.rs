@@ -275,6 +275,12 @@ impl Engine {
                 return Ok(None);
             };
             if let Some(grant) = &mut answer.grant {
+                // As Vault: only `sys/generate-root` (and init) make root tokens.
+                if grant.policies.iter().any(|policy| policy == "root") {
+                    return Err(EngineError::InvalidRequest(
+                        "auth methods cannot create root tokens".into(),
+                    ));
+                }
                 apply_mount_ttls(grant, &routed.entry.config);
             }
             self.issue_granted(unsealed, answer, &path).await.map(Some)

@@ -481,6 +481,15 @@ async fn login_issues_a_token_with_the_users_settings_and_the_mounts_ttls() {
         .expect("the token works");
     assert_eq!(caller.display_name, "userpass-alice");
 
+    env.user("rooty", json!({"password": "pw", "token_policies": "root"}))
+        .await;
+    assert_eq!(
+        invalid(
+            env.login("auth/userpass/login/rooty", json!({"password": "pw"}))
+                .await
+        ),
+        "auth methods cannot create root tokens"
+    );
     let bob = env
         .login("auth/userpass/login/BOB", json!({"password": "pw"}))
         .await
