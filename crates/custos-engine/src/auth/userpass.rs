@@ -317,7 +317,7 @@ impl LogicalBackend for Userpass {
         let data = request.data.clone().unwrap_or_default();
         if path == "users" {
             return match request.operation {
-                Operation::List => list_users(ctx).await.map(Some),
+                Operation::List => list_users(ctx).await,
                 _ => Err(EngineError::MethodNotAllowed),
             };
         }
@@ -377,7 +377,7 @@ impl LogicalBackend for Userpass {
     }
 }
 
-async fn list_users(ctx: &MountContext) -> Result<LogicalResponse, EngineError> {
+async fn list_users(ctx: &MountContext) -> Result<Option<LogicalResponse>, EngineError> {
     let mut names = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -397,13 +397,10 @@ async fn list_users(ctx: &MountContext) -> Result<LogicalResponse, EngineError> 
         }
     }
     if names.is_empty() {
-        // Vault answers an empty list with 404.
-        return Ok(LogicalResponse {
-            missing: true,
-            ..LogicalResponse::default()
-        });
+        // Vault answers an empty list with 404 and no errors.
+        return Ok(None);
     }
-    Ok(LogicalResponse::list(names))
+    Ok(Some(LogicalResponse::list(names)))
 }
 
 async fn read_user(ctx: &MountContext, name: &str) -> Result<Option<LogicalResponse>, EngineError> {

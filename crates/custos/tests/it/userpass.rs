@@ -282,3 +282,77 @@ fn the_bao_cli_enables_userpass_creates_a_user_and_logs_in() {
     );
     assert!(output.status.success(), "{output:?}");
 }
+
+#[test]
+fn the_custos_auth_commands_enable_list_tune_and_disable() {
+    use crate::kv_cli::{custos, dev_server, ok};
+    let (_dir, server) = dev_server();
+    let enabled = ok(custos(
+        &server,
+        &[
+            "auth",
+            "enable",
+            "userpass",
+            "--path",
+            "people",
+            "--description",
+            "staff",
+            "--default-lease-ttl",
+            "1h",
+        ],
+    ));
+    assert_eq!(
+        enabled.trim(),
+        "Success! Enabled userpass auth method at: people/"
+    );
+    let table = ok(custos(&server, &["auth", "list"]));
+    let row = table
+        .lines()
+        .find(|line| line.starts_with("people/"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains("userpass") && row.contains("auth_userpass_") && row.ends_with("staff"),
+        "{row}"
+    );
+    assert!(
+        table.lines().any(|line| line.starts_with("token/")),
+        "{table}"
+    );
+
+    ok(custos(
+        &server,
+        &[
+            "auth",
+            "tune",
+            "people/",
+            "--max-lease-ttl",
+            "2h",
+            "--description",
+            "people",
+        ],
+    ));
+    let json: Value =
+        serde_json::from_str(&ok(custos(&server, &["auth", "list", "--format", "json"]))).unwrap();
+    assert_eq!(
+        json["people/"]["config"]["default_lease_ttl"], 3600,
+        "{json}"
+    );
+    assert_eq!(json["people/"]["config"]["max_lease_ttl"], 7200, "{json}");
+    assert_eq!(json["people/"]["description"], "people", "{json}");
+
+    // Errors from the server reach the user with a failing exit code.
+    let output = custos(&server, &["auth", "enable", "nosuchtype"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("plugin not found in the catalog: nosuchtype"),
+        "{output:?}"
+    );
+    let output = custos(&server, &["auth", "disable", "token/"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+
+    ok(custos(&server, &["auth", "disable", "people/"]));
+    let json: Value =
+        serde_json::from_str(&ok(custos(&server, &["auth", "list", "--format", "json"]))).unwrap();
+    assert!(json.get("people/").is_none(), "{json}");
+}
