@@ -14,7 +14,7 @@
 mod totp;
 
 use std::collections::BTreeMap;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::LazyLock;
 
 use custos_storage::{Revision, Transaction};
 use serde::{Deserialize, Serialize};
@@ -40,9 +40,11 @@ static HASHING: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
     tokio::sync::Semaphore::new(cpus)
 });
 
-/// A hash no password matches in practice, verified for unknown users so that they cost the
-/// same as known ones. Made once, with the same parameters as real hashes.
-static DUMMY_HASH: OnceLock<Option<String>> = OnceLock::new();
+/// The hash an unknown user's password is verified against, so that an unknown user costs the
+/// same time as a known one: made with the same parameters as real hashes (a test checks that
+/// they stay the same). Which password it hashes does not matter: a match against it never
+/// logs anyone in.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$uwNV2Z4yE67Zer4ihy0BMg$dhAlpvoid8/wliHeZ/ZfXUOBrAKhJrKcnJSXjRqk5fg";
 
 /// The token parameters of a user (Vault's `tokenutil` fields).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -255,14 +257,8 @@ async fn verify(password: Zeroizing<String>, stored: Option<String>) -> Result<b
         .map_err(|_| EngineError::Internal("password hashing is shut down".into()))?;
     tokio::task::spawn_blocking(move || {
         let known = stored.is_some();
-        let stored = match stored {
-            Some(stored) => stored,
-            None => DUMMY_HASH
-                .get_or_init(|| custos_crypto::hash_password(b"custos dummy password").ok())
-                .clone()
-                .ok_or_else(|| EngineError::Internal("cannot make the dummy hash".into()))?,
-        };
-        let matched = custos_crypto::verify_password(password.as_bytes(), &stored)
+        let stored = stored.as_deref().unwrap_or(DUMMY_HASH);
+        let matched = custos_crypto::verify_password(password.as_bytes(), stored)
             .map_err(|error| EngineError::Internal(format!("stored password hash: {error}")))?;
         Ok(matched && known)
     })
@@ -527,4 +523,31 @@ async fn login(
     grant.metadata = BTreeMap::from([("username".to_owned(), name)]);
     grant.mfa = mfa;
     Ok(LogicalResponse::login(grant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_hash_costs() {
+        let (memory, passes, lanes) = custos_crypto::PASSWORD_PARAMS;
+        let real = custos_crypto::hash_password(b"x").expect("hash");
+        let params = format!("$argon2id$v=19$m={memory},t={passes},p={lanes}$");
+        assert!(real.starts_with(&params), "{real}");
+        assert!(DUMMY_HASH.starts_with(&params), "{DUMMY_HASH}");
+        assert_eq!(DUMMY_HASH.len(), real.len());
+        assert!(!custos_crypto::verify_password(b"", DUMMY_HASH).expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_never_matches() {
+        let matched = verify(
+            Zeroizing::new("custos: no user has this password".into()),
+            None,
+        )
+        .await
+        .expect("verify");
+        assert!(!matched);
+    }
 }
