@@ -338,9 +338,7 @@ impl Engine {
                 table
                     .find(&path)
                     .map(|entry| Some(object(auth_json(entry))))
-                    .ok_or_else(|| {
-                        EngineError::InvalidRequest(format!("no auth method at {path:?}"))
-                    })
+                    .ok_or_else(|| EngineError::InvalidRequest(format!("No auth engine at {path}")))
             }),
             Operation::Create | Operation::Update => self
                 .enable_auth(unsealed, path, data)

@@ -272,6 +272,13 @@ async fn bad_enables_and_tunes_are_400s() {
     );
     assert_eq!(
         invalid(
+            env.root(Operation::Read, "sys/auth/nothere", Value::Null)
+                .await
+        ),
+        "No auth engine at nothere/"
+    );
+    assert_eq!(
+        invalid(
             env.root(Operation::Read, "sys/auth/nothere/tune", Value::Null)
                 .await
         ),
