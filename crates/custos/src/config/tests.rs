@@ -127,6 +127,7 @@ fn example_configs_in_docs_are_valid() {
     let config = resolve(sqlite).unwrap();
     assert!(matches!(config.storage, StorageConfig::Sqlite { .. }));
     assert!(matches!(config.log_format, LogFormat::Json));
+    assert_eq!(config.login_lockout, custos_engine::LoginLockout::default());
     let postgres =
         parse_file(&std::fs::read_to_string(root.join("postgres.toml")).unwrap()).unwrap();
     assert_eq!(postgres.storage.backend.as_deref(), Some("postgres"));
