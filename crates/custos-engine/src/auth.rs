@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::logical::{LogicalBackend, LogicalRequest, LogicalResponse, MountContext, Operation};
+use crate::logical::{LogicalBackend, LogicalResponse, MountContext, Operation};
 use crate::mounts::{MountConfig, MountEntry, MountTable, normalize_mount_path};
 use crate::pipeline::{AuditEvent, Request, object};
 use crate::{Engine, EngineError, TokenGrant, Unsealed};
@@ -159,152 +159,143 @@ pub(crate) fn apply_mount_ttls(grant: &mut TokenGrant, config: &MountConfig) {
     }
 }
 
-/// A request routed to an auth method: its entry, backend and the request as it sees it.
-struct Routed {
+/// The auth method a request path is under, with its backend and the path below the method.
+struct Method {
     entry: MountEntry,
     backend: Arc<dyn LogicalBackend>,
-    context: MountContext,
-    request: LogicalRequest,
+    relative: String,
 }
 
 impl Engine {
-    fn route_to_method(
-        &self,
-        unsealed: &Unsealed,
-        request: Request,
-    ) -> Result<Result<Routed, Request>, EngineError> {
-        let Some(rest) = request.path.strip_prefix("auth/") else {
-            return Ok(Err(request));
+    /// The method serving `path` (`auth/<method path>/...`, never the token store's), if any.
+    fn method_at(&self, unsealed: &Unsealed, path: &str) -> Result<Option<Method>, EngineError> {
+        let Some(rest) = path
+            .strip_prefix("auth/")
+            .filter(|rest| !is_token_store(rest))
+        else {
+            return Ok(None);
         };
-        if is_token_store(rest) {
-            return Ok(Err(request));
-        }
         let table = unsealed.auths();
         let Some(entry) = table.route(rest).filter(|entry| entry.kind != "token") else {
-            return Err(EngineError::NoRoute(request.path));
+            return Ok(None);
         };
-        let entry = entry.clone();
-        drop(table);
-        let backend = backend_for(&entry.kind)?;
-        let mount_path = format!("auth/{}", entry.path);
-        let context = MountContext {
+        Ok(Some(Method {
+            backend: backend_for(&entry.kind)?,
+            relative: rest
+                .strip_prefix(&entry.path)
+                .unwrap_or_default()
+                .to_owned(),
+            entry: entry.clone(),
+        }))
+    }
+
+    /// What the method's backend needs to serve one request.
+    fn method_context(&self, unsealed: &Unsealed, entry: &MountEntry) -> MountContext {
+        MountContext {
             storage: crate::logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid),
-            mount_path: mount_path.clone(),
+            mount_path: format!("auth/{}", entry.path),
             options: entry.options.clone(),
             config: entry.config.clone(),
             now: self.now(),
             max_value_bytes: self.inner.limits.max_value_bytes,
-        };
-        let request = crate::pipeline::to_logical(request, &mount_path);
-        Ok(Ok(Routed {
-            entry,
-            backend,
-            context,
-            request,
-        }))
+        }
     }
 
     /// Serves `request` if it is a login (a method's unauthenticated path): `Ok(Err(request))`
-    /// hands it back otherwise.
+    /// hands it back otherwise, for the authenticated pipeline.
     pub(crate) async fn try_login(
         &self,
         unsealed: &Unsealed,
         request: Request,
     ) -> Result<Result<Option<LogicalResponse>, Request>, EngineError> {
-        let is_method_path = request
-            .path
-            .strip_prefix("auth/")
-            .is_some_and(|rest| !is_token_store(rest));
-        if !is_method_path {
+        // A method whose backend cannot be built has no login paths; the authenticated
+        // pipeline reports the problem to a caller with a token.
+        let Ok(Some(method)) = self.method_at(unsealed, &request.path) else {
+            return Ok(Err(request));
+        };
+        if !matches_any(method.backend.unauthenticated_paths(), &method.relative) {
             return Ok(Err(request));
         }
         // A login carries no token to check first, so the path is checked here.
         crate::pipeline::validate_path(&request.path)?;
-        let login = {
-            let table = unsealed.auths();
-            let rest = request.path.trim_start_matches("auth/");
-            table
-                .route(rest)
-                .filter(|entry| entry.kind != "token")
-                .and_then(|entry| {
-                    let backend = backend_for(&entry.kind).ok()?;
-                    let relative = rest.strip_prefix(&entry.path)?;
-                    matches_any(backend.unauthenticated_paths(), relative).then_some(())
-                })
-                .is_some()
-        };
-        if !login {
-            return Ok(Err(request));
-        }
         let request_id = request.request_id.clone();
         let path = request.path.clone();
-        let operation = request.operation;
         let event = AuditEvent {
             request_id: &request_id,
-            operation,
+            operation: request.operation,
             path: &path,
             caller: "login",
             outcome: None,
             alert: None,
         };
-        self.audited(event, async {
-            let routed = match self.route_to_method(unsealed, request)? {
-                Ok(routed) => routed,
-                Err(request) => return Err(EngineError::NoRoute(request.path)),
-            };
-            let subject = routed.backend.login_subject(&routed.request);
-            let attempt = lockout::Attempt {
-                address: routed.request.connection.remote_addr,
-                accessor: &routed.entry.accessor,
-                subject: &subject,
-            };
-            let policy = self.inner.limits.login_lockout;
-            self.inner.lockout.check(&policy, self.now(), &attempt)?;
-            let result = routed
-                .backend
-                .handle(&routed.context, routed.request.clone())
-                .await;
-            match &result {
-                Err(EngineError::InvalidRequest(_) | EngineError::PermissionDenied) => {
-                    self.inner.lockout.failure(&policy, self.now(), &attempt);
-                }
-                Ok(Some(answer)) if answer.grant.is_some() => self.inner.lockout.success(&attempt),
-                _ => {}
+        self.audited(event, self.login(unsealed, method, request))
+            .await
+            .map(Ok)
+    }
+
+    /// A login: the lockout first, then the method, then the token for its grant.
+    async fn login(
+        &self,
+        unsealed: &Unsealed,
+        method: Method,
+        request: Request,
+    ) -> Result<Option<LogicalResponse>, EngineError> {
+        let path = request.path.clone();
+        let context = self.method_context(unsealed, &method.entry);
+        let request = crate::pipeline::to_logical(request, &context.mount_path);
+        let subject = method.backend.login_subject(&request);
+        let attempt = lockout::Attempt {
+            address: request.connection.remote_addr,
+            accessor: &method.entry.accessor,
+            subject: &subject,
+        };
+        let policy = self.inner.limits.login_lockout;
+        self.inner.lockout.check(&policy, self.now(), &attempt)?;
+        let result = method.backend.handle(&context, request).await;
+        match &result {
+            // Wrong credentials, and malformed attempts, count as failures; storage trouble
+            // does not.
+            Err(EngineError::InvalidRequest(_) | EngineError::PermissionDenied) => {
+                self.inner.lockout.failure(&policy, self.now(), &attempt);
             }
-            let Some(mut answer) = result? else {
-                return Ok(None);
-            };
-            if let Some(grant) = &mut answer.grant {
-                // As Vault: only `sys/generate-root` (and init) make root tokens.
-                if grant.policies.iter().any(|policy| policy == "root") {
-                    return Err(EngineError::InvalidRequest(
-                        "auth methods cannot create root tokens".into(),
-                    ));
-                }
-                apply_mount_ttls(grant, &routed.entry.config);
+            Ok(Some(answer)) if answer.grant.is_some() => self.inner.lockout.success(&attempt),
+            _ => {}
+        }
+        let Some(mut answer) = result? else {
+            return Ok(None);
+        };
+        if let Some(grant) = &mut answer.grant {
+            // As Vault: only `sys/generate-root` (and init) make root tokens.
+            if grant.policies.iter().any(|policy| policy == "root") {
+                return Err(EngineError::InvalidRequest(
+                    "auth methods cannot create root tokens".into(),
+                ));
             }
-            self.issue_granted(unsealed, answer, &path).await.map(Some)
-        })
-        .await
-        .map(Ok)
+            apply_mount_ttls(grant, &method.entry.config);
+        }
+        self.issue_granted(unsealed, answer, &path).await.map(Some)
     }
 
     /// Routes an authenticated request under `auth/<path>/` to its method (never the token
-    /// store's `auth/token/`): `Ok(Err(request))` hands it back when it is not one.
+    /// store's `auth/token/`): `Ok(Err(request))` hands it back when it is not under `auth/`.
     pub(crate) async fn route_auth(
         &self,
         unsealed: &Unsealed,
         request: Request,
     ) -> Result<Result<Option<LogicalResponse>, Request>, EngineError> {
-        let routed = match self.route_to_method(unsealed, request)? {
-            Ok(routed) => routed,
-            Err(request) => return Ok(Err(request)),
+        let under_methods = request
+            .path
+            .strip_prefix("auth/")
+            .is_some_and(|rest| !is_token_store(rest));
+        if !under_methods {
+            return Ok(Err(request));
+        }
+        let Some(method) = self.method_at(unsealed, &request.path)? else {
+            return Err(EngineError::NoRoute(request.path));
         };
-        let answer = routed
-            .backend
-            .handle(&routed.context, routed.request)
-            .await?;
-        Ok(Ok(answer))
+        let context = self.method_context(unsealed, &method.entry);
+        let request = crate::pipeline::to_logical(request, &context.mount_path);
+        method.backend.handle(&context, request).await.map(Ok)
     }
 
     /// `sys/auth`, `sys/auth/<path>`, `sys/auth/<path>/tune`. `rest` is below `sys/`.
