@@ -6,6 +6,9 @@
 //! generator. Hashing is deliberately slow (tens of milliseconds): callers run it off the async
 //! runtime's worker threads.
 
+#[cfg(test)]
+mod tests;
+
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
@@ -47,37 +50,5 @@ pub fn verify_password(password: &[u8], stored: &str) -> Result<bool, CryptoErro
         Ok(()) => Ok(true),
         Err(argon2::password_hash::Error::Password) => Ok(false),
         Err(_) => Err(CryptoError::Malformed("stored password hash")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_hash_verifies_its_password_only() {
-        let stored = hash_password(b"correct horse").expect("hash");
-        assert!(
-            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{stored}"
-        );
-        assert!(verify_password(b"correct horse", &stored).expect("verify"));
-        assert!(!verify_password(b"correct horsf", &stored).expect("verify"));
-        assert!(!verify_password(b"", &stored).expect("verify"));
-    }
-
-    #[test]
-    fn salts_differ() {
-        let first = hash_password(b"same").expect("hash");
-        let second = hash_password(b"same").expect("hash");
-        assert_ne!(first, second);
-    }
-
-    #[test]
-    fn a_malformed_stored_hash_is_an_error() {
-        assert!(verify_password(b"x", "not a hash").is_err());
-        assert!(
-            verify_password(b"x", "$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g").is_err()
-        );
     }
 }
