@@ -226,3 +226,26 @@ impl std::fmt::Display for ErrorChain<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_locked_login_is_429_with_retry_after_and_a_stable_code() {
+        let response = ApiError::Engine(EngineError::LoginLocked {
+            retry_after_seconds: 42,
+        })
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "42");
+        assert_eq!(response.headers()[ERROR_CODE_HEADER], "rate_limited");
+        let other = ApiError::RateLimited.into_response();
+        assert!(
+            other
+                .headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .is_none()
+        );
+    }
+}
