@@ -803,3 +803,44 @@ async fn an_address_that_fails_too_often_is_locked_out() {
         .await;
     assert!(elsewhere.is_ok(), "{elsewhere:?}");
 }
+
+#[tokio::test]
+async fn help_describes_sys_auth_and_userpass_paths() {
+    let env = env().await.with_userpass().await;
+    let help = env
+        .engine
+        .help(Some(ROOT), "sys/auth/userpass")
+        .await
+        .expect("help");
+    assert!(
+        help["help"]
+            .as_str()
+            .is_some_and(|text| text.contains("credential backends"))
+    );
+    let help = env
+        .engine
+        .help(Some(ROOT), "auth/userpass/login/alice")
+        .await
+        .expect("help");
+    assert!(
+        help["help"]
+            .as_str()
+            .is_some_and(|text| text.contains("Log in with a username and password")),
+        "{help:?}"
+    );
+    let help = env
+        .engine
+        .help(Some(ROOT), "auth/userpass/users/alice/totp")
+        .await
+        .expect("help");
+    assert!(
+        help["help"]
+            .as_str()
+            .is_some_and(|text| text.contains("Manage users"))
+    );
+    let missing = env.engine.help(Some(ROOT), "auth/nothing/login/x").await;
+    assert!(
+        matches!(missing, Err(EngineError::NoRoute(_))),
+        "{missing:?}"
+    );
+}
