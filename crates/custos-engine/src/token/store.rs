@@ -170,21 +170,21 @@ pub(crate) fn lifetime(spec: &NewToken, now: i64) -> Result<Lifetime, EngineErro
         }
         max_ttl = if max_ttl == 0 { cap } else { max_ttl.min(cap) };
     }
-    if let Some(parent) = &spec.parent {
-        if let Some(expire) = parent.entry.expire_time {
-            if ttl == 0 {
-                return Err(EngineError::InvalidRequest(
-                    "expiring root tokens cannot create non-expiring root tokens".into(),
-                ));
-            }
-            let remaining = u64::try_from(expire.saturating_sub(now)).unwrap_or(0);
-            if ttl > remaining {
-                warnings.push(format!(
-                    "TTL capped to {:?}, the parent token's remaining lifetime: a child never outlives its parent",
-                    short_duration(remaining)
-                ));
-                ttl = remaining;
-            }
+    if let Some(parent) = &spec.parent
+        && let Some(expire) = parent.entry.expire_time
+    {
+        if ttl == 0 {
+            return Err(EngineError::InvalidRequest(
+                "expiring root tokens cannot create non-expiring root tokens".into(),
+            ));
+        }
+        let remaining = u64::try_from(expire.saturating_sub(now)).unwrap_or(0);
+        if ttl > remaining {
+            warnings.push(format!(
+                "TTL capped to {:?}, the parent token's remaining lifetime: a child never outlives its parent",
+                short_duration(remaining)
+            ));
+            ttl = remaining;
         }
     }
     if ttl == 0 && !(is_root && spec.period == 0 && spec.policy_max_ttl.is_none()) {
@@ -645,18 +645,17 @@ impl Engine {
             if entry.explicit_max_ttl > 0 {
                 ttl = ttl.min(entry.explicit_max_ttl.saturating_sub(since_creation));
             }
-            if let Some(parent) = &entry.parent {
-                if let Some((parent_entry, _)) = self.load_token(unsealed, parent).await? {
-                    if let Some(expire) = parent_entry.expire_time {
-                        let left = u64::try_from(expire.saturating_sub(now)).unwrap_or(0);
-                        if ttl > left {
-                            warnings.push(
-                                "TTL capped to the parent token's remaining lifetime: a child never outlives its parent"
-                                    .into(),
-                            );
-                            ttl = left;
-                        }
-                    }
+            if let Some(parent) = &entry.parent
+                && let Some((parent_entry, _)) = self.load_token(unsealed, parent).await?
+                && let Some(expire) = parent_entry.expire_time
+            {
+                let left = u64::try_from(expire.saturating_sub(now)).unwrap_or(0);
+                if ttl > left {
+                    warnings.push(
+                        "TTL capped to the parent token's remaining lifetime: a child never outlives its parent"
+                            .into(),
+                    );
+                    ttl = left;
                 }
             }
             entry.expire_time = Some(now.saturating_add_unsigned(ttl));
@@ -980,10 +979,10 @@ impl Engine {
                 .list(ACCESSOR_PREFIX, after.as_deref(), PAGE)
                 .await?;
             for key in &page.keys {
-                if let Some(plain) = unsealed.barrier.get(key).await? {
-                    if let Ok(index) = serde_json::from_slice::<AccessorIndex>(&plain.value) {
-                        accessors.push(index.accessor);
-                    }
+                if let Some(plain) = unsealed.barrier.get(key).await?
+                    && let Ok(index) = serde_json::from_slice::<AccessorIndex>(&plain.value)
+                {
+                    accessors.push(index.accessor);
                 }
             }
             match page.next_after {
