@@ -255,22 +255,36 @@ fn role_data(role: &Role) -> Map<String, Value> {
         "allowed_policies_glob": [],
         "disallowed_policies": role.disallowed_policies,
         "disallowed_policies_glob": [],
-        "explicit_max_ttl": role.token_explicit_max_ttl,
+        // The deprecated names, which Vault reports as 0 once the `token_` ones are used.
+        "explicit_max_ttl": 0,
         "name": role.name,
         "orphan": role.orphan,
         "path_suffix": role.path_suffix,
-        "period": role.token_period,
+        "period": 0,
         "renewable": role.renewable,
-        "token_bound_cidrs": role.token_bound_cidrs,
         "token_explicit_max_ttl": role.token_explicit_max_ttl,
         "token_no_default_policy": role.token_no_default_policy,
-        "token_num_uses": role.token_num_uses,
         "token_period": role.token_period,
         "token_type": "default-service",
     }) {
-        Value::Object(map) => map,
+        Value::Object(mut map) => {
+            // Vault shows these only when set.
+            if !role.token_bound_cidrs.is_empty() {
+                map.insert("token_bound_cidrs".into(), json!(role.token_bound_cidrs));
+            }
+            if role.token_num_uses > 0 {
+                map.insert("token_num_uses".into(), role.token_num_uses.into());
+            }
+            map
+        }
         _ => Map::new(),
     }
+}
+
+/// A list as Go's `%q` prints a `[]string` (Vault's error messages use it): `["a" "b"]`.
+fn go_quoted(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|item| format!("{item:?}")).collect();
+    format!("[{}]", quoted.join(" "))
 }
 
 /// The data of a request, body and query string together (the body wins).
@@ -875,7 +889,9 @@ fn resolve_policies(
                     chosen = allowed;
                 } else if let Some(_outside) = chosen.iter().find(|p| !allowed.contains(p)) {
                     return Err(EngineError::InvalidRequest(format!(
-                        "token policies ({chosen:?}) must be subset of the role's allowed policies ({allowed:?}) or glob policies ([])"
+                        "token policies ({}) must be subset of the role's allowed policies ({}) or glob policies ([])",
+                        go_quoted(&chosen),
+                        go_quoted(&allowed)
                     )));
                 }
             } else if chosen.is_empty() {

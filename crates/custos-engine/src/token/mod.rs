@@ -110,6 +110,10 @@ pub(crate) struct TokenEntry {
     /// Unix seconds of the last renewal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) last_renewal_time: Option<i64>,
+    /// The TTL the last renewal gave (seconds): a renewal without an increment repeats it, as
+    /// Vault's does.
+    #[serde(default)]
+    pub(crate) last_increment: u64,
     /// Set when a revocation of this token began: the token no longer authenticates, and
     /// revoking it again (or tidying) finishes what was interrupted.
     #[serde(default, skip_serializing_if = "Option::is_none")]

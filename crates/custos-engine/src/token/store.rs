@@ -409,6 +409,7 @@ impl Engine {
             bound_cert_fingerprint: spec.bound_cert_fingerprint.clone(),
             role: spec.role.clone(),
             last_renewal_time: None,
+            last_increment: 0,
             revoking: None,
         };
         let id_path = token_path_for_hash(&hash);
@@ -627,6 +628,8 @@ impl Engine {
                 entry.period
             } else if increment > 0 {
                 increment
+            } else if entry.last_increment > 0 {
+                entry.last_increment
             } else {
                 entry.ttl
             };
@@ -660,6 +663,7 @@ impl Engine {
             }
             entry.expire_time = Some(now.saturating_add_unsigned(ttl));
             entry.last_renewal_time = Some(now);
+            entry.last_increment = ttl;
             match unsealed
                 .barrier
                 .commit(
