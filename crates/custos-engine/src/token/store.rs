@@ -760,8 +760,20 @@ impl Engine {
     async fn delete_tree(&self, unsealed: &Unsealed, root: &str) -> Result<(), EngineError> {
         // (token hash, the parent it was listed under)
         let mut stack: Vec<(String, Option<String>)> = vec![(root.to_owned(), None)];
+        let mut marked = std::collections::HashSet::new();
         let mut deleted = 0usize;
         while let Some((top, listed_under)) = stack.last().cloned() {
+            // Each token is marked before its children are listed: creating a child needs the
+            // parent's entry unchanged since it was read (and not marked), so no child can slip
+            // in between the listing and the deletion.
+            if marked.insert(top.clone()) {
+                self.ensure_marked(unsealed, &top).await?;
+            }
+            if stack.len() > MAX_REVOKE_PER_REQUEST {
+                return Err(EngineError::InvalidRequest(format!(
+                    "revocation stopped: more than {MAX_REVOKE_PER_REQUEST} tokens pending; revoke it again (or run auth/token/tidy) to finish"
+                )));
+            }
             let children = unsealed
                 .barrier
                 .list(&format!("{PARENT_PREFIX}{top}/"), None, PAGE)
@@ -785,6 +797,26 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Marks the token at `hash` for revocation unless it is gone or marked already.
+    async fn ensure_marked(&self, unsealed: &Unsealed, hash: &str) -> Result<(), EngineError> {
+        for _ in 0..MAX_RETRIES {
+            let Some((entry, revision)) = self.load_token(unsealed, hash).await? else {
+                return Ok(());
+            };
+            if entry.revoking.is_some() {
+                return Ok(());
+            }
+            match self
+                .mark_revoking(unsealed, hash, entry, revision, Revocation::Tree)
+                .await
+            {
+                Err(EngineError::Conflict) => continue,
+                other => return other,
+            }
+        }
+        Err(EngineError::Conflict)
     }
 
     /// Makes every child of `hash` an orphan (entry and link in one transaction each).

@@ -656,6 +656,48 @@ async fn an_interrupted_revocation_is_finished_by_a_retry_or_tidy() {
 }
 
 #[tokio::test]
+async fn no_child_slips_in_under_a_token_being_revoked() {
+    let h = harness_with(Arc::new(AllowAll)).await;
+    let unsealed = h.engine.unsealed().unwrap();
+    let a = h
+        .create(ROOT, json!({"policies": ["p"], "ttl": "1h"}))
+        .await;
+    let hash = unsealed.token_hasher.hash_hex(a.client_token.as_bytes());
+    let (entry, revision) = h
+        .engine
+        .load_token(&unsealed, &hash)
+        .await
+        .unwrap()
+        .unwrap();
+    h.engine
+        .mark_revoking(&unsealed, &hash, entry.clone(), revision, Revocation::Tree)
+        .await
+        .unwrap();
+    // A creation that read the parent before the mark fails its condition...
+    let spec = NewToken {
+        policies: vec!["p".into()],
+        ttl: 60,
+        parent: Some(store::ParentRef {
+            hash: hash.clone(),
+            entry,
+            revision,
+        }),
+        ..NewToken::default()
+    };
+    assert!(matches!(
+        h.engine.create_token(&unsealed, spec).await,
+        Err(EngineError::Conflict)
+    ));
+    // ...and one that comes after it is refused: the parent no longer authenticates.
+    assert!(matches!(
+        h.write("auth/token/create", &a.client_token, json!({}))
+            .await,
+        Err(EngineError::PermissionDenied)
+    ));
+    assert!(h.keys(&format!("{PARENT_PREFIX}{hash}/")).await.is_empty());
+}
+
+#[tokio::test]
 async fn a_child_never_outlives_or_out_privileges_its_parent() {
     let h = harness_with(Arc::new(AllowAll)).await;
     let parent = h
