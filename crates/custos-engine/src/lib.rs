@@ -665,9 +665,12 @@ impl Engine {
                 Ok(Some(answer)) => self.issue_granted(&unsealed, answer, &path).await.map(Some),
                 other => other,
             };
-            // Only answers that carry data are wrapped; `sys/wrapping/wrap` wrapped already.
+            // Only answers that carry data or a token are wrapped; `sys/wrapping/wrap` wrapped
+            // already.
             let wrappable = |answer: &logical::LogicalResponse| {
-                answer.data.is_some() && answer.wrap_info.is_none() && !answer.missing
+                (answer.data.is_some() || answer.auth.is_some())
+                    && answer.wrap_info.is_none()
+                    && !answer.missing
             };
             match (wrap_ttl, result) {
                 (Some(ttl), Ok(Some(answer))) if wrappable(&answer) => {

@@ -1184,3 +1184,29 @@ fn entries_written_before_the_token_store_still_read() {
     assert_eq!(data["path"], "auth/token/root");
     assert_eq!(data["orphan"], true);
 }
+
+#[tokio::test]
+async fn a_created_token_can_be_response_wrapped() {
+    let h = harness().await;
+    let mut request = Request::new(Operation::Update, "auth/token/create")
+        .token(ROOT)
+        .data(json!({"policies": ["a"], "ttl": "1h"}));
+    request.wrap_ttl = Some(60);
+    let wrapped = h.engine.handle(request).await.unwrap().unwrap();
+    assert!(
+        wrapped.auth.is_none(),
+        "the token is only in the wrapped answer"
+    );
+    let wrap = wrapped.wrap_info.unwrap();
+    assert_eq!(wrap.creation_path, "auth/token/create");
+    let unwrapped = h
+        .engine
+        .handle(Request::new(Operation::Update, "sys/wrapping/unwrap").token(&wrap.token))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(unwrapped.data.is_none());
+    let auth = unwrapped.auth.unwrap();
+    assert_eq!(auth.policies, ["a", "default"]);
+    assert!(h.works(&auth.client_token).await);
+}

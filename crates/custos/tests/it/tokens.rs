@@ -294,6 +294,36 @@ fn bao_cli_creates_looks_up_renews_and_revokes_tokens() {
     let gone = bao(&binary, address, "root", &["token", "lookup", &token]);
     assert!(!gone.status.success(), "{gone:?}");
 
+    // A wrapped token: only the wrapping token comes back, and unwrapping gives the token.
+    let wrapped = json_of(&bao(
+        &binary,
+        address,
+        "root",
+        &[
+            "token",
+            "create",
+            "-format=json",
+            "-policy=app",
+            "-wrap-ttl=60s",
+        ],
+    ));
+    assert_eq!(wrapped["auth"], Value::Null);
+    let wrapping_token = wrapped["wrap_info"]["token"].as_str().unwrap().to_owned();
+    let unwrapped = json_of(&bao(
+        &binary,
+        address,
+        "root",
+        &["unwrap", "-format=json", &wrapping_token],
+    ));
+    let inner = unwrapped["auth"]["client_token"].as_str().unwrap();
+    let own = json_of(&bao(
+        &binary,
+        address,
+        inner,
+        &["token", "lookup", "-format=json"],
+    ));
+    assert_eq!(own["data"]["policies"], json!(["app", "default"]));
+
     // The root token can be revoked too (the dev server's only one: checked last).
     let revoked = bao(&binary, address, "root", &["token", "revoke", "-self"]);
     assert!(revoked.status.success(), "{revoked:?}");
