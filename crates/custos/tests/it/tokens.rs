@@ -330,3 +330,65 @@ fn bao_cli_creates_looks_up_renews_and_revokes_tokens() {
     let gone = bao(&binary, address, "root", &["token", "lookup"]);
     assert!(!gone.status.success(), "{gone:?}");
 }
+
+/// The DER of the first certificate in a PEM file.
+fn pem_der(path: &std::path::Path) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(path).unwrap();
+    let body: String = text
+        .lines()
+        .skip_while(|line| !line.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|line| !line.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cert_bound_token_works_only_over_a_connection_with_its_certificate() {
+    let pki = support::TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    // Client certificates are verified when presented, but not required.
+    let config = support::write_config(
+        dir.path(),
+        &format!(
+            "{}tls_client_ca_file = {:?}\n{}",
+            pki.listener_section(false),
+            pki.path("ca.pem"),
+            support::MEMORY_STORAGE
+        ),
+    );
+    let server = support::TestServer::with_config(&config, &dir.path().join("server.log"));
+    let (keys, root_token) = support::init(&pki.client(&server.address, None, false), 1, 1).await;
+    let root = pki
+        .unsealed_client(&server.address, &keys, &root_token)
+        .await;
+
+    let fingerprint = custos_engine::ClientCert::from_chain(vec![pem_der(&pki.path("client.pem"))])
+        .unwrap()
+        .fingerprint;
+    let (status, body) = call(
+        &root,
+        Method::POST,
+        "auth/token/create",
+        json!({"policies": ["app"], "bound_cert_fingerprint": fingerprint}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["auth"]["client_token"].as_str().unwrap();
+
+    for (with_cert, expected) in [(true, 200), (false, 403)] {
+        let client = pki.client(&server.address, Some(token), with_cert);
+        let (status, body) =
+            call(&client, Method::GET, "auth/token/lookup-self", Value::Null).await;
+        assert_eq!(status, expected, "with certificate: {with_cert}: {body}");
+        if with_cert {
+            assert_eq!(body["data"]["bound_cert_fingerprint"], fingerprint.as_str());
+        }
+    }
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(log.contains("token binding check failed"), "{log}");
+    assert!(!log.contains(token), "the token must not reach the log");
+}
