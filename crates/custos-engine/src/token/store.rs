@@ -984,6 +984,15 @@ impl Engine {
                     continue;
                 };
                 if self.load_token(unsealed, parent).await?.is_some() {
+                    // A link and its child's entry are written and deleted together: a link
+                    // without its child is left over from something older, and goes.
+                    if self.load_token(unsealed, child).await?.is_none() {
+                        unsealed
+                            .barrier
+                            .commit(Transaction::new().delete(key.as_str()))
+                            .await?;
+                        *counts.entry("dangling_links_removed").or_default() += 1;
+                    }
                     continue;
                 }
                 // A child never outlives its parent: one whose parent is gone goes too.

@@ -1210,3 +1210,70 @@ async fn a_created_token_can_be_response_wrapped() {
     assert_eq!(auth.policies, ["a", "default"]);
     assert!(h.works(&auth.client_token).await);
 }
+
+#[tokio::test]
+async fn tidy_removes_what_points_at_nothing() {
+    let h = harness_with(Arc::new(AllowAll)).await;
+    let unsealed = h.engine.unsealed().unwrap();
+    let a = h
+        .create(ROOT, json!({"policies": ["p"], "ttl": "1h"}))
+        .await;
+    let b = h.create(&a.client_token, json!({})).await;
+    let a_hash = unsealed.token_hasher.hash_hex(a.client_token.as_bytes());
+    let b_hash = unsealed.token_hasher.hash_hex(b.client_token.as_bytes());
+    // Leftovers of older or interrupted writes: a link to no token, an index entry for no
+    // token, and a child whose parent's entry is gone.
+    unsealed
+        .barrier
+        .put(&parent_link_path(&a_hash, "0000"), Vec::new())
+        .await
+        .unwrap();
+    unsealed
+        .barrier
+        .put(
+            &accessor_path(&unsealed.token_hasher, "gone"),
+            serde_json::to_vec(&json!({"accessor": "gone", "token_hash": "0000"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    unsealed
+        .barrier
+        .delete(&token_path_for_hash(&a_hash))
+        .await
+        .unwrap();
+    let counts = h
+        .write("auth/token/tidy", ROOT, json!({}))
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(counts["accessor_indexes_removed"], 2, "{counts:?}");
+    assert_eq!(counts["orphaned_links_removed"], 2, "{counts:?}");
+    // a's own link under root, whose entry went without it.
+    assert_eq!(counts["dangling_links_removed"], 1, "{counts:?}");
+    assert!(h.keys(PARENT_PREFIX).await.is_empty());
+    assert!(
+        !h.works(&b.client_token).await,
+        "a child never outlives its parent"
+    );
+    assert!(
+        h.keys(&format!("{PARENT_PREFIX}{a_hash}/"))
+            .await
+            .is_empty()
+    );
+    assert!(h.load_missing(&b_hash).await);
+    // The root token and its link-free entry are untouched.
+    assert!(h.works(ROOT).await);
+    assert_eq!(h.keys(ACCESSOR_PREFIX).await.len(), 1);
+}
+
+impl Harness {
+    async fn load_missing(&self, hash: &str) -> bool {
+        let unsealed = self.engine.unsealed().expect("unsealed");
+        self.engine
+            .load_token(&unsealed, hash)
+            .await
+            .expect("load")
+            .is_none()
+    }
+}
