@@ -1277,3 +1277,81 @@ impl Harness {
             .is_none()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_never_use_a_token_more_often_than_allowed() {
+    let h = Arc::new(harness().await);
+    let limited = h
+        .create(ROOT, json!({"policies": ["a"], "num_uses": 5}))
+        .await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let h = h.clone();
+            let token = limited.client_token.clone();
+            tokio::spawn(async move {
+                h.call(
+                    Operation::Read,
+                    "auth/token/lookup-self",
+                    &token,
+                    Value::Null,
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut served = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => served += 1,
+            Err(EngineError::PermissionDenied) => {}
+            // A request that lost every compare-and-swap race gives up; it used nothing.
+            Err(EngineError::Conflict) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(served, 5);
+    assert!(!h.works(&limited.client_token).await);
+}
+
+proptest::proptest! {
+    #[test]
+    fn a_new_token_never_outlives_its_limits(
+        ttl in 0u64..4_000_000,
+        explicit in 0u64..4_000_000,
+        period in proptest::option::of(1u64..4_000_000),
+        cap in proptest::option::of(1u64..4_000_000),
+        parent_left in proptest::option::of(1i64..4_000_000),
+    ) {
+        let spec = NewToken {
+            policies: vec!["a".into()],
+            ttl,
+            explicit_max_ttl: explicit,
+            period: period.unwrap_or(0),
+            renewable: true,
+            policy_max_ttl: cap,
+            parent: parent_left.map(|left| store::ParentRef {
+                hash: "p".into(),
+                entry: TokenEntry {
+                    expire_time: Some(START + left),
+                    ..TokenEntry::default()
+                },
+                revision: custos_storage::Revision(1),
+            }),
+            ..NewToken::default()
+        };
+        let life = lifetime(&spec, START).expect("a non-root token always gets a lifetime");
+        proptest::prop_assert!(life.ttl > 0);
+        if period.is_none() {
+            proptest::prop_assert!(life.ttl <= SYSTEM_MAX_TTL);
+        }
+        if explicit > 0 {
+            proptest::prop_assert!(life.ttl <= explicit);
+        }
+        if let Some(cap) = cap {
+            proptest::prop_assert!(life.ttl <= cap);
+        }
+        if let Some(left) = parent_left {
+            proptest::prop_assert!(life.ttl <= left as u64);
+        }
+    }
+}
