@@ -482,7 +482,7 @@ async fn login_issues_a_token_with_the_users_settings_and_the_mounts_ttls() {
     assert!(!auth.mfa);
     let caller = env
         .engine
-        .authenticate(Some(&auth.client_token))
+        .authenticate(Some(&auth.client_token), &Connection::default())
         .await
         .expect("the token works");
     assert_eq!(caller.display_name, "userpass-alice");
@@ -645,7 +645,7 @@ async fn totp_enrolment_login_replay_and_bad_codes() {
     assert!(auth.mfa);
     let caller = env
         .engine
-        .authenticate(Some(&auth.client_token))
+        .authenticate(Some(&auth.client_token), &Connection::default())
         .await
         .expect("token");
     assert!(caller.mfa);
@@ -809,7 +809,7 @@ async fn help_describes_sys_auth_and_userpass_paths() {
     let env = env().await.with_userpass().await;
     let help = env
         .engine
-        .help(Some(ROOT), "sys/auth/userpass")
+        .help(Some(ROOT), &Connection::default(), "sys/auth/userpass")
         .await
         .expect("help");
     assert!(
@@ -819,7 +819,11 @@ async fn help_describes_sys_auth_and_userpass_paths() {
     );
     let help = env
         .engine
-        .help(Some(ROOT), "auth/userpass/login/alice")
+        .help(
+            Some(ROOT),
+            &Connection::default(),
+            "auth/userpass/login/alice",
+        )
         .await
         .expect("help");
     assert!(
@@ -830,7 +834,11 @@ async fn help_describes_sys_auth_and_userpass_paths() {
     );
     let help = env
         .engine
-        .help(Some(ROOT), "auth/userpass/users/alice/totp")
+        .help(
+            Some(ROOT),
+            &Connection::default(),
+            "auth/userpass/users/alice/totp",
+        )
         .await
         .expect("help");
     assert!(
@@ -838,7 +846,10 @@ async fn help_describes_sys_auth_and_userpass_paths() {
             .as_str()
             .is_some_and(|text| text.contains("Manage users"))
     );
-    let missing = env.engine.help(Some(ROOT), "auth/nothing/login/x").await;
+    let missing = env
+        .engine
+        .help(Some(ROOT), &Connection::default(), "auth/nothing/login/x")
+        .await;
     assert!(
         matches!(missing, Err(EngineError::NoRoute(_))),
         "{missing:?}"

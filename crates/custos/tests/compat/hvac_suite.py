@@ -234,6 +234,8 @@ def userpass_users_and_login():
     assert answer["auth"]["policies"] == ["default", "dev"], answer
     assert answer["auth"]["metadata"] == {"username": "alice"}, answer
     assert login_client.token == answer["auth"]["client_token"]
+    assert login_client.is_authenticated()
+    assert login_client.auth.token.lookup_self()["data"]["display_name"] == "hvac-up-alice"
     raises(hvac.exceptions.InvalidRequest, hvac.Client(url=ADDR).auth.userpass.login,
            username="alice", password="wrong", mount_point="hvac-up")
     client.auth.userpass.delete_user(username="alice", mount_point="hvac-up")

@@ -20,5 +20,6 @@ mod scan;
 mod scan_revoke;
 mod tidy;
 mod tls;
+mod tokens;
 mod userpass;
 mod vaultrs_compat;
