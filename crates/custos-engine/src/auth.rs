@@ -420,9 +420,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Disables a method: out of the table first (nothing new lands under its prefix), then its
-    /// data is deleted. FIXME: tokens it issued stay valid until they expire; revoking them by
-    /// creation path needs the token store's prefix revocation.
+    /// Disables a method: out of the table first (no new login, nothing new lands under its
+    /// prefix), then the tokens its logins issued are revoked (with their children), then its
+    /// data is deleted.
     async fn disable_auth(&self, unsealed: &Unsealed, path: &str) -> Result<(), EngineError> {
         let path = normalize_mount_path(path)?;
         if path == TOKEN_PATH {
@@ -444,6 +444,9 @@ impl Engine {
         let Some(entry) = removed else {
             return Ok(());
         };
+        let revoked = self
+            .revoke_tokens_under(unsealed, &format!("auth/{path}"))
+            .await?;
         let storage = crate::logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid);
         loop {
             let page = storage.list("", None, 500).await?;
@@ -456,8 +459,47 @@ impl Engine {
             }
             storage.commit(txn).await?;
         }
-        tracing::info!(path = %path, "auth method disabled and its data deleted");
+        tracing::info!(path = %path, revoked, "auth method disabled, its tokens revoked and its data deleted");
         Ok(())
+    }
+
+    /// Revokes, with their children, the live tokens created under `prefix` (a method's
+    /// `auth/<path>/`). A scan of every token: disabling a method is rare, and the store keeps
+    /// no index by creation path.
+    async fn revoke_tokens_under(
+        &self,
+        unsealed: &Unsealed,
+        prefix: &str,
+    ) -> Result<u64, EngineError> {
+        let mut revoked = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = unsealed
+                .barrier
+                .list(crate::token::TOKEN_PREFIX, after.as_deref(), 128)
+                .await?;
+            for key in &page.keys {
+                let Some(hash) = key.strip_prefix(crate::token::TOKEN_PREFIX) else {
+                    continue;
+                };
+                let Some((entry, _)) = self.load_token(unsealed, hash).await? else {
+                    continue;
+                };
+                if entry.path.starts_with(prefix)
+                    && entry.revoking.is_none()
+                    && self
+                        .revoke_token(unsealed, hash, crate::token::Revocation::Tree)
+                        .await?
+                {
+                    revoked += 1;
+                }
+            }
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        Ok(revoked)
     }
 
     /// `sys/auth/<path>/tune`: `default_lease_ttl`, `max_lease_ttl`, `description` (and the

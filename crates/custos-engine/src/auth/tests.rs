@@ -855,3 +855,55 @@ async fn help_describes_sys_auth_and_userpass_paths() {
         "{missing:?}"
     );
 }
+
+#[tokio::test]
+async fn disabling_a_method_revokes_the_tokens_its_logins_issued() {
+    let env = env().await.with_userpass().await;
+    env.root(
+        Operation::Update,
+        "sys/auth/other",
+        json!({"type": "userpass"}),
+    )
+    .await
+    .expect("enable other");
+    env.user("alice", json!({"password": "pw"})).await;
+    env.root(
+        Operation::Update,
+        "auth/other/users/bob",
+        json!({"password": "pw"}),
+    )
+    .await
+    .expect("bob");
+    let token_of =
+        |answer: Option<LogicalResponse>| answer.expect("answer").auth.expect("auth").client_token;
+    let alice = token_of(
+        env.login("auth/userpass/login/alice", json!({"password": "pw"}))
+            .await
+            .expect("login"),
+    );
+    let bob = token_of(
+        env.login("auth/other/login/bob", json!({"password": "pw"}))
+            .await
+            .expect("login"),
+    );
+    // A method called `user` must not take `userpass`'s tokens with it.
+    env.root(Operation::Delete, "sys/auth/user", Value::Null)
+        .await
+        .expect("disable nothing");
+    let works = |token: String| {
+        let engine = env.engine.clone();
+        async move {
+            engine
+                .authenticate(Some(&token), &Connection::default())
+                .await
+                .is_ok()
+        }
+    };
+    assert!(works(alice.clone()).await);
+    env.root(Operation::Delete, "sys/auth/userpass", Value::Null)
+        .await
+        .expect("disable");
+    assert!(!works(alice).await, "alice's token is revoked");
+    assert!(works(bob).await, "tokens of other methods stay");
+    assert!(works(ROOT.to_owned()).await);
+}
