@@ -907,3 +907,41 @@ async fn disabling_a_method_revokes_the_tokens_its_logins_issued() {
     assert!(works(bob).await, "tokens of other methods stay");
     assert!(works(ROOT.to_owned()).await);
 }
+
+#[tokio::test]
+async fn a_users_token_bindings_and_use_limit_reach_the_token() {
+    let env = env().await.with_userpass().await;
+    env.user(
+        "carol",
+        json!({"password": "pw", "token_bound_cidrs": "10.1.0.0/16", "token_num_uses": 2}),
+    )
+    .await;
+    let auth = env
+        .login_from(
+            Some("10.1.2.3"),
+            "auth/userpass/login/carol",
+            json!({"password": "pw"}),
+        )
+        .await
+        .expect("login")
+        .expect("answer")
+        .auth
+        .expect("auth");
+    assert_eq!(auth.num_uses, 2);
+    let from = |address: &str| Connection {
+        remote_addr: Some(address.parse().expect("address")),
+        ..Connection::default()
+    };
+    assert!(
+        env.engine
+            .authenticate(Some(&auth.client_token), &from("10.1.9.9"))
+            .await
+            .is_ok()
+    );
+    assert!(matches!(
+        env.engine
+            .authenticate(Some(&auth.client_token), &from("192.0.2.1"))
+            .await,
+        Err(EngineError::PermissionDenied)
+    ));
+}
