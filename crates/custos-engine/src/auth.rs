@@ -218,6 +218,10 @@ impl Engine {
         }
         // A login carries no token to check first, so the path is checked here.
         crate::pipeline::validate_path(&request.path)?;
+        let wrap_ttl = request
+            .wrap_ttl
+            .map(crate::wrapping::check_ttl)
+            .transpose()?;
         let request_id = request.request_id.clone();
         let path = request.path.clone();
         let event = AuditEvent {
@@ -228,9 +232,18 @@ impl Engine {
             outcome: None,
             alert: None,
         };
-        self.audited(event, self.login(unsealed, method, request))
-            .await
-            .map(Ok)
+        self.audited(event, async {
+            let answer = self.login(unsealed, method, request).await?;
+            // `X-Vault-Wrap-TTL` on a login wraps the token, as in Vault.
+            match (wrap_ttl, answer) {
+                (Some(ttl), Some(answer)) if answer.auth.is_some() => {
+                    self.wrap(unsealed, answer, ttl, &path).await.map(Some)
+                }
+                (_, answer) => Ok(answer),
+            }
+        })
+        .await
+        .map(Ok)
     }
 
     /// A login: the lockout first, then the method, then the token for its grant.

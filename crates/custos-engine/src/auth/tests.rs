@@ -945,3 +945,39 @@ async fn a_users_token_bindings_and_use_limit_reach_the_token() {
         Err(EngineError::PermissionDenied)
     ));
 }
+
+#[tokio::test]
+async fn a_login_with_a_wrap_ttl_answers_a_wrapping_token_for_the_token() {
+    let env = env().await.with_userpass().await;
+    env.user("dave", json!({"password": "pw"})).await;
+    let mut login = request(
+        Operation::Update,
+        "auth/userpass/login/dave",
+        json!({"password": "pw"}),
+    );
+    login.wrap_ttl = Some(60);
+    let wrapped = env
+        .engine
+        .handle(login)
+        .await
+        .expect("login")
+        .expect("answer");
+    assert!(wrapped.auth.is_none());
+    let wrap_info = wrapped.wrap_info.expect("wrap info");
+    assert_eq!(wrap_info.ttl, 60);
+    assert_eq!(wrap_info.creation_path, "auth/userpass/login/dave");
+    let unwrapped = env
+        .engine
+        .handle(Request::new(Operation::Update, "sys/wrapping/unwrap").token(&wrap_info.token))
+        .await
+        .expect("unwrap")
+        .expect("answer");
+    let auth = unwrapped.auth.expect("the login's token");
+    assert_eq!(auth.metadata["username"], "dave");
+    assert!(
+        env.engine
+            .authenticate(Some(&auth.client_token), &Connection::default())
+            .await
+            .is_ok()
+    );
+}
