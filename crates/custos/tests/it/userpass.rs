@@ -365,3 +365,101 @@ fn the_custos_auth_commands_enable_list_tune_and_disable() {
         serde_json::from_str(&ok(custos(&server, &["auth", "list", "--format", "json"]))).unwrap();
     assert!(json.get("people/").is_none(), "{json}");
 }
+
+/// The current TOTP code of a base32 secret, as an authenticator app computes it.
+fn totp_now(secret_base32: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut secret = Vec::new();
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for byte in secret_base32.bytes() {
+        let value = ALPHABET.iter().position(|&c| c == byte).unwrap() as u32;
+        buffer = (buffer << 5) | value;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            secret.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let step = custos_crypto::otp::totp_step(now, 30);
+    format!("{:06}", custos_crypto::otp::hotp(&secret, step, 6))
+}
+
+#[tokio::test]
+async fn totp_enrolment_and_a_second_factor_login_over_http() {
+    let (_dir, server) = support::dev_server();
+    let root = client(&server.address, Some("root"));
+    let anonymous = client(&server.address, None);
+    let (status, _, _) = call(
+        &root,
+        Method::POST,
+        "sys/auth/userpass",
+        Some(json!({"type": "userpass"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = call(
+        &root,
+        Method::POST,
+        "auth/userpass/users/erin",
+        Some(json!({"password": "pw"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, enrolment) = call(
+        &root,
+        Method::POST,
+        "auth/userpass/users/erin/totp",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{enrolment}");
+    let secret = enrolment["data"]["secret"].as_str().unwrap().to_owned();
+    assert!(
+        enrolment["data"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/custos:erin?secret=")
+    );
+    let (status, _, state) = call(&root, Method::GET, "auth/userpass/users/erin/totp", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(state["data"]["enrolled"], true);
+    assert!(state["data"].get("secret").is_none(), "{state}");
+
+    let (status, _, body) = call(
+        &anonymous,
+        Method::POST,
+        "auth/userpass/login/erin",
+        Some(json!({"password": "pw"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let code = totp_now(&secret);
+    let (status, _, login) = call(
+        &anonymous,
+        Method::POST,
+        "auth/userpass/login/erin",
+        Some(json!({"password": "pw", "totp": code})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    assert!(login["auth"]["client_token"].is_string());
+    let (status, _, body) = call(
+        &anonymous,
+        Method::POST,
+        "auth/userpass/login/erin",
+        Some(json!({"password": "pw", "totp": code})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a replayed code: {body}");
+    let (status, _, body) = call(
+        &anonymous,
+        Method::POST,
+        "auth/userpass/login/erin",
+        Some(json!({"password": "pw", "totp": "12345"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["errors"], json!(["totp must be a code of 6 digits"]));
+}
