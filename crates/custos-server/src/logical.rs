@@ -130,7 +130,7 @@ pub(crate) async fn handle(
                 return Err(EngineError::Sealed.into());
             }
             let body = body::read(headers, body, limit, &state.body_budget).await?;
-            let data = if body.is_blank() {
+            let data = if body.is_blank() || body.is_null() {
                 None
             } else {
                 Some(body::parse_object(&body)?)

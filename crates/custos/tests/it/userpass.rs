@@ -283,6 +283,34 @@ fn the_bao_cli_enables_userpass_creates_a_user_and_logs_in() {
         String::from_utf8_lossy(&output.stderr).contains("invalid username or password"),
         "{output:?}"
     );
+    // A wrapped login, unwrapped by the CLI.
+    let output = bao(
+        &binary,
+        address,
+        None,
+        &[
+            "write",
+            "-wrap-ttl=60s",
+            "-format=json",
+            "auth/userpass/login/alice",
+            "password=s3cret",
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let wrapped: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let wrapping_token = wrapped["wrap_info"]["token"].as_str().unwrap().to_owned();
+    let output = bao(
+        &binary,
+        address,
+        None,
+        &["unwrap", "-format=json", &wrapping_token],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let unwrapped: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        unwrapped["auth"]["metadata"]["username"], "alice",
+        "{unwrapped}"
+    );
     let output = bao(
         &binary,
         address,
