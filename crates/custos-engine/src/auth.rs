@@ -8,11 +8,14 @@
 //! to a backend here (`auth/token/...` is served by the token store).
 //!
 //! A method's data lives under `logical/<uuid>/`, the same prefix scheme as secrets engines
-//! (UUIDs never collide), so disabling a method deletes exactly its keys.
+//! (UUIDs never collide), so disabling a method deletes exactly its keys; it also revokes the
+//! tokens the method's logins issued (found by their creation path, `auth/<path>/...`).
 //!
 //! A backend names its login paths ([`LogicalBackend::unauthenticated_paths`]). Requests there
 //! need no token: they are audited with the caller `login`, checked against the login lockout
-//! ([`lockout`]), and a failed answer (400 or 403) counts as a failed login.
+//! ([`lockout`]), and a failed answer (400 or 403) counts as a failed login. A successful
+//! login's grant gets the method's tuned TTLs and becomes a token (wrapped when the request
+//! asked for `X-Vault-Wrap-TTL`).
 
 pub(crate) mod lockout;
 pub(crate) mod userpass;
