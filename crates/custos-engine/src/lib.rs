@@ -4,6 +4,7 @@
 //! While sealed the only storage it touches is the seal configuration and the root-key-sealed
 //! keyring; everything else is reached through a [`Barrier`], which only exists after unsealing.
 
+mod auth;
 mod barrier;
 mod clock;
 mod error;
