@@ -153,6 +153,22 @@ impl TokenFields {
     }
 }
 
+/// The start of a login token's display name, from the auth mount's path as Vault builds it:
+/// `auth/approle/` gives `approle`, `auth/team/cert/` gives `team-cert`.
+pub(crate) fn display_prefix(mount_path: &str) -> String {
+    let path = mount_path.strip_prefix("auth/").unwrap_or(mount_path);
+    path.trim_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 /// A JSON array of strings.
 pub(crate) fn strings(values: &[String]) -> Value {
     Value::Array(values.iter().cloned().map(Value::String).collect())
@@ -311,6 +327,13 @@ mod tests {
             );
             assert_eq!(fields, TokenFields::default(), "{bad} changed the fields");
         }
+    }
+
+    #[test]
+    fn display_names_start_with_the_mount_path() {
+        assert_eq!(display_prefix("auth/approle/"), "approle");
+        assert_eq!(display_prefix("auth/team/cert/"), "team-cert");
+        assert_eq!(display_prefix("cert/"), "cert");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::auth::token_fields::{
-    TokenFields, cidr_list, cidrs_within, count, seconds, stored_cidrs, strings,
+    TokenFields, cidr_list, cidrs_within, count, display_prefix, seconds, stored_cidrs, strings,
 };
 use crate::kv::{decode, format_time, list_children, parse_bool, unsupported};
 use crate::logical::{
@@ -903,7 +903,7 @@ async fn login(
         check_role_cidrs()?;
     }
     metadata.insert("role_name".into(), index.name.clone());
-    let mut grant = role.token.grant("approle".into())?;
+    let mut grant = role.token.grant(display_prefix(&ctx.mount_path))?;
     if !token_cidrs.is_empty() {
         grant.bound_cidrs = stored_cidrs(&token_cidrs)?;
     }

@@ -24,6 +24,7 @@ pub(crate) struct Harness {
     pub(crate) raw: Arc<MemoryStorage>,
     pub(crate) storage: MountStorage,
     pub(crate) clock: FakeClock,
+    pub(crate) mount_path: String,
 }
 
 impl Harness {
@@ -38,13 +39,22 @@ impl Harness {
             raw,
             storage: MountStorage::new(Arc::new(barrier), MOUNT_UUID),
             clock: FakeClock::new("2026-03-22T02:24:06.945319214Z".parse().expect("time")),
+            mount_path: "auth/approle/".into(),
+        }
+    }
+
+    /// A harness for a mount at `mount_path` (`auth/cert/`).
+    pub(crate) fn at(mount_path: &str) -> Harness {
+        Harness {
+            mount_path: mount_path.into(),
+            ..Harness::new()
         }
     }
 
     pub(crate) fn ctx(&self) -> MountContext {
         MountContext {
             storage: self.storage.clone(),
-            mount_path: "auth/approle/".into(),
+            mount_path: self.mount_path.clone(),
             options: BTreeMap::new(),
             config: crate::MountConfig::default(),
             now: self.clock.now(),
