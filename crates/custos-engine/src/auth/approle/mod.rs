@@ -143,7 +143,74 @@ enum Route<'a> {
     AccessorLookup(&'a str),
     AccessorDestroy(&'a str),
     Tidy,
+    /// One setting of a role (`role/<name>/token-ttl`, ...).
+    RoleField(&'a str, &'static FieldEndpoint),
 }
+
+/// Vault's one-field role endpoints: `role/<name>/<path>` reads, writes or (on delete) resets
+/// one field of the role.
+struct FieldEndpoint {
+    path: &'static str,
+    field: &'static str,
+    /// Another name the body may use for the field.
+    alias: Option<&'static str>,
+    /// The value a delete restores.
+    default: fn() -> Value,
+    writable: bool,
+}
+
+static FIELD_ENDPOINTS: [FieldEndpoint; 11] = {
+    const fn endpoint(
+        path: &'static str,
+        field: &'static str,
+        alias: Option<&'static str>,
+        default: fn() -> Value,
+    ) -> FieldEndpoint {
+        FieldEndpoint {
+            path,
+            field,
+            alias,
+            default,
+            writable: true,
+        }
+    }
+    fn zero() -> Value {
+        Value::from(0)
+    }
+    fn empty() -> Value {
+        Value::Array(Vec::new())
+    }
+    fn yes() -> Value {
+        Value::Bool(true)
+    }
+    fn no() -> Value {
+        Value::Bool(false)
+    }
+    [
+        endpoint("policies", "token_policies", Some("policies"), empty),
+        endpoint("secret-id-num-uses", "secret_id_num_uses", None, zero),
+        endpoint("secret-id-ttl", "secret_id_ttl", None, zero),
+        endpoint("token-num-uses", "token_num_uses", None, zero),
+        endpoint("token-ttl", "token_ttl", None, zero),
+        endpoint("token-max-ttl", "token_max_ttl", None, zero),
+        endpoint("period", "token_period", Some("period"), zero),
+        endpoint("bind-secret-id", "bind_secret_id", None, yes),
+        endpoint(
+            "secret-id-bound-cidrs",
+            "secret_id_bound_cidrs",
+            None,
+            empty,
+        ),
+        endpoint("token-bound-cidrs", "token_bound_cidrs", None, empty),
+        FieldEndpoint {
+            path: "local-secret-ids",
+            field: "local_secret_ids",
+            alias: None,
+            default: no,
+            writable: false,
+        },
+    ]
+};
 
 fn route(path: &str) -> Option<Route<'_>> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
@@ -159,6 +226,12 @@ fn route(path: &str) -> Option<Route<'_>> {
         ["role", name, "secret-id-accessor", "lookup"] => Route::AccessorLookup(name),
         ["role", name, "secret-id-accessor", "destroy"] => Route::AccessorDestroy(name),
         ["tidy", "secret-id"] => Route::Tidy,
+        ["role", name, field] => Route::RoleField(
+            name,
+            FIELD_ENDPOINTS
+                .iter()
+                .find(|endpoint| endpoint.path == *field)?,
+        ),
         _ => return None,
     })
 }
@@ -180,7 +253,26 @@ impl LogicalBackend for AppRole {
             (Route::Login, Create | Update) => login(ctx, &request).await.map(Some),
             (Route::Roles, List) => list_children(storage, ROLE_PREFIX).await,
             (Route::Role(name), Read) => read_role(storage, name).await,
-            (Route::Role(name), Create | Update) => write_role(storage, name, &request).await,
+            (Route::Role(name), Create | Update) => {
+                let empty = Map::new();
+                let data = request.data.as_ref().unwrap_or(&empty);
+                write_role(storage, name, data, false).await
+            }
+            (Route::RoleField(name, endpoint), Read) => {
+                read_role_field(storage, name, endpoint).await
+            }
+            (Route::RoleField(name, endpoint), Create | Update) if endpoint.writable => {
+                let value = std::iter::once(endpoint.field)
+                    .chain(endpoint.alias)
+                    .find_map(|field| request.field(field))
+                    .ok_or_else(|| invalid(format!("missing {}", endpoint.field)))?;
+                let data = Map::from_iter([(endpoint.field.to_owned(), value)]);
+                write_role(storage, name, &data, true).await
+            }
+            (Route::RoleField(name, endpoint), Delete) if endpoint.writable => {
+                let data = Map::from_iter([(endpoint.field.to_owned(), (endpoint.default)())]);
+                write_role(storage, name, &data, true).await
+            }
             (Route::Role(name), Delete) => delete_role(storage, name).await,
             (Route::RoleId(name), Read) => read_role_id(storage, name).await,
             (Route::RoleId(name), Create | Update) => write_role_id(storage, name, &request).await,
@@ -335,6 +427,24 @@ async fn read_role(
     Ok(Some(LogicalResponse::data(data)))
 }
 
+async fn read_role_field(
+    storage: &MountStorage,
+    name: &str,
+    endpoint: &FieldEndpoint,
+) -> Result<Option<LogicalResponse>, EngineError> {
+    let Some(answer) = read_role(storage, name).await? else {
+        return Ok(None);
+    };
+    let value = answer
+        .data
+        .and_then(|mut data| data.remove(endpoint.field))
+        .unwrap_or(Value::Null);
+    Ok(Some(LogicalResponse::data(Map::from_iter([(
+        endpoint.field.to_owned(),
+        value,
+    )]))))
+}
+
 /// A role id from the body: a non-empty string of at most 4096 bytes.
 fn role_id_field(value: &Value) -> Result<String, EngineError> {
     match value {
@@ -347,15 +457,19 @@ fn role_id_field(value: &Value) -> Result<String, EngineError> {
     }
 }
 
+/// Creates or updates a role from the fields in `data`; with `must_exist`, a missing role is
+/// not created (the one-field endpoints).
 async fn write_role(
     storage: &MountStorage,
     name: &str,
-    request: &LogicalRequest,
+    data: &Map<String, Value>,
+    must_exist: bool,
 ) -> Result<Option<LogicalResponse>, EngineError> {
     check_role_name(name)?;
-    let empty = Map::new();
-    let data = request.data.as_ref().unwrap_or(&empty);
     let existing = load_role(storage, name).await?;
+    if must_exist && existing.is_none() {
+        return Err(role_not_found(name));
+    }
     let seen = existing.as_ref().map(|(_, revision)| *revision);
     let creating = existing.is_none();
     let previous_role_id = existing.as_ref().map(|(role, _)| role.role_id.clone());

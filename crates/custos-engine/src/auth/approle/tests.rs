@@ -953,3 +953,134 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn one_field_endpoints_read_write_and_reset() {
+    let harness = Harness::new();
+    write_role(&harness, "web", json!({"token_policies": "a"})).await;
+    let read = |path: &'static str| {
+        let harness = &harness;
+        async move {
+            data_of(
+                call(
+                    harness,
+                    Operation::Read,
+                    &format!("role/web/{path}"),
+                    Value::Null,
+                )
+                .await
+                .expect("read"),
+            )
+        }
+    };
+    assert_eq!(
+        Value::Object(read("policies").await),
+        json!({"token_policies": ["a"]})
+    );
+    call(
+        &harness,
+        Operation::Update,
+        "role/web/policies",
+        json!({"policies": "x,y"}),
+    )
+    .await
+    .expect("write");
+    assert_eq!(
+        Value::Object(read("policies").await),
+        json!({"token_policies": ["x", "y"]})
+    );
+    call(
+        &harness,
+        Operation::Update,
+        "role/web/token-ttl",
+        json!({"token_ttl": "1h"}),
+    )
+    .await
+    .expect("write");
+    assert_eq!(
+        Value::Object(read("token-ttl").await),
+        json!({"token_ttl": 3600})
+    );
+    call(
+        &harness,
+        Operation::Delete,
+        "role/web/token-ttl",
+        Value::Null,
+    )
+    .await
+    .expect("reset");
+    assert_eq!(
+        Value::Object(read("token-ttl").await),
+        json!({"token_ttl": 0})
+    );
+    call(
+        &harness,
+        Operation::Update,
+        "role/web/secret-id-bound-cidrs",
+        json!({"secret_id_bound_cidrs": "10.0.0.0/8"}),
+    )
+    .await
+    .expect("write");
+    assert_eq!(
+        Value::Object(read("secret-id-bound-cidrs").await),
+        json!({"secret_id_bound_cidrs": ["10.0.0.0/8"]})
+    );
+    assert_eq!(
+        Value::Object(read("local-secret-ids").await),
+        json!({"local_secret_ids": false})
+    );
+    let missing = call(&harness, Operation::Update, "role/web/token-ttl", json!({})).await;
+    assert_eq!(invalid(missing), "missing token_ttl");
+    let bad = call(
+        &harness,
+        Operation::Update,
+        "role/web/token-ttl",
+        json!({"token_ttl": "soon"}),
+    )
+    .await;
+    assert!(invalid(bad).contains("token_ttl"));
+    let read_only = call(
+        &harness,
+        Operation::Update,
+        "role/web/local-secret-ids",
+        json!({"local_secret_ids": true}),
+    )
+    .await;
+    assert!(
+        matches!(read_only, Err(EngineError::UnsupportedOperation(_))),
+        "{read_only:?}"
+    );
+    let unknown_role = call(
+        &harness,
+        Operation::Update,
+        "role/nope/token-ttl",
+        json!({"token_ttl": 5}),
+    )
+    .await;
+    assert!(
+        matches!(unknown_role, Err(EngineError::NotFound(_))),
+        "{unknown_role:?}"
+    );
+    assert_eq!(
+        call(
+            &harness,
+            Operation::Read,
+            "role/nope/token-ttl",
+            Value::Null
+        )
+        .await
+        .expect("read"),
+        None
+    );
+    assert_eq!(
+        call(
+            &harness,
+            Operation::Read,
+            "role/web/no-such-field",
+            Value::Null
+        )
+        .await
+        .expect("read"),
+        None
+    );
+}
