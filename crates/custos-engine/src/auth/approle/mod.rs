@@ -256,7 +256,7 @@ impl LogicalBackend for AppRole {
             (Route::Role(name), Create | Update) => {
                 let empty = Map::new();
                 let data = request.data.as_ref().unwrap_or(&empty);
-                write_role(storage, name, data, false).await
+                write_role(ctx, name, data, false).await
             }
             (Route::RoleField(name, endpoint), Read) => {
                 read_role_field(storage, name, endpoint).await
@@ -267,11 +267,11 @@ impl LogicalBackend for AppRole {
                     .find_map(|field| request.field(field))
                     .ok_or_else(|| invalid(format!("missing {}", endpoint.field)))?;
                 let data = Map::from_iter([(endpoint.field.to_owned(), value)]);
-                write_role(storage, name, &data, true).await
+                write_role(ctx, name, &data, true).await
             }
             (Route::RoleField(name, endpoint), Delete) if endpoint.writable => {
                 let data = Map::from_iter([(endpoint.field.to_owned(), (endpoint.default)())]);
-                write_role(storage, name, &data, true).await
+                write_role(ctx, name, &data, true).await
             }
             (Route::Role(name), Delete) => delete_role(storage, name).await,
             (Route::RoleId(name), Read) => read_role_id(storage, name).await,
@@ -326,6 +326,23 @@ fn internal(what: &str, error: impl std::fmt::Display) -> EngineError {
 
 fn encode(value: &impl Serialize) -> Result<Vec<u8>, EngineError> {
     serde_json::to_vec(value).map_err(|error| internal("encoding", error))
+}
+
+/// Encodes a record a client shaped (a role, a secret id with its metadata), held to the
+/// mount's value size limit.
+fn encode_limited(
+    value: &impl Serialize,
+    what: &str,
+    max_value_bytes: usize,
+) -> Result<Vec<u8>, EngineError> {
+    let bytes = encode(value)?;
+    if bytes.len() > max_value_bytes {
+        return Err(invalid(format!(
+            "the {what} is too large: {} bytes once encoded, the limit is {max_value_bytes} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Role names as Vault allows them: word characters, `-`, `.` and `@`, starting and ending with
@@ -460,12 +477,13 @@ fn role_id_field(value: &Value) -> Result<String, EngineError> {
 /// Creates or updates a role from the fields in `data`; with `must_exist`, a missing role is
 /// not created (the one-field endpoints).
 async fn write_role(
-    storage: &MountStorage,
+    ctx: &MountContext,
     name: &str,
     data: &Map<String, Value>,
     must_exist: bool,
 ) -> Result<Option<LogicalResponse>, EngineError> {
     check_role_name(name)?;
+    let storage = &ctx.storage;
     let existing = load_role(storage, name).await?;
     if must_exist && existing.is_none() {
         return Err(role_not_found(name));
@@ -531,7 +549,7 @@ async fn write_role(
     let key = role_key(name);
     let txn = Transaction::new()
         .require_unchanged(key.clone(), seen)
-        .put(key, encode(&role)?);
+        .put(key, encode_limited(&role, "role", ctx.max_value_bytes)?);
     let txn = index_role_id(storage, &hasher, name, &role, previous_role_id, txn).await?;
     storage.commit(txn).await?;
     Ok(Some(LogicalResponse::no_content()))
@@ -799,7 +817,10 @@ async fn generate_secret_id(
         .require_revision(role_key(name), revision)
         .require_absent(key.clone())
         .require_absent(accessor_key.clone())
-        .put(key, encode(&entry)?)
+        .put(
+            key,
+            encode_limited(&entry, "secret ID", ctx.max_value_bytes)?,
+        )
         .put(accessor_key, encode(&AccessorEntry { secret_id_hmac })?);
     storage.commit(txn).await?;
     let mut data = Map::new();

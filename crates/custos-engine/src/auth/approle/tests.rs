@@ -1084,3 +1084,33 @@ async fn one_field_endpoints_read_write_and_reset() {
         None
     );
 }
+
+#[tokio::test]
+async fn oversized_roles_and_metadata_are_refused() {
+    let harness = Harness::new();
+    let policies: Vec<String> = (0..100_000).map(|index| format!("policy-{index}")).collect();
+    let message = invalid(
+        call(
+            &harness,
+            Operation::Update,
+            "role/web",
+            json!({"token_policies": policies}),
+        )
+        .await,
+    );
+    assert!(message.contains("the role is too large"), "{message}");
+    write_role(&harness, "web", json!({})).await;
+    let metadata: Map<String, Value> = (0..100_000)
+        .map(|index| (format!("key-{index}"), Value::String("value".into())))
+        .collect();
+    let message = invalid(
+        call(
+            &harness,
+            Operation::Update,
+            "role/web/secret-id",
+            json!({"metadata": metadata}),
+        )
+        .await,
+    );
+    assert!(message.contains("the secret ID is too large"), "{message}");
+}

@@ -88,7 +88,7 @@ impl LogicalBackend for CertAuth {
             (None, List) if path == "certs" => list_children(storage, CERT_PREFIX).await,
             (Some(("certs", name)), Read) if !name.contains('/') => read_role(storage, name).await,
             (Some(("certs", name)), Create | Update) if !name.contains('/') => {
-                write_role(storage, name, &request).await
+                write_role(ctx, name, &request).await
             }
             (Some(("certs", name)), Delete) if !name.contains('/') => {
                 if check_name(name).is_ok() {
@@ -246,11 +246,12 @@ fn check_trusted(text: &str) -> Result<(), EngineError> {
 }
 
 async fn write_role(
-    storage: &MountStorage,
+    ctx: &MountContext,
     name: &str,
     request: &LogicalRequest,
 ) -> Result<Option<LogicalResponse>, EngineError> {
     check_name(name)?;
+    let storage = &ctx.storage;
     let empty = Map::new();
     let data = request.data.as_ref().unwrap_or(&empty);
     let existing = load_role(storage, name).await?;
@@ -318,6 +319,13 @@ async fn write_role(
     role.token.update(data)?;
     let bytes = serde_json::to_vec(&role)
         .map_err(|error| EngineError::Internal(format!("cert role: {error}")))?;
+    if bytes.len() > ctx.max_value_bytes {
+        return Err(invalid(format!(
+            "the role is too large: {} bytes once encoded, the limit is {} bytes",
+            bytes.len(),
+            ctx.max_value_bytes
+        )));
+    }
     storage.put(&role_key(name), bytes).await?;
     Ok(Some(LogicalResponse::no_content()))
 }
