@@ -842,7 +842,9 @@ fn required_string(request: &LogicalRequest, field: &str) -> Result<String, Engi
     }
 }
 
-/// A secret id's record, found by the secret id: its key, record and revision.
+/// A secret id's record, found by the secret id: its key, record and revision. The record is
+/// found by the secret id's keyed hash, so how long the lookup takes says nothing about the
+/// secret id to anyone without the mount's key.
 async fn find_secret_id(
     storage: &MountStorage,
     role: &Role,
@@ -1000,21 +1002,23 @@ async fn login(
 ) -> Result<LogicalResponse, EngineError> {
     let storage = &ctx.storage;
     let role_id = required_string(request, "role_id")?;
+    let secret_id = match request.field("secret_id") {
+        Some(Value::String(secret_id)) if !secret_id.is_empty() => Some(secret_id),
+        Some(Value::String(_) | Value::Null) | None => None,
+        Some(_) => return Err(invalid("secret_id must be a string")),
+    };
     let refused = || invalid(INVALID_CREDENTIALS);
-    let Some(hasher) = hasher(storage, false).await? else {
-        return Err(refused());
+    // Whether the role id is known is told to nobody: a missing secret id is reported the same
+    // way for a known and an unknown role id (only a role without secret ids admits none).
+    let (name, role) = match (
+        find_role_by_id(storage, &role_id).await?,
+        secret_id.is_some(),
+    ) {
+        (Some((name, role)), _) if !role.bind_secret_id => (name, role),
+        (_, false) => return Err(invalid("missing secret_id")),
+        (Some(found), true) => found,
+        (None, true) => return Err(refused()),
     };
-    let Some(plain) = storage.get(&role_id_key(&hasher, &role_id)).await? else {
-        return Err(refused());
-    };
-    let index: RoleIdEntry = decode(ROLE_ID_PREFIX, &plain.value)?;
-    let Some((role, _)) = load_role(storage, &index.name).await? else {
-        return Err(refused());
-    };
-    // The index is keyed by a hash of the role id; compare the id itself too, in constant time.
-    if !constant_time_eq(role.role_id.as_bytes(), role_id.as_bytes()) {
-        return Err(refused());
-    }
     let address = request.connection.remote_addr;
     let role_cidrs = stored_cidrs(&role.secret_id_bound_cidrs)?;
     let check_role_cidrs = || {
@@ -1029,21 +1033,45 @@ async fn login(
     };
     let mut metadata = BTreeMap::new();
     let mut token_cidrs = Vec::new();
-    if role.bind_secret_id {
-        let secret_id = required_string(request, "secret_id")?;
-        let entry = spend_secret_id(ctx, &role, &secret_id, address, &check_role_cidrs).await?;
-        metadata = entry.metadata;
-        token_cidrs = entry.token_bound_cidrs;
-    } else {
-        check_role_cidrs()?;
+    match secret_id {
+        Some(secret_id) if role.bind_secret_id => {
+            let entry = spend_secret_id(ctx, &role, &secret_id, address, &check_role_cidrs).await?;
+            metadata = entry.metadata;
+            token_cidrs = entry.token_bound_cidrs;
+        }
+        // Without a secret id the role id and the address are the whole credential: a refusal
+        // for the address must not tell that the role id was right.
+        _ => check_role_cidrs().map_err(|_| refused())?,
     }
-    metadata.insert("role_name".into(), index.name.clone());
+    metadata.insert("role_name".into(), name);
     let mut grant = role.token.grant(display_prefix(&ctx.mount_path))?;
     if !token_cidrs.is_empty() {
         grant.bound_cidrs = stored_cidrs(&token_cidrs)?;
     }
     grant.metadata = metadata;
     Ok(LogicalResponse::login(grant))
+}
+
+/// The role with this role id, with its name.
+async fn find_role_by_id(
+    storage: &MountStorage,
+    role_id: &str,
+) -> Result<Option<(String, Role)>, EngineError> {
+    let Some(hasher) = hasher(storage, false).await? else {
+        return Ok(None);
+    };
+    let Some(plain) = storage.get(&role_id_key(&hasher, role_id)).await? else {
+        return Ok(None);
+    };
+    let index: RoleIdEntry = decode(ROLE_ID_PREFIX, &plain.value)?;
+    let Some((role, _)) = load_role(storage, &index.name).await? else {
+        return Ok(None);
+    };
+    // The index is keyed by a hash of the role id; compare the id itself too, in constant time.
+    if !constant_time_eq(role.role_id.as_bytes(), role_id.as_bytes()) {
+        return Ok(None);
+    }
+    Ok(Some((index.name, role)))
 }
 
 /// Checks a secret id (known, not expired, used from an allowed address) and spends one of its
