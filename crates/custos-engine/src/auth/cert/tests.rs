@@ -434,3 +434,26 @@ fn globs_match_as_vault() {
     // The parts may not overlap.
     assert!(!glob("ab*ba", "aba"));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// A pattern without `*` matches only itself; `*x*` matches whatever contains `x`.
+    #[test]
+    fn globs_agree_with_plain_string_rules(literal in "[a-z.]{0,8}", subject in "[a-z.]{0,12}") {
+        proptest::prop_assert_eq!(glob(&literal, &subject), literal == subject);
+        proptest::prop_assert_eq!(glob(&format!("*{literal}*"), &subject), subject.contains(&literal));
+        proptest::prop_assert_eq!(glob(&format!("{literal}*"), &subject), subject.starts_with(&literal));
+    }
+
+    /// Whatever bytes a client presents as its chain, login refuses them cleanly.
+    #[test]
+    fn garbage_chains_never_log_in(chain in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..300), 1..4)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let harness = Harness::at("auth/cert/");
+        let root = ca("test CA");
+        runtime.block_on(write_role(&harness, "web", json!({"certificate": root.pem()})));
+        let result = runtime.block_on(login(&harness, Some(chain), None));
+        proptest::prop_assert!(matches!(result, Err(EngineError::InvalidRequest(_))), "{result:?}");
+    }
+}
