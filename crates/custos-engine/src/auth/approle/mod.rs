@@ -212,6 +212,22 @@ static FIELD_ENDPOINTS: [FieldEndpoint; 11] = {
     ]
 };
 
+/// Role names are case-insensitive, as Vault's: `role/Web/...` is `role/web/...`.
+fn lowercase_role_name(path: &str) -> String {
+    match path.strip_prefix("role/") {
+        Some(rest) => {
+            let (name, tail) = rest
+                .split_once('/')
+                .map_or((rest, None), |(name, tail)| (name, Some(tail)));
+            match tail {
+                Some(tail) => format!("role/{}/{tail}", name.to_lowercase()),
+                None => format!("role/{}", name.to_lowercase()),
+            }
+        }
+        None => path.to_owned(),
+    }
+}
+
 fn route(path: &str) -> Option<Route<'_>> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     Some(match segments.as_slice() {
@@ -244,7 +260,8 @@ impl LogicalBackend for AppRole {
         request: LogicalRequest,
     ) -> Result<Option<LogicalResponse>, EngineError> {
         use Operation::{Create, Delete, List, Read, Update};
-        let Some(route) = route(&request.path) else {
+        let path = lowercase_role_name(&request.path);
+        let Some(route) = route(&path) else {
             return Ok(None);
         };
         let operation = request.operation;

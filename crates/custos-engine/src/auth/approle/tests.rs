@@ -1117,3 +1117,25 @@ async fn oversized_roles_and_metadata_are_refused() {
     );
     assert!(message.contains("the secret ID is too large"), "{message}");
 }
+
+#[tokio::test]
+async fn role_names_are_case_insensitive() {
+    let harness = Harness::new();
+    write_role(&harness, "Web", json!({"token_policies": "a"})).await;
+    let data = data_of(
+        call(&harness, Operation::Read, "role/WEB", Value::Null)
+            .await
+            .expect("read"),
+    );
+    assert_eq!(data["token_policies"], json!(["a"]));
+    let list = data_of(
+        call(&harness, Operation::List, "role", Value::Null)
+            .await
+            .expect("list"),
+    );
+    assert_eq!(list["keys"], json!(["web"]));
+    let role_id = role_id(&harness, "wEb").await;
+    let (secret_id, _) = secret_id(&harness, "WEB", json!({})).await;
+    let grant = grant_of(login(&harness, &role_id, &secret_id).await);
+    assert_eq!(grant.metadata["role_name"], "web");
+}

@@ -82,6 +82,12 @@ impl LogicalBackend for CertAuth {
     ) -> Result<Option<LogicalResponse>, EngineError> {
         use Operation::{Create, Delete, List, Read, Update};
         let path = request.path.trim_end_matches('/');
+        // Role names are case-insensitive, as Vault's.
+        let path = match path.split_once('/') {
+            Some(("certs", name)) => format!("certs/{}", name.to_lowercase()),
+            _ => path.to_owned(),
+        };
+        let path = path.as_str();
         let storage = &ctx.storage;
         match (path.split_once('/'), request.operation) {
             (None, Create | Update) if path == "login" => login(ctx, &request).await.map(Some),
@@ -544,7 +550,7 @@ async fn login(
     request: &LogicalRequest,
 ) -> Result<LogicalResponse, EngineError> {
     let name = match request.field("name") {
-        Some(Value::String(name)) if !name.is_empty() => Some(name),
+        Some(Value::String(name)) if !name.is_empty() => Some(name.to_lowercase()),
         Some(Value::String(_) | Value::Null) | None => None,
         Some(_) => return Err(invalid("name must be a string")),
     };

@@ -275,7 +275,8 @@ async fn a_login_can_name_its_role() {
     let leaf = client("app", &[], &root);
     let first = grant_of(login(&harness, Some(vec![leaf.clone()]), None).await);
     assert_eq!(first.policies, ["alpha"]);
-    let named = grant_of(login(&harness, Some(vec![leaf.clone()]), Some("beta")).await);
+    // Names are case-insensitive, as Vault's.
+    let named = grant_of(login(&harness, Some(vec![leaf.clone()]), Some("BETA")).await);
     assert_eq!(named.policies, ["beta"]);
     assert_eq!(named.display_name, "cert-b");
     assert_eq!(named.metadata["cert_name"], "beta");
@@ -352,7 +353,7 @@ async fn role_crud_and_bad_input() {
     )
     .await;
     let data = data_of(
-        call(&harness, Operation::Read, "certs/web", Value::Null)
+        call(&harness, Operation::Read, "certs/WEB", Value::Null)
             .await
             .expect("read"),
     );
