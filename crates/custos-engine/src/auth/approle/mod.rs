@@ -327,6 +327,14 @@ impl LogicalBackend for AppRole {
     fn unauthenticated_paths(&self) -> &'static [&'static str] {
         &["login"]
     }
+
+    /// Failed logins are counted per role id (whatever was sent, known or not).
+    fn login_subject(&self, request: &LogicalRequest) -> String {
+        match request.field("role_id") {
+            Some(Value::String(role_id)) => format!("role_id:{role_id}"),
+            _ => "role_id:".into(),
+        }
+    }
 }
 
 fn invalid(message: impl Into<String>) -> EngineError {

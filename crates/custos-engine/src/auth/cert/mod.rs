@@ -115,6 +115,14 @@ impl LogicalBackend for CertAuth {
     fn unauthenticated_paths(&self) -> &'static [&'static str] {
         &["login"]
     }
+
+    /// Failed logins are counted per presented certificate (its fingerprint).
+    fn login_subject(&self, request: &LogicalRequest) -> String {
+        match &request.connection.client_cert {
+            Some(cert) => format!("cert:{}", cert.fingerprint),
+            None => "cert:none".into(),
+        }
+    }
 }
 
 fn invalid(message: impl Into<String>) -> EngineError {
