@@ -7,6 +7,7 @@
 mod barrier;
 mod clock;
 mod error;
+mod generate_root;
 mod help;
 mod index;
 pub mod kv;
@@ -25,6 +26,7 @@ pub use barrier::{Barrier, KeyInfo, Plain};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use custos_storage::{Invalidation, Revision};
 pub use error::EngineError;
+pub use generate_root::{OTP_LENGTH, RootGenerationStatus, xor_with_otp};
 pub use index::{read_fresh, track_commits};
 pub use leaks::MAX_LEAKS_PER_REPORT;
 pub use mounts::{MountConfig, MountEntry};
@@ -116,6 +118,8 @@ struct Unsealed {
     mounts: RwLock<Arc<mounts::MountTable>>,
     /// Which mirrored tables (mounts, keyring) another node may have changed.
     mirrors: mirror::Mirrors,
+    /// The `sys/generate-root` attempt in progress on this node, if any; sealing drops it.
+    root_generation: std::sync::Mutex<Option<generate_root::Attempt>>,
 }
 
 impl Unsealed {
@@ -523,6 +527,7 @@ impl Engine {
             active_since: self.now(),
             mounts: RwLock::new(Arc::new(table)),
             mirrors: mirror::Mirrors::default(),
+            root_generation: std::sync::Mutex::new(None),
         })
     }
 

@@ -153,8 +153,13 @@ pub(crate) async fn handle(
 /// verified client certificate (from the listener), and the user agent.
 pub(crate) fn connection(parts: &axum::http::request::Parts) -> custos_engine::Connection {
     let peer = parts.extensions.get::<crate::PeerInfo>();
+    // The client's address behind a trusted proxy (`X-Forwarded-For`), else the socket's peer.
+    let client = parts
+        .extensions
+        .get::<crate::forwarded::ClientAddr>()
+        .map(|client| client.0);
     custos_engine::Connection {
-        remote_addr: peer.map(|peer| peer.remote_addr.ip()),
+        remote_addr: client.or_else(|| peer.map(|peer| peer.remote_addr.ip())),
         client_cert: peer
             .and_then(|peer| peer.certificates.as_ref())
             .and_then(|chain| {
