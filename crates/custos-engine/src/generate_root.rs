@@ -7,13 +7,17 @@
 //! handed back XOR'd with the OTP, so only whoever holds the OTP can read it. The attempt lives in
 //! this node's memory only, and dies with the unsealed state when the node seals.
 //!
-//! These endpoints need no token: the shares are the authority. The HTTP layer restricts and
-//! rate-limits them like `sys/unseal`.
+//! Vault's `sys/generate-root/*` endpoints need no token: the shares are the authority. The HTTP
+//! layer restricts and rate-limits them like `sys/unseal`. OpenBao 2.x (and its CLI, `bao
+//! operator generate-root`) use `sys/generate-root-token/*` instead, an ordinary authenticated
+//! path answered under `data`: [`Engine::generate_root_logical`] serves it through the pipeline.
 
+use base64::Engine as _;
 use custos_crypto::shamir::{self, Share};
+use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use crate::logical::Operation;
+use crate::logical::{LogicalResponse, Operation};
 use crate::pipeline::AuditEvent;
 use crate::token::TokenGrant;
 use crate::{Engine, EngineError, Unsealed, barrier, seal};
@@ -320,6 +324,98 @@ impl Engine {
         let token = Zeroizing::new(issued.client_token.clone());
         let encoded = xor_with_otp(token.as_bytes(), otp.as_bytes())?;
         Ok((encoded, issued.accessor.clone()))
+    }
+}
+
+/// The JSON fields of a status, Vault's names; the encoded token as unpadded base64.
+fn status_json(status: &RootGenerationStatus) -> Value {
+    let encoded = if status.encoded_token.is_empty() {
+        String::new()
+    } else {
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(&status.encoded_token)
+    };
+    json!({
+        "started": status.started,
+        "nonce": status.nonce,
+        "progress": status.progress,
+        "required": status.required,
+        "complete": status.complete,
+        "encoded_token": encoded,
+        "encoded_root_token": encoded,
+        "pgp_fingerprint": "",
+        "otp": status.otp.as_ref().map(|otp| otp.as_str()).unwrap_or_default(),
+        "otp_length": status.otp_length,
+    })
+}
+
+/// A string field of a request body; absent or null is empty.
+fn field(data: Option<&serde_json::Map<String, Value>>, name: &str) -> Result<String, EngineError> {
+    match data.and_then(|data| data.get(name)) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(_) => Err(EngineError::InvalidRequest(format!(
+            "{name:?} must be a string"
+        ))),
+    }
+}
+
+/// An unseal key share as the API takes it: hex, else standard base64.
+fn decode_share(key: &str) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+    let key = key.trim();
+    if let Ok(bytes) = hex::decode(key) {
+        return Ok(Zeroizing::new(bytes));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            EngineError::InvalidRequest("'key' must be a valid hex or base64 string".into())
+        })
+}
+
+impl Engine {
+    /// `sys/generate-root-token/attempt` (GET, PUT, DELETE) and `sys/generate-root-token/update`
+    /// (PUT): OpenBao 2.x's authenticated form of `sys/generate-root/*`, reached through the
+    /// pipeline (so the caller's token and policies were checked and the request audited).
+    pub(crate) async fn generate_root_logical(
+        &self,
+        rest: &str,
+        operation: Operation,
+        data: Option<&serde_json::Map<String, Value>>,
+        request_id: &str,
+    ) -> Result<Option<LogicalResponse>, EngineError> {
+        let status = match (rest.trim_end_matches('/'), operation) {
+            ("attempt", Operation::Read) => self.generate_root_status().await?,
+            ("attempt", Operation::Update | Operation::Create) => {
+                let otp = Zeroizing::new(field(data, "otp")?);
+                let pgp_key = field(data, "pgp_key")?;
+                self.generate_root_init(
+                    Some(otp).filter(|otp| !otp.is_empty()),
+                    Some(pgp_key.as_str()).filter(|key| !key.is_empty()),
+                )
+                .await?
+            }
+            ("attempt", Operation::Delete) => {
+                self.generate_root_cancel().await?;
+                return Ok(Some(LogicalResponse::default()));
+            }
+            ("update", Operation::Update | Operation::Create) => {
+                let nonce = field(data, "nonce")?;
+                if nonce.is_empty() {
+                    return Err(EngineError::InvalidRequest("nonce is required".into()));
+                }
+                let key = Zeroizing::new(field(data, "key")?);
+                if key.is_empty() {
+                    return Err(EngineError::InvalidRequest("key is required".into()));
+                }
+                let share = decode_share(&key)?;
+                self.generate_root_update(&share, &nonce, request_id)
+                    .await?
+            }
+            ("attempt" | "update", _) => return Err(EngineError::MethodNotAllowed),
+            _ => return Ok(None),
+        };
+        Ok(Some(crate::pipeline::object(status_json(&status))))
     }
 }
 

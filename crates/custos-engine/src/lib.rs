@@ -736,6 +736,16 @@ impl Engine {
                 )
                 .await;
         }
+        if let Some(rest) = request.path.strip_prefix("sys/generate-root-token/") {
+            return self
+                .generate_root_logical(
+                    rest,
+                    request.operation,
+                    request.data.as_ref(),
+                    &request.request_id,
+                )
+                .await;
+        }
         if let Some(rest) = request.path.strip_prefix("sys/") {
             let rest = rest.to_owned();
             return self.handle_sys(unsealed, &rest, request).await;

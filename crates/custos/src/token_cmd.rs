@@ -28,15 +28,17 @@ enum TokenCommand {
     /// Show a token's properties: the calling token, TOKEN, or the token of --accessor.
     Lookup {
         /// The token to look up (default: the calling token).
-        token: Option<String>,
+        #[arg(value_name = "TOKEN")]
+        target: Option<String>,
         /// Look up the token with this accessor instead.
-        #[arg(long, value_name = "ACCESSOR", conflicts_with = "token")]
+        #[arg(long, value_name = "ACCESSOR", conflicts_with = "target")]
         accessor: Option<String>,
     },
     /// Extend a token's lease: the calling token, or TOKEN.
     Renew {
         /// The token to renew (default: the calling token).
-        token: Option<String>,
+        #[arg(value_name = "TOKEN")]
+        target: Option<String>,
         /// The new time to live from now, as a duration (30m, 24h) or seconds.
         #[arg(long, value_name = "DURATION")]
         increment: Option<String>,
@@ -44,12 +46,13 @@ enum TokenCommand {
     /// Revoke a token and its children (or, with --mode orphan, the token alone).
     Revoke {
         /// The token to revoke.
-        token: Option<String>,
+        #[arg(value_name = "TOKEN")]
+        target: Option<String>,
         /// Revoke the token with this accessor instead.
-        #[arg(long, value_name = "ACCESSOR", conflicts_with = "token")]
+        #[arg(long, value_name = "ACCESSOR", conflicts_with = "target")]
         accessor: Option<String>,
         /// Revoke the calling token.
-        #[arg(long = "self", conflicts_with_all = ["token", "accessor"])]
+        #[arg(long = "self", conflicts_with_all = ["target", "accessor"])]
         revoke_self: bool,
         /// `orphan`: revoke only the token; its children become orphans.
         #[arg(long, value_name = "MODE", value_parser = ["orphan"])]
@@ -225,8 +228,8 @@ pub(crate) async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
             };
             print_answer(&answer, format, None)?;
         }
-        TokenCommand::Lookup { token, accessor } => {
-            let answer = match (token, accessor) {
+        TokenCommand::Lookup { target, accessor } => {
+            let answer = match (target, accessor) {
                 (Some(token), _) => {
                     call(
                         &client,
@@ -252,12 +255,12 @@ pub(crate) async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
             };
             print_answer(&answer, format, None)?;
         }
-        TokenCommand::Renew { token, increment } => {
+        TokenCommand::Renew { target, increment } => {
             let mut body = Map::new();
             if let Some(increment) = increment {
                 body.insert("increment".into(), Value::String(increment));
             }
-            let path = match token {
+            let path = match target {
                 Some(token) => {
                     body.insert("token".into(), Value::String(token));
                     "auth/token/renew"
@@ -271,12 +274,12 @@ pub(crate) async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
             print_answer(&answer, format, None)?;
         }
         TokenCommand::Revoke {
-            token,
+            target,
             accessor,
             revoke_self,
             mode,
         } => {
-            let (path, body) = revoke_request(token, accessor, revoke_self, mode.as_deref())?;
+            let (path, body) = revoke_request(target, accessor, revoke_self, mode.as_deref())?;
             call(&client, Method::PUT, path, body).await?;
             if format == OutputFormat::Table {
                 println!("Success! Revoked token (if it existed)");

@@ -302,3 +302,108 @@ async fn cancelling_and_sealing_drop_the_attempt() {
     crate::support::unseal_all(&harness.engine, &output.shares[..2]).await;
     assert!(!harness.engine.generate_root_status().await.unwrap().started);
 }
+
+#[tokio::test]
+async fn openbaos_authenticated_paths_answer_under_data() {
+    let harness = Harness::new();
+    let output = harness.init_unsealed(3, 2).await;
+    let root = output.root_token.to_string();
+    let call = |operation: Operation, path: &str, token: &str, body: serde_json::Value| {
+        let mut request = Request::new(operation, path).token(token);
+        if !body.is_null() {
+            request = request.data(body);
+        }
+        harness.engine.handle(request)
+    };
+    // A token is needed, and (today) the root policy.
+    assert!(matches!(
+        call(
+            Operation::Read,
+            "sys/generate-root-token/attempt",
+            "nope",
+            serde_json::Value::Null
+        )
+        .await,
+        Err(EngineError::PermissionDenied)
+    ));
+    let status = call(
+        Operation::Read,
+        "sys/generate-root-token/attempt",
+        &root,
+        serde_json::Value::Null,
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .data
+    .unwrap();
+    assert_eq!(status["started"], false);
+    assert_eq!(status["otp_length"], OTP_LENGTH);
+    let started = call(
+        Operation::Update,
+        "sys/generate-root-token/attempt",
+        &root,
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .data
+    .unwrap();
+    let otp = started["otp"].as_str().unwrap().to_owned();
+    let nonce = started["nonce"].as_str().unwrap().to_owned();
+    let message = invalid(
+        call(
+            Operation::Update,
+            "sys/generate-root-token/update",
+            &root,
+            serde_json::json!({"nonce": nonce}),
+        )
+        .await
+        .map(|_| custos_engine::RootGenerationStatus::default()),
+    );
+    assert_eq!(message, "key is required");
+    let hex_share = |index: usize| {
+        output.shares[index]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>()
+    };
+    for index in [0, 2] {
+        let answer = call(
+            Operation::Update,
+            "sys/generate-root-token/update",
+            &root,
+            serde_json::json!({"nonce": nonce, "key": hex_share(index)}),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .unwrap();
+        if index == 2 {
+            assert_eq!(answer["complete"], true);
+            let encoded = answer["encoded_token"].as_str().unwrap();
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(encoded)
+                .unwrap();
+            let token = String::from_utf8(xor_with_otp(&bytes, otp.as_bytes()).unwrap()).unwrap();
+            assert_eq!(
+                lookup_self(&harness, &token).await["policies"],
+                serde_json::json!(["root"])
+            );
+        }
+    }
+    // Cancel answers without data (204).
+    let cancelled = call(
+        Operation::Delete,
+        "sys/generate-root-token/attempt",
+        &root,
+        serde_json::Value::Null,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(cancelled.data.is_none());
+}

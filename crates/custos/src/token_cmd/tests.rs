@@ -90,7 +90,11 @@ fn revoke_picks_the_endpoint() {
     );
     assert!(revoke_request(None, None, false, None).is_err());
     assert!(revoke_request(None, Some("acc".into()), false, Some("orphan")).is_err());
-    // Clap refuses contradictions before any request.
+    // Clap refuses contradictions before any request; `--token` stays the connection's flag.
+    let TokenCommand::Lookup { target, .. } = parse(&["lookup", "custos_token_x"]) else {
+        panic!("not lookup");
+    };
+    assert_eq!(target.as_deref(), Some("custos_token_x"));
     let mut argv = vec!["token", "revoke", "--self", "custos_token_x"];
     assert!(Cli::try_parse_from(&argv).is_err());
     argv = vec!["token", "revoke", "--mode", "path", "custos_token_x"];

@@ -7,6 +7,7 @@ mod support;
 mod bao_cli;
 mod budget_postgres;
 mod cli;
+mod cli_auth;
 mod cluster;
 mod crash;
 mod differential;
