@@ -109,12 +109,13 @@ impl Engine {
     }
 
     /// The unsealed state and the threshold of the seal (the shares an attempt needs).
+    /// Not initialised comes before sealed, as in Vault.
     async fn generation_context(&self) -> Result<(std::sync::Arc<Unsealed>, u32), EngineError> {
-        let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
         let config = self
             .seal_config()
             .await?
             .ok_or(EngineError::NotInitialized)?;
+        let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
         Ok((unsealed, config.secret_threshold))
     }
 

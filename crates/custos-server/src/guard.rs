@@ -176,7 +176,12 @@ fn guarded(method: &Method, path: &str) -> Option<Guarded> {
         "init" if method != Method::GET && method != Method::HEAD => Some(Guarded::Init),
         "unseal" => Some(Guarded::Unseal),
         "leaks" => Some(Guarded::Leaks),
-        _ if rest == "generate-root" || rest.starts_with("generate-root/") => {
+        // Vault's unauthenticated endpoints and OpenBao 2's authenticated ones alike.
+        _ if rest == "generate-root"
+            || rest.starts_with("generate-root/")
+            || rest == "generate-root-token"
+            || rest.starts_with("generate-root-token/") =>
+        {
             Some(Guarded::GenerateRoot)
         }
         _ => None,
@@ -307,6 +312,11 @@ mod tests {
             guarded(&Method::PUT, "/v1/sys/generate-root/attempt"),
             Some(Guarded::GenerateRoot)
         );
+        assert_eq!(
+            guarded(&Method::GET, "/v1/sys/generate-root-token/attempt"),
+            Some(Guarded::GenerateRoot)
+        );
+        assert_eq!(guarded(&Method::GET, "/v1/sys/generate-rootx"), None);
         assert_eq!(
             guarded(&Method::POST, "/v1/sys/leaks/"),
             Some(Guarded::Leaks)

@@ -444,6 +444,30 @@ mod tests {
     }
 
     #[test]
+    fn the_engine_sees_the_client_behind_a_trusted_proxy() {
+        let peer = crate::PeerInfo {
+            remote_addr: "10.0.0.1:40000".parse().unwrap(),
+            certificates: None,
+        };
+        let (mut parts, ()) = axum::http::Request::builder()
+            .extension(peer)
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert_eq!(
+            connection(&parts).remote_addr,
+            Some("10.0.0.1".parse().unwrap())
+        );
+        parts
+            .extensions
+            .insert(crate::forwarded::ClientAddr("203.0.113.7".parse().unwrap()));
+        assert_eq!(
+            connection(&parts).remote_addr,
+            Some("203.0.113.7".parse().unwrap())
+        );
+    }
+
+    #[test]
     fn percent_decoding() {
         assert_eq!(percent_decode("a/%2E%2E/b").unwrap(), "a/../b");
         assert_eq!(percent_decode("my%20secret").unwrap(), "my secret");

@@ -24,7 +24,7 @@ pub(crate) struct GenericArgs {
     pub(crate) connection: ConnectionArgs,
 }
 
-/// Reads any path: `custos read sys/mounts`, `custos read secret/data/app`.
+/// Read any path: `custos read sys/mounts`, `custos read secret/data/app`.
 ///
 /// KEY=VALUE arguments are sent as query parameters (`custos read secret/data/app version=2`).
 /// A path with nothing at it prints "No value found at PATH" and exits with 2.
@@ -42,7 +42,7 @@ pub(crate) struct ReadArgs {
     common: GenericArgs,
 }
 
-/// Writes to any path: `custos write sys/mounts/kv type=kv`, `custos write auth/token/create policies=dev`.
+/// Write to any path: `custos write sys/mounts/kv type=kv`.
 ///
 /// DATA is key=value pairs; key=@FILE takes the value from a file and key=- from standard input
 /// (as is). A lone `-` reads a JSON object from standard input, and a lone `@FILE` a JSON object
@@ -62,7 +62,7 @@ pub(crate) struct WriteArgs {
     common: GenericArgs,
 }
 
-/// Lists the keys under any path (`LIST`, sent as `GET ?list=true`): `custos list secret/metadata/`.
+/// List the keys under any path: `custos list secret/metadata/`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ListArgs {
     /// The API path, without /v1/.
@@ -71,7 +71,7 @@ pub(crate) struct ListArgs {
     common: GenericArgs,
 }
 
-/// Deletes at any path: `custos delete secret/data/app`, `custos delete sys/mounts/kv`.
+/// Delete at any path: `custos delete secret/metadata/app`, `custos delete sys/mounts/kv`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DeleteArgs {
     /// The API path, without /v1/.

@@ -14,20 +14,21 @@ use crate::kv_client::{encode_path, send};
 use crate::output::OutputFormat;
 use crate::token_helper;
 
-/// Authenticates and stores the token for later commands.
+/// Log in with a token or an auth method, and store the token for later commands
 ///
 /// With the token method (the default), TOKEN is checked with the server
-/// (`auth/token/lookup-self`); without it, it is prompted for without echo (`-` reads it from
-/// standard input). Other methods take their credentials as KEY=VALUE:
+/// (`auth/token/lookup-self`); without it, it is prompted for without echo (`-` reads it
+/// from standard input). Other methods take their credentials as KEY=VALUE:
 ///
 ///   custos login -method=userpass username=alice   (prompts for the password)
 ///   custos login -method=userpass username=alice password=... totp=123456
 ///   custos login -method=approle role_id=... secret_id=...
 ///   custos login -method=cert [name=web] --client-cert cert.pem --client-key key.pem
 ///
-/// The token is stored in ~/.custos-token (mode 0600) unless --no-store is given. A token in
-/// --token, CUSTOS_TOKEN or VAULT_TOKEN still takes precedence over the stored one.
+/// The token is stored in ~/.custos-token (mode 0600) unless --no-store is given.
+/// A token in --token, CUSTOS_TOKEN or VAULT_TOKEN still takes precedence over the stored one.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct LoginArgs {
     /// The token (token method), or the method's credentials as KEY=VALUE.
     #[arg(value_name = "TOKEN | KEY=VALUE")]

@@ -17,6 +17,10 @@ use crate::output::{self, OutputFormat};
 pub(crate) struct TokenArgs {
     #[command(subcommand)]
     command: TokenCommand,
+    /// Print only this field, raw: `token`, `token_accessor`, ... of a new or renewed token, or
+    /// a key of a lookup (`-field=token` prints just the new token).
+    #[arg(long, global = true, value_name = "FIELD")]
+    field: Option<String>,
     #[command(flatten)]
     common: GenericArgs,
 }
@@ -226,7 +230,7 @@ pub(crate) async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
             let Some(answer) = answer else {
                 bail!("the server answered {path} without a token");
             };
-            print_answer(&answer, format, None)?;
+            print_answer(&answer, format, args.field.as_deref())?;
         }
         TokenCommand::Lookup { target, accessor } => {
             let answer = match (target, accessor) {
@@ -253,7 +257,7 @@ pub(crate) async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
             let Some(answer) = answer else {
                 bail!("the server answered the lookup without data");
             };
-            print_answer(&answer, format, None)?;
+            print_answer(&answer, format, args.field.as_deref())?;
         }
         TokenCommand::Renew { target, increment } => {
             let mut body = Map::new();
@@ -271,7 +275,7 @@ pub(crate) async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
             let Some(answer) = answer else {
                 bail!("the server answered the renewal without the token's lease");
             };
-            print_answer(&answer, format, None)?;
+            print_answer(&answer, format, args.field.as_deref())?;
         }
         TokenCommand::Revoke {
             target,
