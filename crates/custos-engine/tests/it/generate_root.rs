@@ -85,6 +85,11 @@ async fn three_of_five_shares_generate_a_working_root_token() {
     assert_ne!(token, output.root_token.as_str());
     let data = lookup_self(&harness, &token).await;
     assert_eq!(data["policies"], serde_json::json!(["root"]));
+    // Like the root token of init: no expiry, no parent.
+    assert_eq!(data["ttl"], 0, "{data:?}");
+    assert_eq!(data["expire_time"], serde_json::Value::Null);
+    assert_eq!(data["orphan"], true);
+    assert_eq!(data["path"], "auth/token/root");
     // The new token can do what only root can.
     harness.engine.key_status(Some(&token)).await.unwrap();
 
