@@ -795,4 +795,15 @@ fn cert_login_with_the_client_certificate_flags() {
         client_key.to_str().unwrap(),
     ]));
     assert_eq!(login["auth"]["policies"], serde_json::json!(["default"]));
+    // The stored token is bound to the certificate: later commands must present it too.
+    ok(run_tls(&[
+        "token",
+        "lookup",
+        "--client-cert",
+        client_cert.to_str().unwrap(),
+        "--client-key",
+        client_key.to_str().unwrap(),
+    ]));
+    let unbound = run_tls(&["token", "lookup"]);
+    assert_eq!(unbound.status.code(), Some(1), "{unbound:?}");
 }

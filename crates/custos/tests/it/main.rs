@@ -11,6 +11,7 @@ mod cli_auth;
 mod cluster;
 mod crash;
 mod differential;
+mod forwarded;
 mod hardening;
 mod hvac;
 mod kv_cli;
