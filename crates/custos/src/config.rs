@@ -90,7 +90,9 @@ pub(crate) struct RawListener {
     pub(crate) unseal_rate_limit: Option<u32>,
     /// Requests per minute per source address to `sys/leaks` (0: no limit).
     pub(crate) leaks_rate_limit: Option<u32>,
-    /// Proxies (CIDR networks) whose `X-Forwarded-For` names the client, as in Vault.
+    /// Proxies (CIDR networks) whose `X-Forwarded-For` names the client, as in Vault: a list,
+    /// or (as Vault also takes it) one comma-separated string.
+    #[serde(default, deserialize_with = "list_or_string")]
     pub(crate) x_forwarded_for_authorized_addrs: Option<Vec<String>>,
     /// Entries to skip from the end of the `X-Forwarded-For` chain (default 0).
     pub(crate) x_forwarded_for_hop_skips: Option<u32>,
@@ -267,6 +269,23 @@ fn parse_bool(name: &str, value: &str) -> anyhow::Result<bool> {
         "0" | "false" | "no" | "off" => Ok(false),
         _ => bail!("{name}={value:?} is not a boolean (true/false)"),
     }
+}
+
+/// A list of strings, or one comma-separated string (Vault's listener options take both).
+fn list_or_string<'de, D>(deserializer: D) -> Result<Option<Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(Some(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(list) => list,
+        ListOrString::String(text) => split_list(&text),
+    }))
 }
 
 /// A comma-separated list, without blanks.

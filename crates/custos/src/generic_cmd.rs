@@ -270,7 +270,16 @@ pub(crate) fn print_answer(
     }
 }
 
-/// Sends a request and turns a 404 into [`NotFound`] for `shown` (Vault's "No value found").
+/// The `errors` of an answer's body, if any.
+fn errors_of(body: Option<&Value>) -> Vec<String> {
+    body.and_then(|body| body.get("errors"))
+        .and_then(Value::as_array)
+        .map(|errors| errors.iter().map(output::cell).collect())
+        .unwrap_or_default()
+}
+
+/// Sends a request. A 404 with errors (no mount serves the path) is an error with the server's
+/// message; a bare 404 is [`NotFound`] for `shown` (Vault's "No value found", exit code 2).
 async fn request(
     client: &Client,
     method: Method,
@@ -280,6 +289,10 @@ async fn request(
 ) -> anyhow::Result<Option<Value>> {
     let answer = send(client, method, api_path, body).await?;
     if answer.status == StatusCode::NOT_FOUND {
+        let errors = errors_of(answer.body.as_ref());
+        if !errors.is_empty() {
+            bail!("server answered 404: {}", errors.join("; "));
+        }
         return Err(NotFound {
             path: shown.to_owned(),
             deleted: None,
@@ -381,16 +394,20 @@ pub(crate) async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 pub(crate) async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let client = args.common.connection.client()?;
     let path = clean(&args.path)?;
-    // A delete of something absent succeeds, as in Vault; only a path no mount serves fails.
-    let answer = send(&client, Method::DELETE, &encode_path(&path), None).await?;
-    match (&answer.body, args.common.format) {
-        (Some(body), format) if answer.status != StatusCode::NOT_FOUND => {
-            print_answer(body, format, None)?;
+    // A delete of something absent succeeds, as in Vault; a path no mount serves fails.
+    let result = async {
+        let body = request(&client, Method::DELETE, &encode_path(&path), &path, None).await?;
+        match (body, args.common.format) {
+            (Some(body), format) => print_answer(&body, format, None)?,
+            (None, OutputFormat::Table) => {
+                println!("Success! Data deleted (if it existed) at: {path}");
+            }
+            (None, _) => {}
         }
-        (_, OutputFormat::Table) => println!("Success! Data deleted (if it existed) at: {path}"),
-        _ => {}
+        Ok(())
     }
-    Ok(ExitCode::SUCCESS)
+    .await;
+    crate::kv_cmd::exit_code(result)
 }
 
 /// Reads all of standard input (for `-` arguments of `login` and `token`).

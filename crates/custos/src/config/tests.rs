@@ -364,6 +364,21 @@ x_forwarded_for_authorized_addrs = ["10.0.0.0/8", "192.0.2.7"]
     assert!(forwarded.reject_not_authorized);
     assert!(forwarded.reject_not_present);
 
+    // Vault's string form works too.
+    let file = parse_file(
+        r#"
+version = 1
+[listener]
+tls_disable = true
+x_forwarded_for_authorized_addrs = "10.0.0.0/8, 192.0.2.7"
+x_forwarded_for_hop_skips = 1
+"#,
+    )
+    .unwrap();
+    let forwarded = resolve(file).unwrap().forwarded_for.unwrap();
+    assert_eq!(forwarded.authorized_addrs.len(), 2);
+    assert_eq!(forwarded.hop_skips, 1);
+
     let raw = from_env(&env(&[
         ("CUSTOS_TLS_DISABLE", "1"),
         ("CUSTOS_X_FORWARDED_FOR_AUTHORIZED_ADDRS", "10.0.0.1, ::1"),

@@ -151,6 +151,16 @@ fn login_stores_the_token_and_later_commands_use_it() {
     assert_eq!(stderr(&missing).trim(), "No value found at secret/data/app");
     let missing = run(&server, home.path(), &["list", "secret/metadata/"]);
     assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    // A path no mount serves is an error with the server's message, not "No value found".
+    let unrouted = run(&server, home.path(), &["read", "nowhere/x"]);
+    assert_eq!(unrouted.status.code(), Some(1), "{unrouted:?}");
+    assert!(
+        stderr(&unrouted).contains("no handler for route"),
+        "{}",
+        stderr(&unrouted)
+    );
+    let unrouted = run(&server, home.path(), &["delete", "nowhere/x"]);
+    assert_eq!(unrouted.status.code(), Some(1), "{unrouted:?}");
 
     // A token in the environment or on the command line wins over the stored one.
     let overridden = custos_at(&server.address, home.path(), &["token", "lookup"])
