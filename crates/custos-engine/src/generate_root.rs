@@ -328,8 +328,27 @@ impl Engine {
     }
 }
 
-/// The JSON fields of a status, Vault's names; the encoded token as unpadded base64.
-fn status_json(status: &RootGenerationStatus) -> Value {
+/// A status as OpenBao's `sys/generate-root-token/attempt` answers it: `nonce` and
+/// `pgp_fingerprint` only once an attempt is started.
+fn attempt_json(status: &RootGenerationStatus) -> Value {
+    let mut body = json!({
+        "started": status.started,
+        "complete": status.complete,
+        "progress": status.progress,
+        "required": status.required,
+        "otp": status.otp.as_ref().map(|otp| otp.as_str()).unwrap_or_default(),
+        "otp_length": status.otp_length,
+    });
+    if status.started {
+        body["nonce"] = json!(status.nonce);
+        body["pgp_fingerprint"] = json!("");
+    }
+    body
+}
+
+/// An update's answer as OpenBao's `sys/generate-root-token/update` gives it; the encoded token
+/// as unpadded base64.
+fn update_json(status: &RootGenerationStatus) -> Value {
     let encoded = if status.encoded_token.is_empty() {
         String::new()
     } else {
@@ -337,15 +356,12 @@ fn status_json(status: &RootGenerationStatus) -> Value {
     };
     json!({
         "started": status.started,
-        "nonce": status.nonce,
+        "complete": status.complete,
         "progress": status.progress,
         "required": status.required,
-        "complete": status.complete,
+        "nonce": status.nonce,
         "encoded_token": encoded,
-        "encoded_root_token": encoded,
         "pgp_fingerprint": "",
-        "otp": status.otp.as_ref().map(|otp| otp.as_str()).unwrap_or_default(),
-        "otp_length": status.otp_length,
     })
 }
 
@@ -385,16 +401,18 @@ impl Engine {
         data: Option<&serde_json::Map<String, Value>>,
         request_id: &str,
     ) -> Result<Option<LogicalResponse>, EngineError> {
-        let status = match (rest.trim_end_matches('/'), operation) {
-            ("attempt", Operation::Read) => self.generate_root_status().await?,
+        let answer = match (rest.trim_end_matches('/'), operation) {
+            ("attempt", Operation::Read) => attempt_json(&self.generate_root_status().await?),
             ("attempt", Operation::Update | Operation::Create) => {
                 let otp = Zeroizing::new(field(data, "otp")?);
                 let pgp_key = field(data, "pgp_key")?;
-                self.generate_root_init(
-                    Some(otp).filter(|otp| !otp.is_empty()),
-                    Some(pgp_key.as_str()).filter(|key| !key.is_empty()),
-                )
-                .await?
+                let status = self
+                    .generate_root_init(
+                        Some(otp).filter(|otp| !otp.is_empty()),
+                        Some(pgp_key.as_str()).filter(|key| !key.is_empty()),
+                    )
+                    .await?;
+                attempt_json(&status)
             }
             ("attempt", Operation::Delete) => {
                 self.generate_root_cancel().await?;
@@ -410,13 +428,16 @@ impl Engine {
                     return Err(EngineError::InvalidRequest("key is required".into()));
                 }
                 let share = decode_share(&key)?;
-                self.generate_root_update(&share, &nonce, request_id)
-                    .await?
+                update_json(
+                    &self
+                        .generate_root_update(&share, &nonce, request_id)
+                        .await?,
+                )
             }
             ("attempt" | "update", _) => return Err(EngineError::MethodNotAllowed),
             _ => return Ok(None),
         };
-        Ok(Some(crate::pipeline::object(status_json(&status))))
+        Ok(Some(crate::pipeline::object(answer)))
     }
 }
 

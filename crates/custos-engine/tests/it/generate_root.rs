@@ -344,6 +344,20 @@ async fn openbaos_authenticated_paths_answer_under_data() {
     .unwrap();
     assert_eq!(status["started"], false);
     assert_eq!(status["otp_length"], OTP_LENGTH);
+    // OpenBao's shape: no nonce before an attempt starts.
+    let mut keys: Vec<&str> = status.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "complete",
+            "otp",
+            "otp_length",
+            "progress",
+            "required",
+            "started"
+        ]
+    );
     let started = call(
         Operation::Update,
         "sys/generate-root-token/attempt",
