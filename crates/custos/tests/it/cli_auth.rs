@@ -151,6 +151,32 @@ fn login_stores_the_token_and_later_commands_use_it() {
     assert_eq!(stderr(&missing).trim(), "No value found at secret/data/app");
     let missing = run(&server, home.path(), &["list", "secret/metadata/"]);
     assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    // `key=@FILE` and `key=value` on a KV v1 mount, then a generic read of it.
+    ok(run(
+        &server,
+        home.path(),
+        &["write", "sys/mounts/kv1", "type=kv"],
+    ));
+    let file = home.path().join("cert.pem");
+    std::fs::write(&file, "line1\nline2\n").unwrap();
+    let written = ok(run(
+        &server,
+        home.path(),
+        &[
+            "write",
+            "kv1/app",
+            &format!("cert=@{}", file.display()),
+            "user=app",
+        ],
+    ));
+    assert_eq!(written, "Success! Data written to: kv1/app\n");
+    let read = json(run(
+        &server,
+        home.path(),
+        &["read", "-format=json", "kv1/app"],
+    ));
+    assert_eq!(read["data"]["cert"], "line1\nline2\n");
+    assert_eq!(read["data"]["user"], "app");
     // A path no mount serves is an error with the server's message, not "No value found".
     let unrouted = run(&server, home.path(), &["read", "nowhere/x"]);
     assert_eq!(unrouted.status.code(), Some(1), "{unrouted:?}");
