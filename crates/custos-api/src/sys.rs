@@ -175,3 +175,87 @@ pub struct LeaderResponse {
     pub leader_address: String,
     pub leader_cluster_address: String,
 }
+
+/// `PUT /v1/sys/generate-root/attempt`: start an attempt with a one-time password as long as a
+/// token (`otp_length`); without one the server generates it and answers it once in `otp`.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GenerateRootInitRequest {
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub otp: String,
+    /// Vault's PGP alternative to the OTP; custos refuses it.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub pgp_key: String,
+}
+
+impl std::fmt::Debug for GenerateRootInitRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerateRootInitRequest")
+            .field("otp", &(!self.otp.is_empty()).then_some("<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `PUT /v1/sys/generate-root/update`: one unseal key share (hex or base64) for the attempt
+/// `nonce`.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GenerateRootUpdateRequest {
+    #[serde(default, deserialize_with = "nullable")]
+    pub key: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub nonce: String,
+}
+
+impl std::fmt::Debug for GenerateRootUpdateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerateRootUpdateRequest")
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer of `sys/generate-root/attempt` and `sys/generate-root/update`, Vault's shape.
+/// On completion `encoded_token` (and `encoded_root_token`) is the new root token XOR'd with the
+/// OTP, as unpadded standard base64; `bao operator generate-root -decode` reverses it.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GenerateRootStatusResponse {
+    #[serde(default)]
+    pub nonce: String,
+    #[serde(default)]
+    pub started: bool,
+    #[serde(default)]
+    pub progress: u32,
+    #[serde(default)]
+    pub required: u32,
+    #[serde(default)]
+    pub complete: bool,
+    #[serde(default)]
+    pub encoded_token: String,
+    #[serde(default)]
+    pub encoded_root_token: String,
+    #[serde(default)]
+    pub pgp_fingerprint: String,
+    #[serde(default)]
+    pub otp: String,
+    #[serde(default)]
+    pub otp_length: u32,
+}
+
+impl std::fmt::Debug for GenerateRootStatusResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerateRootStatusResponse")
+            .field("nonce", &self.nonce)
+            .field("started", &self.started)
+            .field("progress", &self.progress)
+            .field("required", &self.required)
+            .field("complete", &self.complete)
+            .finish_non_exhaustive()
+    }
+}

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use custos_api::sys::{
-    HealthResponse, InitRequest, InitResponse, KeyStatus, SealStatusResponse, UnsealRequest,
+    GenerateRootInitRequest, GenerateRootStatusResponse, GenerateRootUpdateRequest, HealthResponse,
+    InitRequest, InitResponse, KeyStatus, SealStatusResponse, UnsealRequest,
 };
 use custos_api::{ERROR_CODE_HEADER, ErrorResponse, TOKEN_HEADER};
 use http_body_util::{BodyExt, Full};
@@ -396,5 +397,45 @@ impl Client {
         envelope
             .data
             .ok_or_else(|| ClientError::Decode("key-status without data".into()))
+    }
+
+    /// `GET sys/generate-root/attempt`.
+    pub async fn generate_root_status(&self) -> Result<GenerateRootStatusResponse, ClientError> {
+        self.expect(Method::GET, "sys/generate-root/attempt", None::<&()>)
+            .await
+    }
+
+    /// `PUT sys/generate-root/attempt`: an empty `otp` lets the server generate one.
+    pub async fn generate_root_init(
+        &self,
+        otp: &str,
+    ) -> Result<GenerateRootStatusResponse, ClientError> {
+        let request = GenerateRootInitRequest {
+            otp: otp.to_owned(),
+            pgp_key: String::new(),
+        };
+        self.expect(Method::PUT, "sys/generate-root/attempt", Some(&request))
+            .await
+    }
+
+    /// `DELETE sys/generate-root/attempt`.
+    pub async fn generate_root_cancel(&self) -> Result<(), ClientError> {
+        self.call::<serde_json::Value>(Method::DELETE, "sys/generate-root/attempt", None::<&()>)
+            .await
+            .map(drop)
+    }
+
+    /// `PUT sys/generate-root/update`.
+    pub async fn generate_root_update(
+        &self,
+        key: &str,
+        nonce: &str,
+    ) -> Result<GenerateRootStatusResponse, ClientError> {
+        let request = GenerateRootUpdateRequest {
+            key: key.to_owned(),
+            nonce: nonce.to_owned(),
+        };
+        self.expect(Method::PUT, "sys/generate-root/update", Some(&request))
+            .await
     }
 }

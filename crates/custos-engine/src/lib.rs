@@ -8,6 +8,7 @@ mod auth;
 mod barrier;
 mod clock;
 mod error;
+mod generate_root;
 mod help;
 mod index;
 pub mod kv;
@@ -27,6 +28,7 @@ pub use barrier::{Barrier, KeyInfo, Plain};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use custos_storage::{Invalidation, Revision};
 pub use error::EngineError;
+pub use generate_root::{OTP_LENGTH, RootGenerationStatus, xor_with_otp};
 pub use index::{read_fresh, track_commits};
 pub use leaks::MAX_LEAKS_PER_REPORT;
 pub use mounts::{MountConfig, MountEntry};
@@ -124,6 +126,8 @@ struct Unsealed {
     auths: RwLock<Arc<mounts::MountTable>>,
     /// Which mirrored tables (mounts, keyring) another node may have changed.
     mirrors: mirror::Mirrors,
+    /// The `sys/generate-root` attempt in progress on this node, if any; sealing drops it.
+    root_generation: std::sync::Mutex<Option<generate_root::Attempt>>,
 }
 
 impl Unsealed {
@@ -554,6 +558,7 @@ impl Engine {
             mounts: RwLock::new(Arc::new(table)),
             auths: RwLock::new(Arc::new(auths)),
             mirrors: mirror::Mirrors::default(),
+            root_generation: std::sync::Mutex::new(None),
         })
     }
 
@@ -759,6 +764,16 @@ impl Engine {
                     &operation,
                     request.data.as_ref(),
                     request.wrap_ttl,
+                )
+                .await;
+        }
+        if let Some(rest) = request.path.strip_prefix("sys/generate-root-token/") {
+            return self
+                .generate_root_logical(
+                    rest,
+                    request.operation,
+                    request.data.as_ref(),
+                    &request.request_id,
                 )
                 .await;
         }

@@ -76,11 +76,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Source(
-            parts
-                .extensions
-                .get::<crate::PeerInfo>()
-                .map(|peer| peer.remote_addr),
-        ))
+        let peer = parts
+            .extensions
+            .get::<crate::PeerInfo>()
+            .map(|peer| peer.remote_addr);
+        // Behind a trusted proxy, the client's address (with the proxy connection's port).
+        let client = parts
+            .extensions
+            .get::<crate::forwarded::ClientAddr>()
+            .map(|client| client.0);
+        Ok(Source(match (peer, client) {
+            (Some(peer), Some(client)) => Some(std::net::SocketAddr::new(client, peer.port())),
+            (peer, _) => peer,
+        }))
     }
 }

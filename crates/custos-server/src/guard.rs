@@ -1,6 +1,6 @@
 //! Who may reach the endpoints that work without a token, and how often: source networks for
 //! the seal life cycle (`sys/init`, `sys/unseal`, `sys/generate-root/*`), and per-address rate
-//! limits on `sys/unseal` and `sys/leaks`.
+//! limits on `sys/unseal` (shared with `sys/generate-root/*`) and `sys/leaks`.
 //!
 //! The rate limiter is a token bucket per source IP in a bounded map: when the map is full, the
 //! buckets that are full again (idle long enough to have forgotten their caller) are dropped,
@@ -176,7 +176,12 @@ fn guarded(method: &Method, path: &str) -> Option<Guarded> {
         "init" if method != Method::GET && method != Method::HEAD => Some(Guarded::Init),
         "unseal" => Some(Guarded::Unseal),
         "leaks" => Some(Guarded::Leaks),
-        _ if rest == "generate-root" || rest.starts_with("generate-root/") => {
+        // Vault's unauthenticated endpoints and OpenBao 2's authenticated ones alike.
+        _ if rest == "generate-root"
+            || rest.starts_with("generate-root/")
+            || rest == "generate-root-token"
+            || rest.starts_with("generate-root-token/") =>
+        {
             Some(Guarded::GenerateRoot)
         }
         _ => None,
@@ -188,7 +193,11 @@ fn guarded(method: &Method, path: &str) -> Option<Guarded> {
 /// request middleware; costs one prefix comparison on every other path.
 pub(crate) fn check(state: &AppState, request: &Request) -> Option<ApiError> {
     let endpoint = guarded(request.method(), request.uri().path())?;
-    let source = request.extensions().get::<PeerInfo>()?.remote_addr.ip();
+    // The client's address behind a trusted proxy, else the socket's peer.
+    let source = match request.extensions().get::<crate::forwarded::ClientAddr>() {
+        Some(client) => client.0,
+        None => request.extensions().get::<PeerInfo>()?.remote_addr.ip(),
+    };
     let path = request.uri().path();
     if endpoint != Guarded::Leaks
         && let Some(networks) = &state.seal_allowed_networks
@@ -198,9 +207,10 @@ pub(crate) fn check(state: &AppState, request: &Request) -> Option<ApiError> {
         return Some(ApiError::ForbiddenNetwork);
     }
     let limiter = match endpoint {
-        Guarded::Unseal => Some(&state.unseal_rate_limit),
+        // Submitting shares for a new root token is as sensitive as unsealing: one budget.
+        Guarded::Unseal | Guarded::GenerateRoot => Some(&state.unseal_rate_limit),
         Guarded::Leaks => Some(&state.leaks_rate_limit),
-        Guarded::Init | Guarded::GenerateRoot => None,
+        Guarded::Init => None,
     };
     if let Some(limiter) = limiter
         && !limiter.allow(source, Instant::now())
@@ -302,6 +312,11 @@ mod tests {
             guarded(&Method::PUT, "/v1/sys/generate-root/attempt"),
             Some(Guarded::GenerateRoot)
         );
+        assert_eq!(
+            guarded(&Method::GET, "/v1/sys/generate-root-token/attempt"),
+            Some(Guarded::GenerateRoot)
+        );
+        assert_eq!(guarded(&Method::GET, "/v1/sys/generate-rootx"), None);
         assert_eq!(
             guarded(&Method::POST, "/v1/sys/leaks/"),
             Some(Guarded::Leaks)

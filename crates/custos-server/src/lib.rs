@@ -6,6 +6,7 @@
 mod body;
 mod error;
 mod extract;
+mod forwarded;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod guard;
@@ -19,6 +20,7 @@ pub use body::{
     BUDGET_WAIT, BodyBudget, LEAKS_BODY_BYTES, MAX_JSON_DEPTH, MAX_JSON_KEYS, SMALL_BODY_BYTES,
 };
 pub use error::ApiError;
+pub use forwarded::ForwardedFor;
 pub use guard::{Network, RATE_LIMIT_ADDRESSES, RateLimiter};
 pub use listener::{PeerInfo, ServeOptions, serve};
 pub use tls::{TlsError, TlsFiles, server_tls_config};
@@ -57,7 +59,7 @@ pub struct AppState {
     pub body_budget: BodyBudget,
     /// The networks `sys/init`, `sys/unseal` and `sys/generate-root/*` answer; `None` is any.
     pub seal_allowed_networks: Option<Arc<Vec<Network>>>,
-    /// Per source address, on `sys/unseal`.
+    /// Per source address, on `sys/unseal` and `sys/generate-root/*`.
     pub unseal_rate_limit: Arc<RateLimiter>,
     /// Per source address, on `sys/leaks`.
     pub leaks_rate_limit: Arc<RateLimiter>,
@@ -67,6 +69,8 @@ pub struct AppState {
     pub api_address: String,
     /// How long a request carrying `X-Vault-Index` waits for this node to catch up before 412.
     pub index_wait: Duration,
+    /// The proxies whose `X-Forwarded-For` names the client; `None`: the header is ignored.
+    pub forwarded_for: Option<Arc<ForwardedFor>>,
 }
 
 impl AppState {
@@ -81,6 +85,7 @@ impl AppState {
             request_timeout: Duration::from_secs(90),
             api_address: String::new(),
             index_wait: Duration::from_secs(2),
+            forwarded_for: None,
         }
     }
 }
@@ -106,6 +111,17 @@ pub fn router(state: AppState) -> Router {
             get(sys::init_status).put(sys::init).post(sys::init),
         )
         .route("/v1/sys/unseal", post(sys::unseal).put(sys::unseal))
+        .route(
+            "/v1/sys/generate-root/attempt",
+            get(sys::generate_root_status)
+                .put(sys::generate_root_init)
+                .post(sys::generate_root_init)
+                .delete(sys::generate_root_cancel),
+        )
+        .route(
+            "/v1/sys/generate-root/update",
+            post(sys::generate_root_update).put(sys::generate_root_update),
+        )
         .route("/v1/sys/seal", post(sys::seal).put(sys::seal))
         .route("/v1/sys/rotate", post(sys::rotate).put(sys::rotate))
         .route("/v1/sys/rotate/keyring", post(sys::rotate).put(sys::rotate))
@@ -130,6 +146,26 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
+/// Resolves the client's address behind trusted proxies (when configured) into a
+/// [`forwarded::ClientAddr`] extension; requests without a [`PeerInfo`] (in-process) have none.
+fn client_address(state: &AppState, request: &mut Request) -> Result<(), ApiError> {
+    let Some(peer) = request
+        .extensions()
+        .get::<PeerInfo>()
+        .map(|peer| peer.remote_addr.ip())
+    else {
+        return Ok(());
+    };
+    let address = match &state.forwarded_for {
+        Some(config) => forwarded::resolve(config, peer, request.headers())?,
+        None => peer,
+    };
+    request
+        .extensions_mut()
+        .insert(forwarded::ClientAddr(address));
+    Ok(())
+}
+
 /// Per request: an id, a span, the source guard of the seal life cycle endpoints, a timeout,
 /// read-your-writes (`X-Vault-Index`), `Cache-Control: no-store`, and one log line.
 async fn request_context(
@@ -145,7 +181,11 @@ async fn request_context(
     let path = request.uri().path().to_owned();
     let span = tracing::info_span!("request", id = %request_id, %method, %path);
     let started = Instant::now();
-    let mut response = if let Some(refusal) = guard::check(&state, &request) {
+    let forwarded = client_address(&state, &mut request);
+    let mut response = if let Err(refusal) = forwarded {
+        tracing::warn!(parent: &span, error = %refusal, "refused: X-Forwarded-For");
+        refusal.into_response()
+    } else if let Some(refusal) = guard::check(&state, &request) {
         refusal.into_response()
     } else {
         // Read-your-writes runs here rather than as a layer of its own: one middleware per

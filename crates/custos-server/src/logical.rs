@@ -170,8 +170,13 @@ pub(crate) fn is_login_path(path: &str) -> bool {
 /// verified client certificate (from the listener), and the user agent.
 pub(crate) fn connection(parts: &axum::http::request::Parts) -> custos_engine::Connection {
     let peer = parts.extensions.get::<crate::PeerInfo>();
+    // The client's address behind a trusted proxy (`X-Forwarded-For`), else the socket's peer.
+    let client = parts
+        .extensions
+        .get::<crate::forwarded::ClientAddr>()
+        .map(|client| client.0);
     custos_engine::Connection {
-        remote_addr: peer.map(|peer| peer.remote_addr.ip()),
+        remote_addr: client.or_else(|| peer.map(|peer| peer.remote_addr.ip())),
         client_cert: peer
             .and_then(|peer| peer.certificates.as_ref())
             .and_then(|chain| {
@@ -476,6 +481,30 @@ mod tests {
         ] {
             assert!(!is_login_path(other), "{other}");
         }
+    }
+
+    #[test]
+    fn the_engine_sees_the_client_behind_a_trusted_proxy() {
+        let peer = crate::PeerInfo {
+            remote_addr: "10.0.0.1:40000".parse().unwrap(),
+            certificates: None,
+        };
+        let (mut parts, ()) = axum::http::Request::builder()
+            .extension(peer)
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert_eq!(
+            connection(&parts).remote_addr,
+            Some("10.0.0.1".parse().unwrap())
+        );
+        parts
+            .extensions
+            .insert(crate::forwarded::ClientAddr("203.0.113.7".parse().unwrap()));
+        assert_eq!(
+            connection(&parts).remote_addr,
+            Some("203.0.113.7".parse().unwrap())
+        );
     }
 
     #[test]

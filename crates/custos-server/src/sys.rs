@@ -6,8 +6,9 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use custos_api::sys::{
-    HealthQuery, HealthResponse, InitRequest, InitResponse, InitStatusResponse, KeyStatus,
-    LeaderResponse, SealStatusResponse, UnsealRequest,
+    GenerateRootInitRequest, GenerateRootStatusResponse, GenerateRootUpdateRequest, HealthQuery,
+    HealthResponse, InitRequest, InitResponse, InitStatusResponse, KeyStatus, LeaderResponse,
+    SealStatusResponse, UnsealRequest,
 };
 use custos_engine::{InitParams, KeyInfo, SealStatus, UnsealInput};
 use zeroize::{Zeroize as _, Zeroizing};
@@ -241,6 +242,100 @@ pub(crate) async fn unseal(
         Ok(status) => Ok(Json(seal_status_body(status))),
         Err(error) => {
             tracing::warn!(%source, %error, "unseal attempt failed");
+            Err(error.into())
+        }
+    }
+}
+
+/// Vault's shape of a root generation status; the encoded token is unpadded base64.
+fn generate_root_body(status: custos_engine::RootGenerationStatus) -> GenerateRootStatusResponse {
+    let encoded = if status.encoded_token.is_empty() {
+        String::new()
+    } else {
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(&status.encoded_token)
+    };
+    GenerateRootStatusResponse {
+        nonce: status.nonce,
+        started: status.started,
+        progress: status.progress,
+        required: status.required,
+        complete: status.complete,
+        encoded_root_token: encoded.clone(),
+        encoded_token: encoded,
+        pgp_fingerprint: String::new(),
+        otp: status.otp.map(|otp| otp.to_string()).unwrap_or_default(),
+        otp_length: status.otp_length,
+    }
+}
+
+/// `GET /v1/sys/generate-root/attempt`: the attempt in progress, if any.
+pub(crate) async fn generate_root_status(
+    State(state): State<Shared>,
+) -> Result<Json<GenerateRootStatusResponse>, ApiError> {
+    Ok(Json(generate_root_body(
+        state.engine.generate_root_status().await?,
+    )))
+}
+
+/// `PUT /v1/sys/generate-root/attempt`: starts an attempt (with a generated OTP when none is
+/// given, answered once).
+pub(crate) async fn generate_root_init(
+    State(state): State<Shared>,
+    source: Source,
+    SmallJson(request): SmallJson<GenerateRootInitRequest>,
+) -> Result<Json<GenerateRootStatusResponse>, ApiError> {
+    let otp = Zeroizing::new(request.otp);
+    let status = state
+        .engine
+        .generate_root_init(
+            Some(otp).filter(|otp| !otp.is_empty()),
+            Some(request.pgp_key.as_str()).filter(|key| !key.is_empty()),
+        )
+        .await?;
+    tracing::warn!(%source, nonce = %status.nonce, "root token generation started");
+    Ok(Json(generate_root_body(status)))
+}
+
+/// `DELETE /v1/sys/generate-root/attempt`: cancels the attempt, if any.
+pub(crate) async fn generate_root_cancel(
+    State(state): State<Shared>,
+    source: Source,
+) -> Result<StatusCode, ApiError> {
+    state.engine.generate_root_cancel().await?;
+    tracing::warn!(%source, "root token generation cancelled");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /v1/sys/generate-root/update`: one unseal key share for the attempt. Failures are
+/// logged with the source address.
+pub(crate) async fn generate_root_update(
+    State(state): State<Shared>,
+    source: Source,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    SmallJson(mut request): SmallJson<GenerateRootUpdateRequest>,
+) -> Result<Json<GenerateRootStatusResponse>, ApiError> {
+    let key = Zeroizing::new(std::mem::take(&mut request.key));
+    if key.trim().is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "'key' must be specified in request body as JSON".into(),
+        ));
+    }
+    let bytes = decode_key(&key).inspect_err(|error| {
+        tracing::warn!(%source, %error, "root generation key refused");
+    })?;
+    match state
+        .engine
+        .generate_root_update(&bytes, &request.nonce, &request_id.0)
+        .await
+    {
+        Ok(status) => {
+            if status.complete {
+                tracing::warn!(%source, "a new root token was generated");
+            }
+            Ok(Json(generate_root_body(status)))
+        }
+        Err(error) => {
+            tracing::warn!(%source, %error, "root generation submission failed");
             Err(error.into())
         }
     }

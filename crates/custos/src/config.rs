@@ -106,6 +106,16 @@ pub(crate) struct RawListener {
     pub(crate) unseal_rate_limit: Option<u32>,
     /// Requests per minute per source address to `sys/leaks` (0: no limit).
     pub(crate) leaks_rate_limit: Option<u32>,
+    /// Proxies (CIDR networks) whose `X-Forwarded-For` names the client, as in Vault: a list,
+    /// or (as Vault also takes it) one comma-separated string.
+    #[serde(default, deserialize_with = "list_or_string")]
+    pub(crate) x_forwarded_for_authorized_addrs: Option<Vec<String>>,
+    /// Entries to skip from the end of the `X-Forwarded-For` chain (default 0).
+    pub(crate) x_forwarded_for_hop_skips: Option<u32>,
+    /// Refuse `X-Forwarded-For` from a peer that is not an authorised proxy (default true).
+    pub(crate) x_forwarded_for_reject_not_authorized: Option<bool>,
+    /// Refuse a request without `X-Forwarded-For` once proxies are set (default true).
+    pub(crate) x_forwarded_for_reject_not_present: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -191,6 +201,8 @@ pub(crate) struct Config {
     pub(crate) unseal_allowed_networks: Option<Vec<custos_server::Network>>,
     pub(crate) unseal_rate_limit: u32,
     pub(crate) leaks_rate_limit: u32,
+    /// `None`: `X-Forwarded-For` is ignored.
+    pub(crate) forwarded_for: Option<custos_server::ForwardedFor>,
     pub(crate) storage: StorageConfig,
     pub(crate) log_level: String,
     pub(crate) log_format: LogFormat,
@@ -225,6 +237,12 @@ pub(crate) fn merge(base: RawConfig, top: RawConfig) -> RawConfig {
             unseal_allowed_networks: pick!(listener.unseal_allowed_networks),
             unseal_rate_limit: pick!(listener.unseal_rate_limit),
             leaks_rate_limit: pick!(listener.leaks_rate_limit),
+            x_forwarded_for_authorized_addrs: pick!(listener.x_forwarded_for_authorized_addrs),
+            x_forwarded_for_hop_skips: pick!(listener.x_forwarded_for_hop_skips),
+            x_forwarded_for_reject_not_authorized: pick!(
+                listener.x_forwarded_for_reject_not_authorized
+            ),
+            x_forwarded_for_reject_not_present: pick!(listener.x_forwarded_for_reject_not_present),
         },
         storage: RawStorage {
             backend: pick!(storage.backend),
@@ -276,6 +294,72 @@ fn parse_bool(name: &str, value: &str) -> anyhow::Result<bool> {
         "0" | "false" | "no" | "off" => Ok(false),
         _ => bail!("{name}={value:?} is not a boolean (true/false)"),
     }
+}
+
+/// A list of strings, or one comma-separated string (Vault's listener options take both).
+fn list_or_string<'de, D>(deserializer: D) -> Result<Option<Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(Some(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(list) => list,
+        ListOrString::String(text) => split_list(&text),
+    }))
+}
+
+/// A comma-separated list, without blanks.
+fn split_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `listener.x_forwarded_for_*`: `None` unless proxies are listed (the other settings alone
+/// mean nothing, as in Vault, and are refused so a typo does not go unnoticed).
+fn forwarded_for(listener: &RawListener) -> anyhow::Result<Option<custos_server::ForwardedFor>> {
+    let Some(list) = &listener.x_forwarded_for_authorized_addrs else {
+        if listener.x_forwarded_for_hop_skips.is_some()
+            || listener.x_forwarded_for_reject_not_authorized.is_some()
+            || listener.x_forwarded_for_reject_not_present.is_some()
+        {
+            bail!(
+                "listener.x_forwarded_for_* settings need listener.x_forwarded_for_authorized_addrs, the proxies to trust"
+            );
+        }
+        return Ok(None);
+    };
+    if list.is_empty() {
+        bail!(
+            "listener.x_forwarded_for_authorized_addrs is empty: list the proxies to trust, or remove the key to ignore X-Forwarded-For"
+        );
+    }
+    let authorized_addrs = list
+        .iter()
+        .map(|text| {
+            text.parse::<custos_core::Cidr>().map_err(|error| {
+                anyhow::anyhow!("listener.x_forwarded_for_authorized_addrs: {error}")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut config = custos_server::ForwardedFor::new(authorized_addrs);
+    if let Some(skips) = listener.x_forwarded_for_hop_skips {
+        config.hop_skips = skips as usize;
+    }
+    if let Some(reject) = listener.x_forwarded_for_reject_not_authorized {
+        config.reject_not_authorized = reject;
+    }
+    if let Some(reject) = listener.x_forwarded_for_reject_not_present {
+        config.reject_not_present = reject;
+    }
+    Ok(Some(config))
 }
 
 /// Reads the `CUSTOS_*` variables into a layer.
@@ -333,6 +417,14 @@ pub(crate) fn from_env(env: &dyn EnvSource) -> anyhow::Result<RawConfig> {
             }),
             unseal_rate_limit: small_number("CUSTOS_UNSEAL_RATE_LIMIT")?,
             leaks_rate_limit: small_number("CUSTOS_LEAKS_RATE_LIMIT")?,
+            x_forwarded_for_authorized_addrs: env
+                .var("CUSTOS_X_FORWARDED_FOR_AUTHORIZED_ADDRS")
+                .map(|list| split_list(&list)),
+            x_forwarded_for_hop_skips: small_number("CUSTOS_X_FORWARDED_FOR_HOP_SKIPS")?,
+            x_forwarded_for_reject_not_authorized: flag(
+                "CUSTOS_X_FORWARDED_FOR_REJECT_NOT_AUTHORIZED",
+            )?,
+            x_forwarded_for_reject_not_present: flag("CUSTOS_X_FORWARDED_FOR_REJECT_NOT_PRESENT")?,
         },
         storage: RawStorage {
             backend: env.var("CUSTOS_STORAGE_BACKEND"),
@@ -417,6 +509,7 @@ pub(crate) fn read_secret_file(path: &Path, allow_readable: bool) -> anyhow::Res
 /// Turns merged raw settings into a typed configuration.
 pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
     let listener = raw.listener;
+    let forwarded_for = forwarded_for(&listener)?;
     let address_text = listener.address.unwrap_or_else(|| "127.0.0.1:8200".into());
     let address: SocketAddr = address_text.parse().with_context(|| {
         format!("listener.address = {address_text:?} is not an IP:port address")
@@ -611,6 +704,7 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
         leaks_rate_limit: listener
             .leaks_rate_limit
             .unwrap_or(custos_server::DEFAULT_LEAKS_RATE_LIMIT),
+        forwarded_for,
         storage,
         log_level: raw.log.level.unwrap_or_else(|| "info".into()),
         log_format,

@@ -12,7 +12,7 @@ pub(crate) struct ConnectionArgs {
     /// Server address [env: CUSTOS_ADDR, falls back to VAULT_ADDR; default https://127.0.0.1:8200]
     #[arg(long, global = true, value_name = "URL")]
     address: Option<String>,
-    /// Token [env: CUSTOS_TOKEN, falls back to VAULT_TOKEN]
+    /// Token [env: CUSTOS_TOKEN, falls back to VAULT_TOKEN, then the token `custos login` stored in ~/.custos-token]
     #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// PEM bundle of CAs that signed the server's certificate [env: CUSTOS_CACERT or VAULT_CACERT]
@@ -39,12 +39,18 @@ fn env_either(primary: &str, fallback: &str) -> Option<String> {
 }
 
 impl ConnectionArgs {
-    /// A client for these flags, each falling back to its environment variables.
+    /// A client for these flags, each falling back to its environment variables; the token
+    /// falls back to the one `custos login` stored.
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
-        let token = self
-            .token
-            .clone()
-            .or_else(|| env_either("CUSTOS_TOKEN", "VAULT_TOKEN"));
+        let read_env = |name: &str| std::env::var(name).ok();
+        let home = crate::token_helper::home_dir();
+        let token = crate::token_helper::pick(self.token.clone(), &read_env, home.as_deref())?;
+        self.client_with_token(token)
+    }
+
+    /// A client for these flags with exactly `token` (or none), whatever the environment says:
+    /// for logging in, and for checking a token before it is stored.
+    pub(crate) fn client_with_token(&self, token: Option<String>) -> anyhow::Result<Client> {
         client_for(
             self.address.clone(),
             token,
@@ -54,6 +60,11 @@ impl ConnectionArgs {
                 client_key: self.client_key.clone(),
             },
         )
+    }
+
+    /// The `--token` flag, if given.
+    pub(crate) fn token_flag(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 }
 

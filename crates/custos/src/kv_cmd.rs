@@ -240,7 +240,10 @@ fn success(message: &str) {
 }
 
 /// Reads the data arguments of `put` and `patch` (see `custos kv put --help`).
-fn parse_data(args: &[String], stdin: &mut impl Read) -> anyhow::Result<Map<String, Value>> {
+pub(crate) fn parse_data(
+    args: &[String],
+    stdin: &mut impl Read,
+) -> anyhow::Result<Map<String, Value>> {
     let mut stdin_used = false;
     let mut read_stdin = |what: &str| -> anyhow::Result<String> {
         if stdin_used {

@@ -6,14 +6,20 @@ mod config;
 mod connection;
 mod dotenv;
 mod dotenv_cmd;
+mod generate_root_cmd;
+mod generic_cmd;
 mod kv_client;
 mod kv_cmd;
+mod login_cmd;
 mod operator;
 mod output;
 mod run_cmd;
 mod scan_cmd;
 mod scan_revoke;
 mod server_cmd;
+mod token_cmd;
+mod token_helper;
+mod vault_args;
 mod yaml;
 
 use std::process::ExitCode;
@@ -32,7 +38,7 @@ struct Cli {
 enum Command {
     /// Run the server (`custos server --dev` for a throw-away development server).
     Server(server_cmd::ServerArgs),
-    /// Operate a server: init, unseal, seal, status, rotate.
+    /// Operate a server: init, unseal, seal, status, rotate, generate-root.
     Operator {
         #[command(subcommand)]
         command: operator::OperatorCommand,
@@ -46,6 +52,14 @@ enum Command {
     },
     /// Enable, disable, list and tune auth methods, as `vault auth` does.
     Auth(auth_cmd::AuthArgs),
+    // The help texts of these come from their arguments' doc comments.
+    Login(login_cmd::LoginArgs),
+    /// Create, look up, renew and revoke tokens, and show what a token may do.
+    Token(token_cmd::TokenArgs),
+    Read(generic_cmd::ReadArgs),
+    Write(generic_cmd::WriteArgs),
+    List(generic_cmd::ListArgs),
+    Delete(generic_cmd::DeleteArgs),
     /// Read and write KV secrets, as `vault kv` does (exit code 2 when a secret is missing).
     Kv(kv_cmd::KvArgs),
     /// Run a command with secrets as environment variables; they are never written to disk.
@@ -59,7 +73,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(vault_args::normalize(std::env::args_os().collect()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,6 +90,12 @@ fn main() -> ExitCode {
             Command::Operator { command, client } => operator::run(command, &client).await,
             Command::Status { client } => operator::status(&client).await,
             Command::Auth(args) => auth_cmd::run(args).await,
+            Command::Login(args) => login_cmd::run(args).await,
+            Command::Token(args) => token_cmd::run(args).await,
+            Command::Read(args) => generic_cmd::read(args).await,
+            Command::Write(args) => generic_cmd::write(args).await,
+            Command::List(args) => generic_cmd::list(args).await,
+            Command::Delete(args) => generic_cmd::delete(args).await,
             Command::Kv(args) => kv_cmd::run(args).await,
             Command::Run(args) => run_cmd::run(args).await,
             Command::Export(args) => dotenv_cmd::export(args).await,

@@ -69,14 +69,16 @@ pub(crate) enum OperatorCommand {
     Rotate,
     /// Show the active data key term.
     KeyStatus,
+    // The help text comes from `GenerateRootArgs`' own doc comment.
+    GenerateRoot(crate::generate_root_cmd::GenerateRootArgs),
 }
 
-fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
-fn print_table(rows: &[(&str, String)]) {
+pub(crate) fn print_table(rows: &[(&str, String)]) {
     let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
     println!("{:width$}    Value", "Key");
     println!("{:width$}    -----", "---");
@@ -120,7 +122,7 @@ fn print_seal_status(status: &SealStatusResponse, format: Format) -> anyhow::Res
     }
 }
 
-fn read_key_from_user() -> anyhow::Result<String> {
+pub(crate) fn read_key_from_user() -> anyhow::Result<String> {
     if std::io::stdin().is_terminal() {
         let key = rpassword::prompt_password("Unseal Key (will be hidden): ")
             .context("cannot read the unseal key")?;
@@ -209,6 +211,9 @@ pub(crate) async fn run(command: OperatorCommand, args: &ClientArgs) -> anyhow::
             }
         }
         OperatorCommand::Status => return status(args).await,
+        OperatorCommand::GenerateRoot(generate) => {
+            return crate::generate_root_cmd::run(generate, &client, args.format).await;
+        }
         OperatorCommand::Rotate => {
             client.rotate().await?;
             let key = client.key_status().await?;

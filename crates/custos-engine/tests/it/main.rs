@@ -5,6 +5,7 @@
 mod auth;
 mod budget;
 mod follow;
+mod generate_root;
 mod init;
 mod leaks;
 mod mounts;

@@ -4,6 +4,8 @@
 
 mod auth;
 mod body;
+mod forwarded;
+mod generate_root;
 mod hardening;
 mod health;
 mod index;

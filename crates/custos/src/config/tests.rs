@@ -375,3 +375,79 @@ fn the_login_lockout_has_defaults_and_every_layer_sets_it() {
     assert!(error.contains("auth.lockout_duration"), "{error}");
     assert!(parse_file("version = 1\n[auth]\nlockout_treshold = 3\n").is_err());
 }
+
+#[test]
+fn forwarded_for_is_off_by_default_and_takes_vaults_settings() {
+    let config = resolve(from_env(&env(&[("CUSTOS_TLS_DISABLE", "1")])).unwrap()).unwrap();
+    assert!(config.forwarded_for.is_none());
+
+    let file = parse_file(
+        r#"
+version = 1
+[listener]
+tls_disable = true
+x_forwarded_for_authorized_addrs = ["10.0.0.0/8", "192.0.2.7"]
+"#,
+    )
+    .unwrap();
+    let forwarded = resolve(file).unwrap().forwarded_for.unwrap();
+    assert_eq!(forwarded.authorized_addrs.len(), 2);
+    assert_eq!(forwarded.hop_skips, 0);
+    assert!(forwarded.reject_not_authorized);
+    assert!(forwarded.reject_not_present);
+
+    // Vault's string form works too.
+    let file = parse_file(
+        r#"
+version = 1
+[listener]
+tls_disable = true
+x_forwarded_for_authorized_addrs = "10.0.0.0/8, 192.0.2.7"
+x_forwarded_for_hop_skips = 1
+"#,
+    )
+    .unwrap();
+    let forwarded = resolve(file).unwrap().forwarded_for.unwrap();
+    assert_eq!(forwarded.authorized_addrs.len(), 2);
+    assert_eq!(forwarded.hop_skips, 1);
+
+    let raw = from_env(&env(&[
+        ("CUSTOS_TLS_DISABLE", "1"),
+        ("CUSTOS_X_FORWARDED_FOR_AUTHORIZED_ADDRS", "10.0.0.1, ::1"),
+        ("CUSTOS_X_FORWARDED_FOR_HOP_SKIPS", "2"),
+        ("CUSTOS_X_FORWARDED_FOR_REJECT_NOT_AUTHORIZED", "false"),
+        ("CUSTOS_X_FORWARDED_FOR_REJECT_NOT_PRESENT", "false"),
+    ]))
+    .unwrap();
+    let forwarded = resolve(raw).unwrap().forwarded_for.unwrap();
+    assert_eq!(forwarded.authorized_addrs.len(), 2);
+    assert_eq!(forwarded.hop_skips, 2);
+    assert!(!forwarded.reject_not_authorized);
+    assert!(!forwarded.reject_not_present);
+}
+
+#[test]
+fn bad_forwarded_for_settings_are_explained() {
+    for (pairs, expected) in [
+        (
+            vec![("CUSTOS_X_FORWARDED_FOR_AUTHORIZED_ADDRS", "10.0.0.0/33")],
+            "x_forwarded_for_authorized_addrs",
+        ),
+        (
+            vec![("CUSTOS_X_FORWARDED_FOR_AUTHORIZED_ADDRS", " , ")],
+            "is empty",
+        ),
+        (
+            vec![("CUSTOS_X_FORWARDED_FOR_HOP_SKIPS", "1")],
+            "need listener.x_forwarded_for_authorized_addrs",
+        ),
+    ] {
+        let mut pairs = pairs;
+        pairs.push(("CUSTOS_TLS_DISABLE", "1"));
+        let error = format!(
+            "{:#}",
+            resolve(from_env(&env(&pairs)).unwrap()).unwrap_err()
+        );
+        assert!(error.contains(expected), "{error:?} lacks {expected:?}");
+    }
+}

@@ -1221,6 +1221,68 @@ fn edge_cases() -> Vec<Step> {
             Some(r#"{"token":"{{t1}}"}"#),
         ),
         step("tokens/tidy", "POST", "auth/token/tidy", None),
+        // Root token generation, OpenBao 2's authenticated form (both dev servers: one share).
+        step(
+            "generate-root/status-idle",
+            "GET",
+            "sys/generate-root-token/attempt",
+            None,
+        ),
+        step(
+            "generate-root/update-none-started",
+            "POST",
+            "sys/generate-root-token/update",
+            Some(r#"{"nonce":"x"}"#),
+        ),
+        step(
+            "generate-root/init-bad-otp",
+            "POST",
+            "sys/generate-root-token/attempt",
+            Some(r#"{"otp":"short"}"#),
+        ),
+        step(
+            "generate-root/init",
+            "POST",
+            "sys/generate-root-token/attempt",
+            Some("{}"),
+        ),
+        step(
+            "generate-root/status-started",
+            "GET",
+            "sys/generate-root-token/attempt",
+            None,
+        ),
+        step(
+            "generate-root/init-again",
+            "POST",
+            "sys/generate-root-token/attempt",
+            Some("{}"),
+        ),
+        step(
+            "generate-root/update-no-key",
+            "POST",
+            "sys/generate-root-token/update",
+            Some(r#"{"nonce":"x"}"#),
+        ),
+        step(
+            "generate-root/cancel",
+            "DELETE",
+            "sys/generate-root-token/attempt",
+            None,
+        ),
+        step(
+            "generate-root/status-cancelled",
+            "GET",
+            "sys/generate-root-token/attempt",
+            None,
+        ),
+        step(
+            "generate-root/without-token",
+            "GET",
+            "sys/generate-root-token/attempt",
+            None,
+        )
+        .token(Token::Missing),
         // Mount tuning, remount status, the KV v1 → v2 upgrade.
         step(
             "mounts/tune-read-secret",
