@@ -15,6 +15,7 @@ pub mod logical;
 mod mirror;
 mod mounts;
 mod pipeline;
+mod policy;
 mod seal;
 mod sys;
 mod token;
@@ -29,8 +30,7 @@ pub use index::{read_fresh, track_commits};
 pub use leaks::MAX_LEAKS_PER_REPORT;
 pub use mounts::{MountConfig, MountEntry};
 pub use pipeline::{
-    AuditEvent, AuditSink, Authorizer, ClientCert, Connection, MAX_PATH_LEN, NoAudit, Request,
-    RootOnly, validate_path,
+    AuditEvent, AuditSink, ClientCert, Connection, MAX_PATH_LEN, NoAudit, Request, validate_path,
 };
 pub use token::{Caller, IssuedToken, TokenGrant};
 pub use untrusted::{MAX_LOGGED_CHARS, Untrusted};
@@ -114,8 +114,10 @@ struct Unsealed {
     token_hasher: KeyedHasher,
     active_since: Timestamp,
     mounts: RwLock<Arc<mounts::MountTable>>,
-    /// Which mirrored tables (mounts, keyring) another node may have changed.
+    /// Which mirrored tables (mounts, keyring, policies) another node may have changed.
     mirrors: mirror::Mirrors,
+    /// ACL policies and the sets compiled from them.
+    policies: policy::PolicyStore,
 }
 
 impl Unsealed {
@@ -147,7 +149,6 @@ enum State {
 struct Inner {
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
-    authorizer: Arc<dyn Authorizer>,
     audit: Arc<dyn AuditSink>,
     limits: Limits,
     state: RwLock<State>,
@@ -228,7 +229,6 @@ impl Engine {
             inner: Arc::new(Inner {
                 storage,
                 clock,
-                authorizer: Arc::new(RootOnly),
                 audit,
                 limits,
                 state: RwLock::new(State::Sealed(Pending::default())),
@@ -517,12 +517,14 @@ impl Engine {
         let token_hasher =
             KeyedHasher::from_bytes(&hmac_key.value).map_err(internal("token key"))?;
         let table = mounts::MountTable::load(&barrier).await?;
+        let policies = policy::open(&barrier).await?;
         Ok(Unsealed {
             barrier: Arc::new(barrier),
             token_hasher,
             active_since: self.now(),
             mounts: RwLock::new(Arc::new(table)),
             mirrors: mirror::Mirrors::default(),
+            policies,
         })
     }
 
@@ -538,7 +540,10 @@ impl Engine {
             // Sealing a sealed node succeeds, as in Vault.
             return Ok(());
         }
-        drop(self.authorize_root(token).await?);
+        drop(
+            self.authorize_operation(token, "sys/seal", logical::Operation::Update)
+                .await?,
+        );
         let previous =
             std::mem::replace(&mut *self.write_state(), State::Sealed(Pending::default()));
         let State::Unsealed(unsealed) = previous else {
@@ -580,27 +585,20 @@ impl Engine {
         Ok(entry.into())
     }
 
-    /// Authenticates and requires the root policy (the only policy until the identity issue).
-    async fn authorize_root(&self, token: Option<&str>) -> Result<Arc<Unsealed>, EngineError> {
-        let caller = self.authenticate(token).await?;
-        if !caller.is_root() {
-            return Err(EngineError::PermissionDenied);
-        }
-        self.unsealed().ok_or(EngineError::Sealed)
-    }
-
     /// `sys/rotate`: installs a new data key term.
     #[tracing::instrument(skip_all)]
     pub async fn rotate(&self, token: Option<&str>) -> Result<KeyInfo, EngineError> {
-        let unsealed = self.authorize_root(token).await?;
-        self.refresh_tables(&unsealed).await?;
+        let unsealed = self
+            .authorize_operation(token, "sys/rotate", logical::Operation::Update)
+            .await?;
         unsealed.barrier.rotate(self.now().as_second()).await
     }
 
     /// `sys/key-status`.
     pub async fn key_status(&self, token: Option<&str>) -> Result<KeyInfo, EngineError> {
-        let unsealed = self.authorize_root(token).await?;
-        self.refresh_tables(&unsealed).await?;
+        let unsealed = self
+            .authorize_operation(token, "sys/key-status", logical::Operation::Read)
+            .await?;
         unsealed.barrier.key_info()
     }
 
@@ -644,9 +642,10 @@ impl Engine {
         // malformed.
         let caller = self.authenticate(request.token.as_deref()).await?;
         pipeline::validate_path(&request.path)?;
-        self.inner
-            .authorizer
-            .authorize(&caller, request.operation, &request.path)?;
+        let decision = self.authorize(&unsealed, &caller, &request)?;
+        let access = policy::Access {
+            policy_max_ttl: decision.max_ttl,
+        };
         let request_id = request.request_id.clone();
         let path = request.path.clone();
         let operation = request.operation;
@@ -660,7 +659,7 @@ impl Engine {
             alert: None,
         };
         self.audited(event, async {
-            let result = match self.route(&unsealed, request, &caller).await {
+            let result = match self.route(&unsealed, request, &caller, &access).await {
                 Ok(Some(answer)) => self.issue_granted(&unsealed, answer, &path).await.map(Some),
                 other => other,
             };
@@ -711,7 +710,10 @@ impl Engine {
         unsealed: &Unsealed,
         request: Request,
         caller: &Caller,
+        access: &policy::Access,
     ) -> Result<Option<logical::LogicalResponse>, EngineError> {
+        // `access.policy_max_ttl` caps the tokens `auth/token/create*` issues (token store).
+        let _ = access;
         if request.path.trim_end_matches('/') == "auth/token/lookup-self" {
             return match request.operation {
                 logical::Operation::Read | logical::Operation::Update => Ok(Some(
@@ -733,6 +735,9 @@ impl Engine {
         }
         if let Some(rest) = request.path.strip_prefix("sys/") {
             let rest = rest.to_owned();
+            if let Some(answer) = self.handle_policy(unsealed, &rest, &request, caller).await {
+                return answer;
+            }
             return self.handle_sys(unsealed, &rest, request).await;
         }
         let table = unsealed.mounts();

@@ -288,6 +288,9 @@ pub(crate) fn percent_decode(raw: &str) -> Result<String, ApiError> {
 fn flattens(path: &str) -> bool {
     path.starts_with("sys/mounts")
         || (path.starts_with("sys/remount") && !path.starts_with("sys/remount/status"))
+        || path == "sys/policy"
+        || path.starts_with("sys/policy/")
+        || path.starts_with("sys/capabilities")
 }
 
 /// `X-Vault-Wrap-TTL`: seconds (`300`) or a Go duration with Vault's `d` unit (`5m`, `1h30m`,
