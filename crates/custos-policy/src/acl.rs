@@ -362,10 +362,17 @@ struct Entry {
     rules: Vec<Compiled>,
     /// The merge of every rule, when none has a condition that can fail (the usual case).
     unconditional: Option<Merged>,
+    /// Every policy with a rule here, in compile order.
+    policies: Vec<Arc<str>>,
 }
 
 impl Entry {
     fn finish(&mut self) {
+        for rule in &self.rules {
+            if !self.policies.contains(&rule.policy) {
+                self.policies.push(rule.policy.clone());
+            }
+        }
         if self.rules.iter().all(|rule| !rule.checks.restricts) {
             let mut merged = Merged::default();
             for rule in &self.rules {
@@ -396,16 +403,6 @@ impl Entry {
             }
         }
         (std::borrow::Cow::Owned(merged), failed)
-    }
-
-    fn policies(&self) -> Vec<Arc<str>> {
-        let mut policies: Vec<Arc<str>> = Vec::new();
-        for rule in &self.rules {
-            if !policies.contains(&rule.policy) {
-                policies.push(rule.policy.clone());
-            }
-        }
-        policies
     }
 }
 
@@ -515,6 +512,7 @@ impl PolicySet {
                     pattern: Arc::from(path),
                     rules: Vec::new(),
                     unconditional: None,
+                    policies: Vec::new(),
                 };
                 if has_wildcards {
                     let slot = segmented.entry(path.to_owned()).or_insert_with(|| {
@@ -687,7 +685,7 @@ impl PolicySet {
                 .find(|(_, granted)| granted & capability.bit() != 0)
                 .map(|(policy, _)| policy.clone())
         };
-        let policies = entry.policies();
+        let policies = entry.policies.clone();
         let policy = deciding
             .or_else(|| policies.first().cloned())
             .unwrap_or_else(|| Arc::from(""));

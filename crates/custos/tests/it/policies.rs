@@ -1,0 +1,144 @@
+//! ACL policies end to end: `custos policy` against a dev server over HTTP (write, read, list,
+//! delete, explain), `fmt` offline, and Vault's answers for the built-in policies.
+//!
+//! Tokens limited by a policy need `auth/token/create`, which the token store brings; until then
+//! allow/deny for such tokens is covered by the engine's tests (`custos-engine`, `policy::tests`).
+
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::kv_cli::{custos, custos_with_input, dev_server, ok};
+use crate::support;
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const TEAM: &str = r#"# Team A
+path "secret/data/team-a/+/config" {
+  capabilities = ["read", "update"]
+}
+path "secret/data/team-a/*" { capabilities = ["read", "list"] cidrs = ["10.0.0.0/8"] }
+"#;
+
+#[test]
+fn policy_fmt_rewrites_checks_and_reports_lines_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("team.hcl");
+    std::fs::write(&file, TEAM).unwrap();
+    let file_arg = file.to_str().unwrap();
+    // Nothing to connect to: fmt never talks to a server.
+    let run = |args: &[&str]| {
+        std::process::Command::new(support::binary())
+            .args(args)
+            .env("CUSTOS_ADDR", "http://127.0.0.1:1")
+            .output()
+            .unwrap()
+    };
+    let check = run(&["policy", "fmt", "--check", file_arg]);
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    let printed = ok(run(&["policy", "fmt", "--stdout", file_arg]));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        TEAM,
+        "--stdout changes nothing"
+    );
+    assert!(printed.starts_with("# Team A\npath \"secret/data/team-a/+/config\" {\n  capabilities = [\"read\", \"update\"]\n}\n"));
+    ok(run(&["policy", "fmt", file_arg]));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), printed);
+    assert_eq!(
+        run(&["policy", "fmt", "--check", file_arg]).status.code(),
+        Some(0)
+    );
+    std::fs::write(&file, "path \"a\" {\n  capabilities = [\"reed\"]\n}\n").unwrap();
+    let bad = run(&["policy", "fmt", file_arg]);
+    assert_ne!(bad.status.code(), Some(0));
+    assert!(
+        stderr(&bad).contains("line 2: unknown capability \"reed\""),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn policy_commands_manage_policies_over_http() {
+    let (dir, server) = dev_server();
+    let file = dir.path().join("team.hcl");
+    std::fs::write(&file, TEAM).unwrap();
+    let written = ok(custos(
+        &server,
+        &["policy", "write", "team-a", file.to_str().unwrap()],
+    ));
+    assert_eq!(written.trim(), "Success! Uploaded policy: team-a");
+    // The text is stored as written.
+    assert_eq!(ok(custos(&server, &["policy", "read", "team-a"])), TEAM);
+    let answer: Value = serde_json::from_str(&ok(custos(
+        &server,
+        &["policy", "read", "team-a", "--format", "json"],
+    )))
+    .unwrap();
+    assert_eq!(answer["data"]["name"], "team-a");
+    assert_eq!(answer["data"]["policy"], TEAM);
+    let listed = ok(custos(&server, &["policy", "list"]));
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        ["default", "root", "team-a"]
+    );
+    // From standard input; a mistake is caught with its line before anything is sent.
+    let bad = custos_with_input(
+        &server,
+        &["policy", "write", "broken", "-"],
+        "path \"a\" {\n  capabilities = [\"read\"]\n  colour = \"blue\"\n}\n",
+    );
+    assert_ne!(bad.status.code(), Some(0));
+    assert!(stderr(&bad).contains("line 3"), "{bad:?}");
+    ok(custos_with_input(
+        &server,
+        &["policy", "write", "from-stdin", "-"],
+        r#"{"path": {"secret/*": {"capabilities": ["read"]}}}"#,
+    ));
+    // Built-in policies answer with Vault's errors.
+    let root = custos_with_input(
+        &server,
+        &["policy", "write", "root", "-"],
+        "path \"a\" { policy = \"read\" }",
+    );
+    assert!(
+        stderr(&root).contains("cannot update \"root\" policy"),
+        "{root:?}"
+    );
+    let default = custos(&server, &["policy", "delete", "default"]);
+    assert!(
+        stderr(&default).contains("cannot delete default policy"),
+        "{default:?}"
+    );
+    // Explain: the root token may do anything, sudo included.
+    let explained = ok(custos(
+        &server,
+        &[
+            "policy",
+            "explain",
+            "--path",
+            "sys/seal",
+            "--operation",
+            "update",
+        ],
+    ));
+    assert!(explained.contains("Allowed          true"), "{explained}");
+    assert!(explained.contains("Sudo required    true"), "{explained}");
+    let unknown = custos(
+        &server,
+        &["policy", "explain", "--path", "x", "--operation", "fly"],
+    );
+    assert!(
+        stderr(&unknown).contains("unknown operation"),
+        "{unknown:?}"
+    );
+    // Delete; a read then exits 2.
+    let deleted = ok(custos(&server, &["policy", "delete", "team-a"]));
+    assert_eq!(deleted.trim(), "Success! Deleted policy: team-a");
+    assert_eq!(
+        custos(&server, &["policy", "read", "team-a"]).status.code(),
+        Some(2)
+    );
+}
