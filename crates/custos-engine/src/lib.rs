@@ -642,7 +642,8 @@ impl Engine {
         // malformed.
         let caller = self.authenticate(request.token.as_deref()).await?;
         pipeline::validate_path(&request.path)?;
-        let decision = self.authorize(&unsealed, &caller, &request)?;
+        let acl_operation = self.acl_operation(&unsealed, &caller, &request).await?;
+        let decision = self.authorize(&unsealed, &caller, &request, acl_operation)?;
         let access = policy::Access {
             policy_max_ttl: decision.max_ttl,
         };
@@ -745,19 +746,65 @@ impl Engine {
             return Err(EngineError::NoRoute(request.path));
         };
         let backend = mounts::backend_for(entry)?;
-        let context = logical::MountContext {
+        let context = self.mount_context(unsealed, entry);
+        let mount_path = entry.path.clone();
+        drop(table);
+        backend
+            .handle(&context, pipeline::to_logical(request, &mount_path))
+            .await
+    }
+
+    /// What a backend sees of the mount serving a request.
+    fn mount_context(&self, unsealed: &Unsealed, entry: &MountEntry) -> logical::MountContext {
+        logical::MountContext {
             storage: logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid),
             mount_path: entry.path.clone(),
             options: entry.options.clone(),
             config: entry.config.clone(),
             now: self.now(),
             max_value_bytes: self.inner.limits.max_value_bytes,
+        }
+    }
+
+    /// The operation a request is authorised as: a write to a mount path where nothing exists
+    /// yet is `create` (Vault's existence check, asked of the backend); anything else is the
+    /// request's own operation. Root tokens skip the check (they may do both).
+    async fn acl_operation(
+        &self,
+        unsealed: &Unsealed,
+        caller: &Caller,
+        request: &Request,
+    ) -> Result<logical::Operation, EngineError> {
+        if request.operation != logical::Operation::Update
+            || caller.is_root()
+            || request.path.starts_with("sys/")
+        {
+            return Ok(request.operation);
+        }
+        let table = unsealed.mounts();
+        let Some(entry) = table.route(&request.path) else {
+            return Ok(request.operation);
         };
-        let mount_path = entry.path.clone();
+        let backend = mounts::backend_for(entry)?;
+        let context = self.mount_context(unsealed, entry);
+        // The check sees the path, operation, query and connection; not the body.
+        let probe = logical::LogicalRequest {
+            operation: request.operation,
+            path: request
+                .path
+                .strip_prefix(entry.path.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            data: None,
+            query: request.query.clone(),
+            merge_patch: request.merge_patch,
+            connection: request.connection.clone(),
+        };
         drop(table);
-        backend
-            .handle(&context, pipeline::to_logical(request, &mount_path))
-            .await
+        Ok(match backend.exists(&context, &probe).await? {
+            Some(false) => logical::Operation::Create,
+            _ => request.operation,
+        })
     }
 
     /// `sys/wrapping/lookup`, and `sys/wrapping/unwrap` with the wrapping token as the request

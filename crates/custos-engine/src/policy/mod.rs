@@ -382,7 +382,8 @@ fn text_field<'a>(
 }
 
 impl Engine {
-    /// Decides whether `caller` may make `request`: the ACL of the caller's policies, with the
+    /// Decides whether `caller` may make `request` as `operation` (a write may count as `create`,
+    /// see `Engine::acl_operation`): the ACL of the caller's policies, with the
     /// request's address, the token's MFA, the clock and the body as facts, and `sudo` on
     /// root-protected paths. A denial is logged with the rule that decided.
     pub(crate) fn authorize(
@@ -390,6 +391,7 @@ impl Engine {
         unsealed: &Unsealed,
         caller: &Caller,
         request: &Request,
+        operation: Operation,
     ) -> Result<Decision, EngineError> {
         let facts = Facts {
             remote_addr: request.connection.remote_addr,
@@ -398,7 +400,7 @@ impl Engine {
             parameters: request.data.as_ref(),
             wrap_ttl: request.wrap_ttl,
         };
-        self.authorize_with(unsealed, caller, &request.path, request.operation, &facts)
+        self.authorize_with(unsealed, caller, &request.path, operation, &facts)
     }
 
     fn authorize_with(

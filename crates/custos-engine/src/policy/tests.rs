@@ -73,6 +73,15 @@ impl Fixture {
         self.engine.handle(request).await
     }
 
+    async fn write_secret(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> Result<Option<LogicalResponse>, EngineError> {
+        let body = json!({"data": {"k": "v"}, "k": "v"});
+        self.run(Operation::Update, path, token, Some(body)).await
+    }
+
     async fn write_policy(&self, name: &str, text: &str) -> Result<(), EngineError> {
         self.run(
             Operation::Update,
@@ -281,7 +290,7 @@ async fn tokens_are_limited_by_their_policies() {
     f.write_policy(
         "apps",
         r#"
-path "secret/data/apps/+/config" { capabilities = ["read", "update"] }
+path "secret/data/apps/+/config" { capabilities = ["create", "read", "update"] }
 path "secret/data/shared/*" { capabilities = ["read"] }
 path "secret/data/shared/private" { capabilities = ["deny"] }
 path "secret/metadata/shared/" { capabilities = ["list"] }
@@ -703,4 +712,40 @@ async fn another_node_sees_policy_changes_after_invalidation() {
         })
         .await;
     assert!(denied(read(&other).await));
+}
+
+#[tokio::test]
+async fn a_write_where_nothing_exists_needs_create() {
+    let f = fixture().await;
+    f.run(
+        Operation::Update,
+        "sys/mounts/v1",
+        &f.root,
+        Some(json!({"type": "kv"})),
+    )
+    .await
+    .expect("kv v1 mounted");
+    f.write_policy(
+        "writers",
+        r#"
+path "secret/data/new/*" { capabilities = ["create"] }
+path "secret/data/old/*" { capabilities = ["update"] }
+path "v1/new/*" { capabilities = ["create"] }
+"#,
+    )
+    .await
+    .expect("written");
+    let token = f.token(&["writers"], false).await;
+    // `create` writes a new secret, but cannot replace it.
+    assert!(f.write_secret("secret/data/new/a", &token).await.is_ok());
+    assert!(denied(f.write_secret("secret/data/new/a", &token).await));
+    // `update` cannot create, but replaces what exists.
+    assert!(denied(f.write_secret("secret/data/old/a", &token).await));
+    f.write_secret("secret/data/old/a", &f.root)
+        .await
+        .expect("root creates");
+    assert!(f.write_secret("secret/data/old/a", &token).await.is_ok());
+    // KV v1 too.
+    assert!(f.write_secret("v1/new/a", &token).await.is_ok());
+    assert!(denied(f.write_secret("v1/new/a", &token).await));
 }
