@@ -717,6 +717,58 @@ impl PolicySet {
         decision
     }
 
+    /// Whether any rule grants something at or below the mount at `mount_path` (`secret/`):
+    /// Vault's `hasMountAccess`, which decides whether `sys/internal/ui/mounts/<path>` shows a
+    /// mount to a token. Conditions are not checked here (the answer is about the mount's
+    /// existence, not its data).
+    pub fn has_mount_access(&self, mount_path: &str) -> bool {
+        if self.root {
+            return true;
+        }
+        let grants = |entry: &Entry| {
+            let mut bits = 0;
+            for rule in &entry.rules {
+                if rule.capabilities & Capability::Deny.bit() != 0 {
+                    return false;
+                }
+                bits |= rule.capabilities;
+            }
+            bits & !Capability::Scan.bit() != 0
+        };
+        if let Some(entry) = self.find(mount_path, Capability::List)
+            && grants(entry)
+        {
+            return true;
+        }
+        if self
+            .exact
+            .iter()
+            .chain(&self.prefix)
+            .any(|(key, entry)| key.starts_with(mount_path) && grants(entry))
+        {
+            return true;
+        }
+        // A `+` pattern that some path below the mount can match.
+        let mount_parts: Vec<&str> = mount_path.trim_end_matches('/').split('/').collect();
+        self.segmented.iter().any(|pattern| {
+            let count = pattern.segments.len();
+            let comparable = mount_parts.len().min(count);
+            let matches = (0..comparable).all(|index| {
+                let (Some(segment), Some(part)) =
+                    (pattern.segments.get(index), mount_parts.get(index))
+                else {
+                    return false;
+                };
+                segment == "+"
+                    || segment == part
+                    || (pattern.is_prefix
+                        && index + 1 == count
+                        && part.starts_with(segment.as_str()))
+            });
+            matches && grants(&pattern.entry)
+        })
+    }
+
     /// What `sys/capabilities` reports for `path`: `["root"]`, `["deny"]`, or the capabilities
     /// the deciding rules grant (conditions checked against `facts`).
     pub fn capabilities(&self, path: &str, facts: &Facts<'_>) -> Vec<&'static str> {

@@ -977,3 +977,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn mount_access_sees_any_grant_below_the_mount() {
+    let acl = one(r#"
+path "secret/data/app" { capabilities = ["read"] }
+path "team/*" { capabilities = ["list"] }
+path "ops/+/config" { capabilities = ["read"] }
+path "shut/*" { capabilities = ["deny"] }
+path "sca*" { capabilities = ["scan"] }
+"#);
+    assert!(acl.has_mount_access("secret/"));
+    assert!(acl.has_mount_access("team/"));
+    assert!(acl.has_mount_access("ops/"));
+    assert!(acl.has_mount_access("ops/x/"));
+    assert!(!acl.has_mount_access("shut/"));
+    assert!(!acl.has_mount_access("other/"));
+    assert!(!acl.has_mount_access("scan/"), "scan alone shows nothing");
+    assert!(one(r#"path "*" { capabilities = ["read"] }"#).has_mount_access("anything/"));
+    assert!(PolicySet::root().has_mount_access("x/"));
+}

@@ -400,7 +400,53 @@ impl Engine {
             parameters: request.data.as_ref(),
             wrap_ttl: request.wrap_ttl,
         };
+        if operation == Operation::Read
+            && let Some(path) = request.path.strip_prefix("sys/internal/ui/mounts/")
+        {
+            return self.authorize_ui_mount(unsealed, caller, path);
+        }
         self.authorize_with(unsealed, caller, &request.path, operation, &facts)
+    }
+
+    /// `sys/internal/ui/mounts/<path>` (which the `vault kv` CLI calls before every command) is
+    /// not decided by a rule for its own path: as in Vault, a token may look up a mount when any
+    /// of its rules grants something at or below that mount.
+    fn authorize_ui_mount(
+        &self,
+        unsealed: &Unsealed,
+        caller: &Caller,
+        path: &str,
+    ) -> Result<Decision, EngineError> {
+        let set = unsealed.policies.table().set_for(&caller.policies);
+        let table = unsealed.mounts();
+        let path = path.trim_start_matches('/');
+        let mount = table
+            .route(path)
+            .or_else(|| table.find(&format!("{}/", path.trim_end_matches('/'))));
+        let allowed = match mount {
+            Some(entry) => set.has_mount_access(&entry.path),
+            // The endpoint answers "permission denied" for a path no mount serves.
+            None => true,
+        };
+        if !allowed {
+            tracing::info!(
+                path = %Untrusted(path),
+                accessor = %caller.accessor,
+                reason = "no rule grants anything under this mount",
+                "permission denied"
+            );
+            return Err(EngineError::PermissionDenied);
+        }
+        Ok(Decision {
+            allowed: true,
+            root: set.is_root(),
+            sudo: false,
+            capabilities: Vec::new(),
+            matched: None,
+            failed_condition: None,
+            max_ttl: None,
+            denied_reason: None,
+        })
     }
 
     fn authorize_with(

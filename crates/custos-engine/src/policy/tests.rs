@@ -749,3 +749,31 @@ path "v1/new/*" { capabilities = ["create"] }
     assert!(f.write_secret("v1/new/a", &token).await.is_ok());
     assert!(denied(f.write_secret("v1/new/a", &token).await));
 }
+
+#[tokio::test]
+async fn ui_mount_lookup_needs_some_grant_under_the_mount() {
+    let f = fixture().await;
+    f.run(
+        Operation::Update,
+        "sys/mounts/hidden",
+        &f.root,
+        Some(json!({"type": "kv"})),
+    )
+    .await
+    .expect("mounted");
+    f.write_policy(
+        "app",
+        r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
+    )
+    .await
+    .expect("written");
+    let token = f.token(&["app"], false).await;
+    let lookup = |path: &'static str| f.run(Operation::Read, path, &token, None);
+    let answer = lookup("sys/internal/ui/mounts/secret/app/db")
+        .await
+        .expect("allowed")
+        .expect("an answer");
+    assert_eq!(answer.data.expect("data")["path"], "secret/");
+    assert!(denied(lookup("sys/internal/ui/mounts/hidden/x").await));
+    assert!(denied(lookup("sys/internal/ui/mounts/nowhere/x").await));
+}
