@@ -642,11 +642,6 @@ impl Engine {
         // malformed.
         let caller = self.authenticate(request.token.as_deref()).await?;
         pipeline::validate_path(&request.path)?;
-        let acl_operation = self.acl_operation(&unsealed, &caller, &request).await?;
-        let decision = self.authorize(&unsealed, &caller, &request, acl_operation)?;
-        let access = policy::Access {
-            policy_max_ttl: decision.max_ttl,
-        };
         let request_id = request.request_id.clone();
         let path = request.path.clone();
         let operation = request.operation;
@@ -659,7 +654,13 @@ impl Engine {
             outcome: None,
             alert: None,
         };
+        // Authorised inside the audited block, so a denied request is audited too.
         self.audited(event, async {
+            let acl_operation = self.acl_operation(&unsealed, &caller, &request).await?;
+            let decision = self.authorize(&unsealed, &caller, &request, acl_operation)?;
+            let access = policy::Access {
+                policy_max_ttl: decision.max_ttl,
+            };
             let result = match self.route(&unsealed, request, &caller, &access).await {
                 Ok(Some(answer)) => self.issue_granted(&unsealed, answer, &path).await.map(Some),
                 other => other,

@@ -777,3 +777,47 @@ async fn ui_mount_lookup_needs_some_grant_under_the_mount() {
     assert!(denied(lookup("sys/internal/ui/mounts/hidden/x").await));
     assert!(denied(lookup("sys/internal/ui/mounts/nowhere/x").await));
 }
+
+/// An audit record's path and outcome.
+type Record = (String, Option<Result<(), String>>);
+
+/// Keeps every audit record's path and outcome.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<Record>>);
+
+#[async_trait::async_trait]
+impl crate::AuditSink for Recorder {
+    async fn record(&self, event: &crate::AuditEvent<'_>) -> Result<(), EngineError> {
+        self.0
+            .lock()
+            .expect("lock")
+            .push((event.path.to_owned(), event.outcome.clone()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_denied_request_is_audited() {
+    let recorder = Arc::new(Recorder::default());
+    let storage = Arc::new(MemoryStorage::new());
+    let clock = Arc::new(FakeClock::new(START.parse().expect("time")));
+    let engine = Engine::with_audit(storage, clock, crate::Limits::default(), recorder.clone());
+    engine.dev_init(None).await.expect("dev init");
+    let unsealed = engine.unsealed().expect("unsealed");
+    let token = engine
+        .issue_token(&unsealed, TokenGrant::default())
+        .await
+        .expect("token")
+        .client_token;
+    let result = engine
+        .handle(Request::new(Operation::Read, "sys/mounts").token(&token))
+        .await;
+    assert!(denied(result));
+    let records = recorder.0.lock().expect("lock").clone();
+    let mounts: Vec<_> = records
+        .iter()
+        .filter(|(path, _)| path == "sys/mounts")
+        .collect();
+    assert_eq!(mounts.len(), 2, "{records:?}");
+    assert_eq!(mounts[1].1, Some(Err("permission denied".to_owned())));
+}
