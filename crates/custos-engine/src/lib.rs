@@ -533,15 +533,25 @@ impl Engine {
     /// New requests see the engine sealed at once. Requests already in flight may finish, for up
     /// to [`Limits::seal_drain_timeout`]; then the barrier is closed, and any request still
     /// holding it fails with [`EngineError::Sealed`] on its next storage access.
-    #[tracing::instrument(skip_all)]
     pub async fn seal(&self, token: Option<&str>) -> Result<(), EngineError> {
+        self.seal_from(token, &Connection::default()).await
+    }
+
+    /// [`Engine::seal`] for a request that came on `connection` (policy conditions see its
+    /// address).
+    #[tracing::instrument(skip_all)]
+    pub async fn seal_from(
+        &self,
+        token: Option<&str>,
+        connection: &Connection,
+    ) -> Result<(), EngineError> {
         let _transition = self.inner.transition.lock().await;
         if self.unsealed().is_none() {
             // Sealing a sealed node succeeds, as in Vault.
             return Ok(());
         }
         drop(
-            self.authorize_operation(token, "sys/seal", logical::Operation::Update)
+            self.authorize_operation(token, "sys/seal", logical::Operation::Update, connection)
                 .await?,
         );
         let previous =
@@ -588,16 +598,39 @@ impl Engine {
     /// `sys/rotate`: installs a new data key term.
     #[tracing::instrument(skip_all)]
     pub async fn rotate(&self, token: Option<&str>) -> Result<KeyInfo, EngineError> {
+        self.rotate_from(token, &Connection::default()).await
+    }
+
+    /// [`Engine::rotate`] for a request that came on `connection`.
+    pub async fn rotate_from(
+        &self,
+        token: Option<&str>,
+        connection: &Connection,
+    ) -> Result<KeyInfo, EngineError> {
         let unsealed = self
-            .authorize_operation(token, "sys/rotate", logical::Operation::Update)
+            .authorize_operation(token, "sys/rotate", logical::Operation::Update, connection)
             .await?;
         unsealed.barrier.rotate(self.now().as_second()).await
     }
 
     /// `sys/key-status`.
     pub async fn key_status(&self, token: Option<&str>) -> Result<KeyInfo, EngineError> {
+        self.key_status_from(token, &Connection::default()).await
+    }
+
+    /// [`Engine::key_status`] for a request that came on `connection`.
+    pub async fn key_status_from(
+        &self,
+        token: Option<&str>,
+        connection: &Connection,
+    ) -> Result<KeyInfo, EngineError> {
         let unsealed = self
-            .authorize_operation(token, "sys/key-status", logical::Operation::Read)
+            .authorize_operation(
+                token,
+                "sys/key-status",
+                logical::Operation::Read,
+                connection,
+            )
             .await?;
         unsealed.barrier.key_info()
     }

@@ -13,7 +13,7 @@ use custos_engine::{InitParams, KeyInfo, SealStatus, UnsealInput};
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::error::ApiError;
-use crate::extract::{SmallJson, Source, Token};
+use crate::extract::{Peer, SmallJson, Source, Token};
 use crate::{RequestId, Shared};
 
 fn seal_status_body(status: SealStatus) -> SealStatusResponse {
@@ -250,8 +250,12 @@ pub(crate) async fn unseal(
 pub(crate) async fn seal(
     State(state): State<Shared>,
     token: Token,
+    Peer(connection): Peer,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.seal(token.as_deref()).await?;
+    state
+        .engine
+        .seal_from(token.as_deref(), &connection)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -259,8 +263,12 @@ pub(crate) async fn seal(
 pub(crate) async fn rotate(
     State(state): State<Shared>,
     token: Token,
+    Peer(connection): Peer,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.rotate(token.as_deref()).await?;
+    state
+        .engine
+        .rotate_from(token.as_deref(), &connection)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -268,9 +276,13 @@ pub(crate) async fn rotate(
 pub(crate) async fn key_status(
     State(state): State<Shared>,
     token: Token,
+    Peer(connection): Peer,
     axum::Extension(request_id): axum::Extension<RequestId>,
 ) -> Result<Response, ApiError> {
-    let info: KeyInfo = state.engine.key_status(token.as_deref()).await?;
+    let info: KeyInfo = state
+        .engine
+        .key_status_from(token.as_deref(), &connection)
+        .await?;
     let install_time = jiff::Timestamp::from_second(info.installed_at)
         .map(rfc3339)
         .unwrap_or_default();

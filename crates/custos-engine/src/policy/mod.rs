@@ -484,21 +484,21 @@ impl Engine {
     }
 
     /// Authenticates `token` and authorises one operation on `path` (for the engine methods
-    /// outside the pipeline: seal, rotate, key status). These calls carry no connection facts,
-    /// so a rule with `cidrs` never admits them.
+    /// outside the pipeline: seal, rotate, key status), with the connection's address as a fact.
     pub(crate) async fn authorize_operation(
         &self,
         token: Option<&str>,
         path: &str,
         operation: Operation,
+        connection: &crate::Connection,
     ) -> Result<Arc<Unsealed>, EngineError> {
         let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
         self.refresh_tables(&unsealed).await?;
         let caller = self.authenticate(token).await?;
-        let facts = Facts::at(self.now());
         let facts = Facts {
+            remote_addr: connection.remote_addr,
             mfa: caller.mfa,
-            ..facts
+            ..Facts::at(self.now())
         };
         self.authorize_with(&unsealed, &caller, path, operation, &facts)?;
         Ok(unsealed)

@@ -821,3 +821,32 @@ async fn a_denied_request_is_audited() {
     assert_eq!(mounts.len(), 2, "{records:?}");
     assert_eq!(mounts[1].1, Some(Err("permission denied".to_owned())));
 }
+
+#[tokio::test]
+async fn seal_life_cycle_calls_see_the_connection_address() {
+    let f = fixture().await;
+    f.write_policy(
+        "ops",
+        r#"path "sys/rotate" { capabilities = ["update", "sudo"] cidrs = ["10.0.0.0/8"] }"#,
+    )
+    .await
+    .expect("written");
+    let token = f.token(&["ops"], false).await;
+    let from = |address: &str| crate::Connection {
+        remote_addr: Some(address.parse().expect("address")),
+        ..crate::Connection::default()
+    };
+    assert!(
+        f.engine
+            .rotate_from(Some(&token), &from("10.0.0.9"))
+            .await
+            .is_ok()
+    );
+    assert!(denied(
+        f.engine.rotate_from(Some(&token), &from("192.0.2.9")).await
+    ));
+    assert!(
+        denied(f.engine.rotate(Some(&token)).await),
+        "no address, no match"
+    );
+}
