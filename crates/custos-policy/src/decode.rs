@@ -322,28 +322,42 @@ fn path_rule(path: &Item) -> Result<PathRule, ParseError> {
 }
 
 /// The path blocks of a `path` item: `path "x" { }` (one), `path = { "x" = {}, "y" = {} }`, or
-/// JSON's `"path": [{ "x": {} }]`.
-fn path_items<'a>(
-    item: &'a Item,
-    into: &mut Vec<(&'a Item, Vec<String>)>,
-) -> Result<(), ParseError> {
+/// JSON's `"path": [{ "x": {} }]` and `"path": {"x": [{}, {}]}` (a list of blocks for one path).
+fn path_items(item: &Item, into: &mut Vec<(Item, Vec<String>)>) -> Result<(), ParseError> {
     let mut first = true;
-    let mut add = |object: &'a Object, into: &mut Vec<(&'a Item, Vec<String>)>| {
-        for path in &object.items {
-            let comments = if std::mem::take(&mut first) {
-                item.comments.clone()
-            } else {
-                Vec::new()
-            };
-            into.push((path, comments));
-        }
-    };
+    let mut add =
+        |object: &Object, into: &mut Vec<(Item, Vec<String>)>| -> Result<(), ParseError> {
+            for path in &object.items {
+                let comments = if std::mem::take(&mut first) {
+                    item.comments.clone()
+                } else {
+                    Vec::new()
+                };
+                match &path.value.value {
+                    Value::List(blocks) => {
+                        for block in blocks {
+                            into.push((
+                                Item {
+                                    key: path.key.clone(),
+                                    key_pos: path.key_pos,
+                                    value: block.clone(),
+                                    comments: Vec::new(),
+                                },
+                                Vec::new(),
+                            ));
+                        }
+                    }
+                    _ => into.push((path.clone(), comments)),
+                }
+            }
+            Ok(())
+        };
     match &item.value.value {
-        Value::Object(object) => add(object, into),
+        Value::Object(object) => add(object, into)?,
         Value::List(values) => {
             for value in values {
                 match &value.value {
-                    Value::Object(object) => add(object, into),
+                    Value::Object(object) => add(object, into)?,
                     _ => return Err(expected("path", "an object of path blocks", value)),
                 }
             }
@@ -382,7 +396,7 @@ pub(crate) fn policy(name: &str, object: Object) -> Result<Policy, ParseError> {
         )));
     }
     for (item, comments) in blocks {
-        let mut rule = path_rule(item)?;
+        let mut rule = path_rule(&item)?;
         let mut leading = comments;
         leading.append(&mut rule.comments);
         rule.comments = leading;

@@ -684,6 +684,18 @@ path "/sys/mounts" { policy = "read" }
 }
 
 #[test]
+fn json_accepts_lists_of_blocks() {
+    let parsed = policy(
+        "p",
+        r#"{"path": [{"a/*": [{"capabilities": ["read"]}, {"capabilities": ["list"]}]}, {"b": {"policy": "deny"}}]}"#,
+    );
+    let paths: Vec<&str> = parsed.rules.iter().map(|rule| rule.path.as_str()).collect();
+    assert_eq!(paths, ["a/*", "a/*", "b"]);
+    let acl = set(&[parsed]);
+    assert!(allows(&acl, Read, "a/x") && allows(&acl, List, "a/x"));
+}
+
+#[test]
 fn strings_take_escapes_and_comments_of_every_kind() {
     let parsed = policy(
         "p",
@@ -929,6 +941,25 @@ proptest! {
             prop_assert!(denies || old_pattern != new_pattern,
                 "narrowed without deny at the same pattern {old_pattern:?}");
         }
+    }
+
+    #[test]
+    fn a_rule_whose_condition_fails_never_widens_access(
+        base in rules(),
+        conditional in rule(),
+        path in request_path(),
+        capability in capability(),
+    ) {
+        let before = set(&[named("p", base.clone())]);
+        let mut rule = conditional;
+        rule.conditions.cidrs = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let after = set(&[named("p", base), named("q", vec![rule])]);
+        let facts = Facts {
+            remote_addr: Some("192.0.2.1".parse().expect("address")),
+            ..Facts::at(now())
+        };
+        prop_assert!(!after.evaluate(&path, capability, &facts).allowed
+            || before.evaluate(&path, capability, &facts).allowed);
     }
 
     #[test]
