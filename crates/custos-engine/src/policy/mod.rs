@@ -623,12 +623,10 @@ impl Engine {
                     }
                 };
                 self.write_policy(unsealed, &name, text).await?;
-                let mut answer = LogicalResponse::no_content();
-                if !warnings.is_empty() {
-                    answer = LogicalResponse::data(Map::new());
-                    answer.warnings = warnings;
-                }
-                Ok(Some(answer))
+                Ok(Some(LogicalResponse {
+                    warnings,
+                    ..LogicalResponse::no_content()
+                }))
             }
             Operation::Delete => {
                 self.delete_policy(unsealed, &name).await?;

@@ -142,3 +142,62 @@ fn policy_commands_manage_policies_over_http() {
         Some(2)
     );
 }
+
+#[tokio::test]
+async fn policy_endpoints_answer_with_vault_shapes() {
+    let (_dir, server) = dev_server();
+    let client = custos_client::Client::new(custos_client::ClientConfig {
+        address: server.address.clone(),
+        token: Some("root".into()),
+        ..custos_client::ClientConfig::default()
+    })
+    .unwrap();
+    let call = |method, path: &'static str, body: Option<Value>| {
+        let client = client.clone();
+        async move {
+            let (status, _, bytes) = client
+                .raw(method, path, body.map(|body| body.to_string().into_bytes()))
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            (status.as_u16(), body)
+        }
+    };
+    use custos_client::http::Method;
+    // The deprecated `rules` field: 200, a warning, and data null.
+    let (status, body) = call(
+        Method::PUT,
+        "sys/policy/legacy",
+        Some(serde_json::json!({"rules": "path \"secret/*\" { capabilities = [\"read\", \"sudo\"] }"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"], Value::Null);
+    assert_eq!(
+        body["warnings"][0],
+        "'rules' is deprecated, please use 'policy' instead"
+    );
+    // The legacy endpoints repeat their data at the top level.
+    let (status, body) = call(Method::GET, "sys/policy", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["keys"],
+        serde_json::json!(["default", "legacy", "root"])
+    );
+    assert_eq!(body["data"]["policies"], body["policies"]);
+    let (_, body) = call(Method::GET, "sys/policy/legacy", None).await;
+    assert_eq!(body["name"], "legacy");
+    assert!(body["rules"].as_str().unwrap().contains("secret/*"));
+    // Capabilities: per path and, for one path, `capabilities`, also at the top level.
+    let (status, body) = call(
+        Method::POST,
+        "sys/capabilities-self",
+        Some(serde_json::json!({"path": "secret/foo"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["capabilities"], serde_json::json!(["root"]));
+    assert_eq!(body["data"]["secret/foo"], serde_json::json!(["root"]));
+    let (status, body) = call(Method::GET, "sys/policies/acl/missing", None).await;
+    assert_eq!((status, body), (404, serde_json::json!({"errors": []})));
+}
