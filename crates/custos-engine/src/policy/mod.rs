@@ -719,6 +719,18 @@ impl Engine {
         } else {
             self.subject(data, caller, true).await?
         };
+        self.capabilities_of(unsealed, &subject, data, request)
+    }
+
+    /// The answer of the capabilities endpoints for `subject`'s token and the `path`/`paths`
+    /// in `data` (also what `sys/capabilities-accessor` answers, once the accessor is resolved).
+    pub(crate) fn capabilities_of(
+        &self,
+        unsealed: &Unsealed,
+        subject: &Caller,
+        data: &Map<String, Value>,
+        request: &Request,
+    ) -> Result<LogicalResponse, EngineError> {
         let paths = requested_paths(data)?;
         let set = unsealed.policies.table().set_for(&subject.policies);
         let facts = Facts {
