@@ -97,6 +97,12 @@ pub(crate) struct Access {
 struct StoredPolicy {
     name: String,
     policy: String,
+    /// Counts writes from 1 (Vault's `version`, which `cas` compares with).
+    #[serde(default)]
+    version: u64,
+    /// When it was last written (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    modified: Option<String>,
 }
 
 /// A policy as the table keeps it: its text (answered by reads) and its parsed rules.
@@ -104,6 +110,8 @@ struct StoredPolicy {
 pub(crate) struct PolicyEntry {
     pub(crate) text: String,
     pub(crate) parsed: Policy,
+    pub(crate) version: u64,
+    pub(crate) modified: Option<String>,
 }
 
 /// Every stored policy, and the sets compiled from them.
@@ -215,6 +223,8 @@ async fn load(barrier: &crate::Barrier, generation: u64) -> Result<PolicyTable, 
                 Arc::new(PolicyEntry {
                     text: stored.policy,
                     parsed,
+                    version: stored.version,
+                    modified: stored.modified,
                 }),
             );
         }
@@ -246,6 +256,8 @@ pub(crate) async fn open(barrier: &crate::Barrier) -> Result<PolicyStore, Engine
         let stored = StoredPolicy {
             name: DEFAULT_POLICY.into(),
             policy: DEFAULT_POLICY_TEXT.trim_start().into(),
+            version: 1,
+            modified: None,
         };
         let value = serde_json::to_vec(&stored)
             .map_err(|error| EngineError::Internal(format!("encoding policy: {error}")))?;
@@ -562,10 +574,14 @@ impl Engine {
 
     fn list_policies(&self, unsealed: &Unsealed, legacy: bool) -> LogicalResponse {
         let table = unsealed.policies.table();
-        let mut names: Vec<String> = table.policies.keys().cloned().collect();
+        // Stored policies in order, then `root`, as Vault lists them.
+        let mut names: Vec<String> = table
+            .policies
+            .keys()
+            .filter(|name| *name != ROOT_POLICY)
+            .cloned()
+            .collect();
         names.push(ROOT_POLICY.into());
-        names.sort();
-        names.dedup();
         if legacy {
             object(json!({"keys": names, "policies": names}))
         } else {
@@ -585,17 +601,31 @@ impl Engine {
         let text_key = if legacy { "rules" } else { "policy" };
         match operation {
             Operation::Read => {
-                let text = if name == ROOT_POLICY {
-                    String::new()
+                let table = unsealed.policies.table();
+                let (text, version, modified) = if name == ROOT_POLICY {
+                    (String::new(), 0, None)
                 } else {
-                    match unsealed.policies.table().get(&name) {
-                        Some(entry) => entry.text.clone(),
+                    match table.get(&name) {
+                        Some(entry) => (entry.text.clone(), entry.version, entry.modified.clone()),
                         None => return Ok(None),
                     }
                 };
                 let mut answer = Map::new();
                 answer.insert("name".into(), Value::String(name));
                 answer.insert(text_key.into(), Value::String(text));
+                answer.insert("version".into(), json!(version));
+                answer.insert("cas_required".into(), Value::Bool(false));
+                answer.insert(
+                    "allow_slashes_in_identity_templates".into(),
+                    Value::Bool(false),
+                );
+                answer.insert(
+                    "allow_wildcards_in_identity_templates".into(),
+                    Value::Bool(false),
+                );
+                if let Some(modified) = modified {
+                    answer.insert("modified".into(), Value::String(modified));
+                }
                 Ok(Some(LogicalResponse::data(answer)))
             }
             Operation::Create | Operation::Update => {
@@ -622,7 +652,20 @@ impl Engine {
                         ));
                     }
                 };
-                self.write_policy(unsealed, &name, text).await?;
+                let cas = match data.get("cas") {
+                    None | Some(Value::Null) => None,
+                    Some(value) => Some(
+                        value
+                            .as_u64()
+                            .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+                            .ok_or_else(|| {
+                                EngineError::InvalidRequest(
+                                    "cas must be a non-negative integer".into(),
+                                )
+                            })?,
+                    ),
+                };
+                self.write_policy(unsealed, &name, text, cas).await?;
                 Ok(Some(LogicalResponse {
                     warnings,
                     ..LogicalResponse::no_content()
@@ -636,12 +679,14 @@ impl Engine {
         }
     }
 
-    /// Parses, checks and stores a policy, then reloads the table.
+    /// Parses, checks and stores a policy, then reloads the table. With `cas`, only when the
+    /// stored version is `cas` (0: only when there is none).
     pub(crate) async fn write_policy(
         &self,
         unsealed: &Unsealed,
         name: &str,
         text: &str,
+        cas: Option<u64>,
     ) -> Result<(), EngineError> {
         if name == ROOT_POLICY {
             return Err(EngineError::InvalidRequest(
@@ -654,16 +699,37 @@ impl Engine {
         parsed.check_time_zones(&resolve_zone).map_err(|error| {
             EngineError::InvalidRequest(format!("failed to parse policy: {error}"))
         })?;
+        let key = format!("{POLICY_PREFIX}{name}");
+        let current = unsealed.barrier.get(&key).await?;
+        let current_version = match &current {
+            Some(entry) => {
+                serde_json::from_slice::<StoredPolicy>(&entry.value)
+                    .map_err(|error| corrupt(&key, error))?
+                    .version
+            }
+            None => 0,
+        };
+        if let Some(cas) = cas
+            && cas != current_version
+        {
+            return Err(EngineError::InvalidRequest(
+                "compare-and-swap parameter did not match existing policy version".into(),
+            ));
+        }
+        let modified = Some(self.now().to_string());
         let stored = StoredPolicy {
             name: name.to_owned(),
             policy: text.to_owned(),
+            version: current_version + 1,
+            modified,
         };
         let value = serde_json::to_vec(&stored)
             .map_err(|error| EngineError::Internal(format!("encoding policy: {error}")))?;
-        unsealed
-            .barrier
-            .put(&format!("{POLICY_PREFIX}{name}"), value)
-            .await?;
+        // Only over the version read: a concurrent write makes this one fail (retryable).
+        let txn = custos_storage::Transaction::new()
+            .require_unchanged(&key, current.map(|entry| entry.revision))
+            .put(&key, value);
+        unsealed.barrier.commit(txn).await?;
         reload(unsealed).await
     }
 

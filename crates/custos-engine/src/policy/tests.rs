@@ -275,6 +275,39 @@ async fn policy_crud_and_vault_errors() {
         .data(Operation::List, "sys/policies/acl", &f.root, json!({}))
         .await;
     assert_eq!(listed["keys"], json!(["default", "legacy", "root"]));
+    // Versions count writes; `cas` compares with them.
+    let read = f
+        .data(
+            Operation::Read,
+            "sys/policies/acl/legacy",
+            &f.root,
+            json!({}),
+        )
+        .await;
+    assert_eq!(read["version"], 1);
+    assert_eq!(read["modified"], START);
+    let cas = |cas: u64| {
+        f.run(
+            Operation::Update,
+            "sys/policies/acl/legacy",
+            &f.root,
+            Some(json!({"policy": r#"path "y" { policy = "read" }"#, "cas": cas})),
+        )
+    };
+    assert_eq!(
+        invalid(cas(0).await),
+        "compare-and-swap parameter did not match existing policy version"
+    );
+    cas(1).await.expect("cas matches");
+    let read = f
+        .data(
+            Operation::Read,
+            "sys/policies/acl/legacy",
+            &f.root,
+            json!({}),
+        )
+        .await;
+    assert_eq!(read["version"], 2);
     // `default` can be edited.
     f.write_policy(
         "default",

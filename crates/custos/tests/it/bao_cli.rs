@@ -355,7 +355,7 @@ fn bao_cli_manages_custos_policies() {
     let output = run(&["policy", "read", "team"]);
     assert_eq!(stdout(&output), text, "{output:?}");
     let output = run(&["policy", "list"]);
-    assert_eq!(stdout(&output), "default\nroot\nteam\n", "{output:?}");
+    assert_eq!(stdout(&output), "default\nteam\nroot\n", "{output:?}");
     let output = run(&["token", "capabilities", "secret/foo"]);
     assert_eq!(stdout(&output).trim(), "root", "{output:?}");
     std::fs::write(&file, "path \"a\" {\n  capabilities = [\"reed\"]\n}\n").unwrap();

@@ -82,7 +82,7 @@ fn policy_commands_manage_policies_over_http() {
     let listed = ok(custos(&server, &["policy", "list"]));
     assert_eq!(
         listed.lines().collect::<Vec<_>>(),
-        ["default", "root", "team-a"]
+        ["default", "team-a", "root"]
     );
     // From standard input; a mistake is caught with its line before anything is sent.
     let bad = custos_with_input(
