@@ -1,7 +1,8 @@
 //! ACL policies in the engine: the stored policies, the compiled sets every request is
 //! authorised with, and the endpoints that manage and explain them.
 //!
-//! - Each policy is stored at `sys/policy/acl/<name>` behind the barrier (JSON: name and text).
+//! - Each policy is stored at `sys/policy/acl/<name>` behind the barrier (JSON: name, text,
+//!   version, time of the last write).
 //! - [`PolicyStore`] holds every policy parsed, and a cache of compiled [`PolicySet`]s keyed by
 //!   a token's (sorted) policy names. It is a mirrored table (`mirror::TABLES`): a change on
 //!   another node reloads it, and a reload replaces the table, which drops the cache with it.
