@@ -146,9 +146,10 @@ impl Engine {
     pub async fn help(
         &self,
         token: Option<&str>,
+        connection: &crate::Connection,
         path: &str,
     ) -> Result<Map<String, Value>, EngineError> {
-        self.authenticate(token).await?;
+        self.authenticate(token, connection).await?;
         let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
         if let Some(relative) = path.strip_prefix("sys/") {
             return Ok(answer(relative, &sys_topic(relative)));

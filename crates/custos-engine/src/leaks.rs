@@ -217,20 +217,45 @@ impl Engine {
                     .await?;
                 return Ok(Outcome::NotRevoked(kind, ROOT_NOT_REVOKED));
             }
-            let accessor = entry.map(|entry| entry.accessor).unwrap_or_default();
+            let accessor = entry
+                .as_ref()
+                .map(|entry| entry.accessor.clone())
+                .unwrap_or_default();
             // Conditional on the revision read, so two reports racing revoke it once.
-            match unsealed
-                .barrier
-                .commit(
-                    custos_storage::Transaction::new()
-                        .require_revision(&path, plain.revision)
-                        .delete(&path),
-                )
-                .await
-            {
-                Ok(_) => {}
+            let claimed = match entry {
+                // A token goes with its whole subtree: marked first (it stops working at once),
+                // then deleted leaves first; an interruption is finished by a retry or tidy.
+                Some(entry) => {
+                    if entry.revoking.is_some() {
+                        return Ok(Outcome::Unknown);
+                    }
+                    self.mark_revoking(
+                        unsealed,
+                        &hash,
+                        entry,
+                        plain.revision,
+                        crate::token::Revocation::Tree,
+                    )
+                    .await
+                }
+                None => unsealed
+                    .barrier
+                    .commit(
+                        custos_storage::Transaction::new()
+                            .require_revision(&path, plain.revision)
+                            .delete(&path),
+                    )
+                    .await
+                    .map(drop),
+            };
+            match claimed {
+                Ok(()) => {}
                 Err(EngineError::Conflict) => return Ok(Outcome::Unknown),
                 Err(error) => return Err(error),
+            }
+            if kind == Kind::Token {
+                self.finish_revocation(unsealed, &hash, crate::token::Revocation::Tree)
+                    .await?;
             }
             tracing::warn!(
                 kind = kind.name(),
@@ -305,7 +330,7 @@ impl Engine {
 }
 
 fn is_root(entry: &TokenEntry) -> bool {
-    entry.policies.iter().any(|policy| policy == "root")
+    entry.is_root()
 }
 
 #[cfg(test)]

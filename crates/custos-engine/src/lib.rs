@@ -38,7 +38,11 @@ pub use untrusted::{MAX_LOGGED_CHARS, Untrusted};
 /// Storage prefixes holding one entry per credential, named by its keyed hash. Anyone can make
 /// the engine look up random strings there (a made-up token, a leak report), so a read cache in
 /// front of storage should not remember the misses: they would only push real entries out.
-pub const CREDENTIAL_PREFIXES: [&str; 2] = [token::TOKEN_PREFIX, wrapping::WRAP_PREFIX];
+pub const CREDENTIAL_PREFIXES: [&str; 3] = [
+    token::TOKEN_PREFIX,
+    token::ACCESSOR_PREFIX,
+    wrapping::WRAP_PREFIX,
+];
 
 use std::sync::{Arc, RwLock};
 
@@ -372,21 +376,18 @@ impl Engine {
             Some(_) => return Err(EngineError::InvalidRequest("root token id is empty".into())),
             None => Zeroizing::new(token::new_token()?),
         };
-        let entry = TokenEntry {
-            policies: vec!["root".into()],
-            display_name: "root".into(),
-            created_time: now.as_second(),
-            accessor: random_id()?,
-            issue_time_nanos: now.as_nanosecond(),
-            leaked_at: None,
-            mfa: false,
-        };
-        let entry_json = serde_json::to_vec(&entry)
-            .map_err(|error| EngineError::Internal(format!("encoding token: {error}")))?;
+        let entry = TokenEntry::root(random_id()?, now);
+        let root_hash = hasher.hash_hex(root_token.as_bytes());
+        let index = serde_json::to_vec(&token::AccessorIndex {
+            accessor: entry.accessor.clone(),
+            token_hash: root_hash.clone(),
+        })
+        .map_err(|error| EngineError::Internal(format!("encoding accessor index: {error}")))?;
         let barrier_part = barrier.seal_genesis(
             Transaction::new()
                 .put(HMAC_KEY_PATH, hasher.to_bytes().to_vec())
-                .put(token::token_path(&hasher, &root_token), entry_json),
+                .put(token::token_path_for_hash(&root_hash), entry.encode()?)
+                .put(token::accessor_path(&hasher, &entry.accessor), index),
         )?;
         let mut txn = Transaction::new()
             .require_absent(SEAL_CONFIG_KEY)
@@ -578,23 +579,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Checks a token and returns who it belongs to.
-    pub async fn authenticate(&self, token: Option<&str>) -> Result<Caller, EngineError> {
-        let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
-        let token = token
-            .filter(|t| !t.is_empty())
-            .ok_or(EngineError::PermissionDenied)?;
-        let path = token::token_path(&unsealed.token_hasher, token);
-        let entry = unsealed
-            .barrier
-            .get(&path)
-            .await?
-            .ok_or(EngineError::PermissionDenied)?;
-        let entry: TokenEntry = serde_json::from_slice(&entry.value)
-            .map_err(|error| EngineError::Internal(format!("token entry is corrupt: {error}")))?;
-        Ok(entry.into())
-    }
-
     /// `sys/rotate`: installs a new data key term.
     #[tracing::instrument(skip_all)]
     pub async fn rotate(&self, token: Option<&str>) -> Result<KeyInfo, EngineError> {
@@ -673,7 +657,8 @@ impl Engine {
         }
         // Authenticate first, so an anonymous caller learns nothing, not even that a path is
         // malformed.
-        let caller = self.authenticate(request.token.as_deref()).await?;
+        let mut authenticated = self.authenticate_request(&unsealed, &request).await?;
+        let caller = authenticated.caller.clone();
         pipeline::validate_path(&request.path)?;
         let request_id = request.request_id.clone();
         let path = request.path.clone();
@@ -691,16 +676,26 @@ impl Engine {
         self.audited(event, async {
             let acl_operation = self.acl_operation(&unsealed, &caller, &request).await?;
             let decision = self.authorize(&unsealed, &caller, &request, acl_operation)?;
-            let access = policy::Access {
-                policy_max_ttl: decision.max_ttl,
+            authenticated.sudo = decision.sudo;
+            // Only an authorised request spends one of a limited token's uses.
+            self.spend_use(&unsealed, &mut authenticated).await?;
+            let routed = if token::is_token_store_path(&path) {
+                // Tokens created through a rule with a `max_ttl` condition are capped by it.
+                self.handle_token_store(&unsealed, request, &authenticated, decision.max_ttl)
+                    .await
+            } else {
+                self.route(&unsealed, request, &caller).await
             };
-            let result = match self.route(&unsealed, request, &caller, &access).await {
+            let result = match routed {
                 Ok(Some(answer)) => self.issue_granted(&unsealed, answer, &path).await.map(Some),
                 other => other,
             };
-            // Only answers that carry data are wrapped; `sys/wrapping/wrap` wrapped already.
+            // Only answers that carry data or a token are wrapped; `sys/wrapping/wrap` wrapped
+            // already.
             let wrappable = |answer: &logical::LogicalResponse| {
-                answer.data.is_some() && answer.wrap_info.is_none() && !answer.missing
+                (answer.data.is_some() || answer.auth.is_some())
+                    && answer.wrap_info.is_none()
+                    && !answer.missing
             };
             match (wrap_ttl, result) {
                 (Some(ttl), Ok(Some(answer))) if wrappable(&answer) => {
@@ -745,18 +740,7 @@ impl Engine {
         unsealed: &Unsealed,
         request: Request,
         caller: &Caller,
-        access: &policy::Access,
     ) -> Result<Option<logical::LogicalResponse>, EngineError> {
-        // `access.policy_max_ttl` caps the tokens `auth/token/create*` issues (token store).
-        let _ = access;
-        if request.path.trim_end_matches('/') == "auth/token/lookup-self" {
-            return match request.operation {
-                logical::Operation::Read | logical::Operation::Update => Ok(Some(
-                    token::lookup_self(caller, request.token.as_deref().unwrap_or_default()),
-                )),
-                _ => Err(EngineError::MethodNotAllowed),
-            };
-        }
         if let Some(operation) = request.path.strip_prefix("sys/wrapping/") {
             let operation = operation.trim_end_matches('/').to_owned();
             return self

@@ -74,7 +74,10 @@ pub(crate) async fn handle(
     // `?help` (any value, any method) asks for the path's help, as in Vault; `path-help` uses it.
     if query.contains_key("help") {
         let token = extract::token_from_headers(&parts.headers);
-        let help = state.engine.help(token.as_deref(), &path).await?;
+        let help = state
+            .engine
+            .help(token.as_deref(), &connection(&parts), &path)
+            .await?;
         return Ok((StatusCode::OK, axum::Json(Value::Object(help))).into_response());
     }
     let operation = operation(&parts.method, &query)?;
@@ -113,7 +116,10 @@ pub(crate) async fn handle(
                     if body::content_length(headers)
                         .is_none_or(|length| length > body::SMALL_BODY_BYTES as u64)
                     {
-                        state.engine.authenticate(token.as_deref()).await?;
+                        state
+                            .engine
+                            .authenticate(token.as_deref(), &connection(&parts))
+                            .await?;
                     }
                     state.max_request_bytes
                 }
@@ -357,7 +363,8 @@ fn render(request_id: &str, path: &str, answer: Option<LogicalResponse>) -> Resp
                 "policies": auth.policies,
                 "token_policies": auth.token_policies,
                 "identity_policies": null,
-                "metadata": auth.metadata,
+                // Vault renders a token without metadata as `null`.
+                "metadata": if auth.metadata.is_empty() { Value::Null } else { serde_json::json!(auth.metadata) },
                 "lease_duration": auth.lease_duration,
                 "renewable": auth.renewable,
                 "entity_id": "",

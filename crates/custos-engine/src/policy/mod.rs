@@ -81,18 +81,6 @@ pub(crate) fn needs_sudo(path: &str) -> bool {
         })
 }
 
-/// What the authorisation of a request hands on to the route that serves it.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Access {
-    /// The smallest `max_ttl` condition of the rules that allowed the request (seconds): a cap
-    /// for the token `auth/token/create*` issues (the token store applies it).
-    #[allow(
-        dead_code,
-        reason = "read by auth/token/create once the token store serves it"
-    )]
-    pub(crate) policy_max_ttl: Option<u64>,
-}
-
 /// The stored form of a policy.
 #[derive(Serialize, Deserialize)]
 struct StoredPolicy {
@@ -507,7 +495,7 @@ impl Engine {
     ) -> Result<Arc<Unsealed>, EngineError> {
         let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
         self.refresh_tables(&unsealed).await?;
-        let caller = self.authenticate(token).await?;
+        let caller = self.authenticate(token, connection).await?;
         let facts = Facts {
             remote_addr: connection.remote_addr,
             mfa: caller.mfa,
@@ -536,6 +524,13 @@ impl Engine {
             },
             "policies/acl" => match operation {
                 Operation::List => Ok(Some(self.list_policies(unsealed, false))),
+                _ => Err(EngineError::MethodNotAllowed),
+            },
+            "capabilities-accessor" => match operation {
+                Operation::Create | Operation::Update => self
+                    .capabilities_by_accessor(unsealed, data, request)
+                    .await
+                    .map(Some),
                 _ => Err(EngineError::MethodNotAllowed),
             },
             "capabilities" | "capabilities-self" => match operation {
@@ -752,24 +747,47 @@ impl Engine {
         }
     }
 
-    /// The caller named by a `token` body field, or the request's own caller.
+    /// The caller named by a `token` body field, or the request's own caller. The named token
+    /// is looked up as Vault does here: live (not expired, not being revoked), its bindings not
+    /// checked (it is not the one making the request).
     async fn subject(
         &self,
+        unsealed: &Unsealed,
         data: &Map<String, Value>,
         caller: &Caller,
         required: bool,
     ) -> Result<Caller, EngineError> {
         match text_field(data, "token")?.filter(|token| !token.is_empty()) {
-            Some(token) => match self.authenticate(Some(token)).await {
-                Ok(subject) => Ok(subject),
-                Err(EngineError::PermissionDenied) => {
-                    Err(EngineError::InvalidRequest("invalid token".into()))
-                }
-                Err(error) => Err(error),
+            Some(token) => match self.live_token(unsealed, token).await? {
+                Some((_, entry, _)) => Ok(entry.into()),
+                None => Err(EngineError::InvalidRequest("invalid token".into())),
             },
             None if required => Err(EngineError::InvalidRequest("token must be supplied".into())),
             None => Ok(caller.clone()),
         }
+    }
+
+    /// `sys/capabilities-accessor`: the capabilities of the token an `accessor` names.
+    async fn capabilities_by_accessor(
+        &self,
+        unsealed: &Unsealed,
+        data: &Map<String, Value>,
+        request: &Request,
+    ) -> Result<LogicalResponse, EngineError> {
+        let accessor = text_field(data, "accessor")?
+            .filter(|accessor| !accessor.is_empty())
+            .ok_or_else(|| EngineError::InvalidRequest("accessor must be supplied".into()))?;
+        let now = self.now().as_second();
+        let entry = match self.hash_for_accessor(unsealed, accessor).await? {
+            Some(hash) => self
+                .load_token(unsealed, &hash)
+                .await?
+                .map(|(entry, _)| entry)
+                .filter(|entry| entry.revoking.is_none() && !entry.is_expired(now)),
+            None => None,
+        };
+        let entry = entry.ok_or_else(|| EngineError::InvalidRequest("invalid accessor".into()))?;
+        self.capabilities_of(unsealed, &entry.into(), data, request)
     }
 
     /// `sys/capabilities` (a token in the body) and `sys/capabilities-self`.
@@ -784,7 +802,7 @@ impl Engine {
         let subject = if own {
             caller.clone()
         } else {
-            self.subject(data, caller, true).await?
+            self.subject(unsealed, data, caller, true).await?
         };
         self.capabilities_of(unsealed, &subject, data, request)
     }
@@ -828,7 +846,7 @@ impl Engine {
         request: &Request,
         caller: &Caller,
     ) -> Result<LogicalResponse, EngineError> {
-        let subject = self.subject(data, caller, false).await?;
+        let subject = self.subject(unsealed, data, caller, false).await?;
         let path = text_field(data, "path")?
             .filter(|path| !path.is_empty())
             .ok_or_else(|| EngineError::InvalidRequest("path must be supplied".into()))?

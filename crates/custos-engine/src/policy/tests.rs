@@ -73,6 +73,15 @@ impl Fixture {
         self.engine.handle(request).await
     }
 
+    async fn create_child(
+        &self,
+        token: &str,
+        body: Value,
+    ) -> Result<Option<LogicalResponse>, EngineError> {
+        self.run(Operation::Update, "auth/token/create", token, Some(body))
+            .await
+    }
+
     async fn write_secret(
         &self,
         path: &str,
@@ -881,5 +890,87 @@ async fn seal_life_cycle_calls_see_the_connection_address() {
     assert!(
         denied(f.engine.rotate(Some(&token)).await),
         "no address, no match"
+    );
+}
+
+#[tokio::test]
+async fn token_creation_follows_the_policy_sudo_and_max_ttl() {
+    let f = fixture().await;
+    f.write_policy(
+        "creator",
+        r#"path "auth/token/create" { capabilities = ["update"] max_ttl = "1h" }"#,
+    )
+    .await
+    .expect("written");
+    f.write_policy(
+        "admin",
+        r#"path "auth/token/create" { capabilities = ["update", "sudo"] }"#,
+    )
+    .await
+    .expect("written");
+    let creator = f.token(&["creator"], false).await;
+    // The rule's max_ttl caps the child's TTL.
+    let child = f
+        .create_child(&creator, json!({"ttl": "8h", "policies": ["creator"]}))
+        .await
+        .expect("created")
+        .expect("an answer");
+    let auth = child.auth.expect("a token");
+    assert!(auth.lease_duration <= 3600, "{}", auth.lease_duration);
+    // Orphans need sudo on the path: the creator has none, the admin has it.
+    assert!(matches!(
+        f.create_child(&creator, json!({"no_parent": true})).await,
+        Err(EngineError::InvalidRequest(message)) if message.contains("sudo")
+    ));
+    let admin = f.token(&["admin"], false).await;
+    let orphan = f
+        .create_child(&admin, json!({"no_parent": true}))
+        .await
+        .expect("created")
+        .expect("an answer");
+    assert!(orphan.auth.expect("a token").orphan);
+    // Without a grant on the path, no token at all.
+    let plain = f.token(&[], false).await;
+    assert!(denied(f.create_child(&plain, json!({})).await));
+}
+
+#[tokio::test]
+async fn capabilities_by_accessor() {
+    let f = fixture().await;
+    f.write_policy("reader", r#"path "secret/*" { capabilities = ["read"] }"#)
+        .await
+        .expect("written");
+    let unsealed = f.engine.unsealed().expect("unsealed");
+    let issued = f
+        .engine
+        .issue_token(
+            &unsealed,
+            TokenGrant {
+                policies: vec!["reader".into()],
+                ..TokenGrant::default()
+            },
+        )
+        .await
+        .expect("token");
+    let answer = f
+        .data(
+            Operation::Update,
+            "sys/capabilities-accessor",
+            &f.root,
+            json!({"accessor": issued.accessor, "path": "secret/x"}),
+        )
+        .await;
+    assert_eq!(answer["capabilities"], json!(["read"]));
+    assert_eq!(
+        invalid(
+            f.run(
+                Operation::Update,
+                "sys/capabilities-accessor",
+                &f.root,
+                Some(json!({"accessor": "nope", "path": "x"}))
+            )
+            .await
+        ),
+        "invalid accessor"
     );
 }

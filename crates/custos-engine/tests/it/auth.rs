@@ -10,7 +10,10 @@ async fn root_token_authenticates_as_root_after_unseal() {
     let output = h.init_unsealed(3, 2).await;
     let caller = h
         .engine
-        .authenticate(Some(&output.root_token))
+        .authenticate(
+            Some(&output.root_token),
+            &custos_engine::Connection::default(),
+        )
         .await
         .unwrap();
     assert!(caller.is_root());
@@ -34,7 +37,10 @@ async fn wrong_empty_or_missing_tokens_are_permission_denied() {
         Some(&output.root_token[..10]),
         None,
     ] {
-        let result = h.engine.authenticate(token).await;
+        let result = h
+            .engine
+            .authenticate(token, &custos_engine::Connection::default())
+            .await;
         assert!(
             matches!(result, Err(EngineError::PermissionDenied)),
             "{token:?}: {result:?}"
@@ -46,10 +52,19 @@ async fn wrong_empty_or_missing_tokens_are_permission_denied() {
 async fn the_root_token_is_refused_while_sealed() {
     let h = Harness::new();
     let output = h.init(3, 2).await;
-    let result = h.engine.authenticate(Some(&output.root_token)).await;
+    let result = h
+        .engine
+        .authenticate(
+            Some(&output.root_token),
+            &custos_engine::Connection::default(),
+        )
+        .await;
     assert!(matches!(result, Err(EngineError::Sealed)), "{result:?}");
     // Sealed wins over a bad token: nothing about tokens is revealed while sealed.
-    let result = h.engine.authenticate(None).await;
+    let result = h
+        .engine
+        .authenticate(None, &custos_engine::Connection::default())
+        .await;
     assert!(matches!(result, Err(EngineError::Sealed)), "{result:?}");
 }
 
@@ -67,7 +82,10 @@ async fn seal_with_a_wrong_token_is_denied_and_stays_unsealed() {
     }
     assert!(
         h.engine
-            .authenticate(Some(&output.root_token))
+            .authenticate(
+                Some(&output.root_token),
+                &custos_engine::Connection::default()
+            )
             .await
             .is_ok()
     );
@@ -85,7 +103,12 @@ async fn seal_with_the_root_token_seals_and_unsealing_again_works() {
     assert_eq!(status.progress, 0);
     assert_eq!(status.active_since, None);
     assert!(matches!(
-        h.engine.authenticate(Some(&output.root_token)).await,
+        h.engine
+            .authenticate(
+                Some(&output.root_token),
+                &custos_engine::Connection::default()
+            )
+            .await,
         Err(EngineError::Sealed)
     ));
     // Different shares this time.
@@ -93,7 +116,10 @@ async fn seal_with_the_root_token_seals_and_unsealing_again_works() {
     assert!(!status.sealed);
     assert!(
         h.engine
-            .authenticate(Some(&output.root_token))
+            .authenticate(
+                Some(&output.root_token),
+                &custos_engine::Connection::default()
+            )
             .await
             .unwrap()
             .is_root()

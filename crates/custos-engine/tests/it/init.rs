@@ -198,7 +198,11 @@ async fn dev_init_with_a_custom_root_token_is_unsealed_and_the_token_works() {
     assert_eq!(output.root_token.as_str(), "dev-root");
     assert_eq!(output.shares.len(), 1);
     assert!(!h.engine.is_sealed());
-    let caller = h.engine.authenticate(Some("dev-root")).await.unwrap();
+    let caller = h
+        .engine
+        .authenticate(Some("dev-root"), &custos_engine::Connection::default())
+        .await
+        .unwrap();
     assert!(caller.is_root());
     assert_eq!(caller.display_name, "root");
 }
@@ -210,7 +214,10 @@ async fn dev_init_without_a_token_generates_one() {
     assert!(output.root_token.starts_with("custos_token_"));
     assert!(
         h.engine
-            .authenticate(Some(&output.root_token))
+            .authenticate(
+                Some(&output.root_token),
+                &custos_engine::Connection::default()
+            )
             .await
             .unwrap()
             .is_root()

@@ -51,7 +51,7 @@ proptest! {
             let expected_unsealed = distinct.len() >= t as usize;
             prop_assert_eq!(!h.engine.is_sealed(), expected_unsealed);
             if expected_unsealed {
-                prop_assert!(h.engine.authenticate(Some(&output.root_token)).await.is_ok());
+                prop_assert!(h.engine.authenticate(Some(&output.root_token), &custos_engine::Connection::default()).await.is_ok());
             } else {
                 let status = h.engine.seal_status().await.unwrap();
                 prop_assert_eq!(status.progress as usize, distinct.len());

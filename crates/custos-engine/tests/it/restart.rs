@@ -19,7 +19,12 @@ async fn a_restarted_engine_is_initialised_sealed_and_unseals_with_the_same_shar
         (3, 5, 0)
     );
     assert!(matches!(
-        restarted.authenticate(Some(&output.root_token)).await,
+        restarted
+            .authenticate(
+                Some(&output.root_token),
+                &custos_engine::Connection::default()
+            )
+            .await,
         Err(EngineError::Sealed)
     ));
 
@@ -31,13 +36,18 @@ async fn a_restarted_engine_is_initialised_sealed_and_unseals_with_the_same_shar
     );
     assert!(
         restarted
-            .authenticate(Some(&output.root_token))
+            .authenticate(
+                Some(&output.root_token),
+                &custos_engine::Connection::default()
+            )
             .await
             .unwrap()
             .is_root()
     );
     assert!(matches!(
-        restarted.authenticate(Some("s.wrong")).await,
+        restarted
+            .authenticate(Some("s.wrong"), &custos_engine::Connection::default())
+            .await,
         Err(EngineError::PermissionDenied)
     ));
 }
@@ -66,7 +76,7 @@ async fn a_custom_dev_root_token_survives_a_restart() {
     unseal_all(&restarted, &output.shares).await;
     assert!(
         restarted
-            .authenticate(Some("my-root"))
+            .authenticate(Some("my-root"), &custos_engine::Connection::default())
             .await
             .unwrap()
             .is_root()

@@ -50,7 +50,13 @@ async fn rotation_survives_a_restart() {
     let info = restarted.key_status(token).await.unwrap();
     assert_eq!((info.term, info.installed_at), (3, latest.installed_at));
     // Entries sealed with term 1 (the token) still open after the rotations.
-    assert!(restarted.authenticate(token).await.unwrap().is_root());
+    assert!(
+        restarted
+            .authenticate(token, &custos_engine::Connection::default())
+            .await
+            .unwrap()
+            .is_root()
+    );
 }
 
 #[tokio::test]
@@ -78,7 +84,12 @@ async fn a_second_engine_rotates_from_storage_not_from_its_memory() {
     let c = h.another_engine();
     unseal_all(&c, &output.shares[1..3]).await;
     assert_eq!(c.key_status(token).await.unwrap().term, 4);
-    assert!(c.authenticate(token).await.unwrap().is_root());
+    assert!(
+        c.authenticate(token, &custos_engine::Connection::default())
+            .await
+            .unwrap()
+            .is_root()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -75,12 +75,20 @@ async fn the_storage_layout_is_the_documented_one() {
     let h = Harness::new();
     h.init(3, 2).await;
     let keys: Vec<String> = dump(&h).await.into_iter().map(|(key, _)| key).collect();
-    assert_eq!(keys.len(), 5, "{keys:?}");
+    assert_eq!(keys.len(), 6, "{keys:?}");
     assert!(keys.contains(&"seal/config".to_owned()));
     assert!(keys.contains(&"seal/keyring".to_owned()));
-    // The encryption count of term 1: init sealed two values with it (token key, root token).
+    // The encryption count of term 1: init sealed three values with it (token key, root token,
+    // the root token's accessor index entry).
     let count = h.storage.get("seal/encryptions/1").await.unwrap().unwrap();
-    assert_eq!(count.value, 2u64.to_be_bytes());
+    assert_eq!(count.value, 3u64.to_be_bytes());
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.starts_with("sys/token/accessor/"))
+            .count(),
+        1,
+        "{keys:?}"
+    );
     assert!(keys.contains(&"core/token-hmac-key".to_owned()));
     let tokens: Vec<&String> = keys
         .iter()
@@ -170,7 +178,13 @@ async fn a_tampered_token_entry_fails_closed() {
     value[last] ^= 1;
     h.storage.put(&keys[0], value).await.unwrap();
     unseal_all(&h.engine, &output.shares).await;
-    let result = h.engine.authenticate(Some(&output.root_token)).await;
+    let result = h
+        .engine
+        .authenticate(
+            Some(&output.root_token),
+            &custos_engine::Connection::default(),
+        )
+        .await;
     assert!(
         matches!(result, Err(EngineError::Internal(_))),
         "{result:?}"
@@ -188,7 +202,13 @@ async fn a_token_entry_moved_to_another_path_does_not_open() {
     h.storage.put(&moved, value).await.unwrap();
     h.storage.delete(&keys[0]).await.unwrap();
     unseal_all(&h.engine, &output.shares).await;
-    let result = h.engine.authenticate(Some(&output.root_token)).await;
+    let result = h
+        .engine
+        .authenticate(
+            Some(&output.root_token),
+            &custos_engine::Connection::default(),
+        )
+        .await;
     assert!(
         matches!(result, Err(EngineError::PermissionDenied)),
         "{result:?}"

@@ -33,7 +33,10 @@ async fn unseal_before_init_is_not_initialised() {
 #[tokio::test]
 async fn authenticate_before_init_is_sealed() {
     let h = Harness::new();
-    let result = h.engine.authenticate(Some("s.anything")).await;
+    let result = h
+        .engine
+        .authenticate(Some("s.anything"), &custos_engine::Connection::default())
+        .await;
     assert!(matches!(result, Err(EngineError::Sealed)), "{result:?}");
 }
 

@@ -63,7 +63,10 @@ async fn any_three_of_five_shares_unseal_counting_progress() {
         assert_eq!(third.nonce, "");
         assert!(
             h.engine
-                .authenticate(Some(&output.root_token))
+                .authenticate(
+                    Some(&output.root_token),
+                    &custos_engine::Connection::default()
+                )
                 .await
                 .unwrap()
                 .is_root(),
@@ -126,7 +129,12 @@ async fn a_wrong_third_share_fails_resets_progress_and_good_shares_still_unseal(
     assert_eq!(status.progress, 0);
     assert_eq!(status.nonce, "");
     assert!(matches!(
-        h.engine.authenticate(Some(&output.root_token)).await,
+        h.engine
+            .authenticate(
+                Some(&output.root_token),
+                &custos_engine::Connection::default()
+            )
+            .await,
         Err(EngineError::Sealed)
     ));
     let status = unseal_all(&h.engine, &output.shares[2..5]).await;
@@ -275,7 +283,10 @@ async fn unseal_when_already_unsealed_just_reports_status() {
     assert!(!status.sealed);
     assert!(
         h.engine
-            .authenticate(Some(&output.root_token))
+            .authenticate(
+                Some(&output.root_token),
+                &custos_engine::Connection::default()
+            )
             .await
             .is_ok()
     );

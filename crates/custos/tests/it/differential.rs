@@ -43,8 +43,10 @@ struct Step {
     body: Option<String>,
     content_type: Option<&'static str>,
     wrap_ttl: Option<&'static str>,
-    /// Saves `wrap_info.token` of the answer under this name.
+    /// Saves `wrap_info.token` (or else `auth.client_token`) of the answer under this name.
     capture: Option<&'static str>,
+    /// Saves `auth.accessor` of the answer under this name.
+    capture_accessor: Option<&'static str>,
     /// Extra request headers, such as `X-Vault-Namespace`.
     headers: Vec<(&'static str, &'static str)>,
 }
@@ -59,6 +61,7 @@ fn step(id: &str, method: &'static str, path: &str, body: Option<&str>) -> Step 
         content_type: None,
         wrap_ttl: None,
         capture: None,
+        capture_accessor: None,
         headers: Vec::new(),
     }
 }
@@ -79,6 +82,12 @@ impl Step {
     fn wrap(mut self, ttl: &'static str, name: &'static str) -> Step {
         self.wrap_ttl = Some(ttl);
         self.capture = Some(name);
+        self
+    }
+    /// Saves the token and accessor of the answer's `auth` block.
+    fn auth(mut self, token: &'static str, accessor: &'static str) -> Step {
+        self.capture = Some(token);
+        self.capture_accessor = Some(accessor);
         self
     }
 }
@@ -271,11 +280,24 @@ impl Side {
             let token = answer
                 .body
                 .as_ref()
-                .and_then(|body| body.pointer("/wrap_info/token"))
+                .and_then(|body| {
+                    body.pointer("/wrap_info/token")
+                        .or_else(|| body.pointer("/auth/client_token"))
+                })
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned();
             self.captured.insert(name, token);
+        }
+        if let Some(name) = step.capture_accessor {
+            let accessor = answer
+                .body
+                .as_ref()
+                .and_then(|body| body.pointer("/auth/accessor"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            self.captured.insert(name, accessor);
         }
         answer
     }
@@ -958,6 +980,153 @@ fn edge_cases() -> Vec<Step> {
             None,
         )
         .token(Token::Bad),
+        // The token store (`default` is the one policy both servers have).
+        step(
+            "tokens/create",
+            "POST",
+            "auth/token/create",
+            Some(r#"{"policies":["default"],"ttl":"1h","meta":{"team":"x"},"display_name":"web"}"#),
+        )
+        .auth("t1", "a1"),
+        step(
+            "tokens/create-capped",
+            "POST",
+            "auth/token/create",
+            Some(r#"{"ttl":"10000h"}"#),
+        ),
+        step(
+            "tokens/lookup",
+            "POST",
+            "auth/token/lookup",
+            Some(r#"{"token":"{{t1}}"}"#),
+        ),
+        step("tokens/lookup-self", "GET", "auth/token/lookup-self", None)
+            .token(Token::Captured("t1")),
+        step(
+            "tokens/lookup-accessor",
+            "POST",
+            "auth/token/lookup-accessor",
+            Some(r#"{"accessor":"{{a1}}"}"#),
+        ),
+        step(
+            "tokens/renew",
+            "POST",
+            "auth/token/renew",
+            Some(r#"{"token":"{{t1}}","increment":"30m"}"#),
+        ),
+        step(
+            "tokens/renew-accessor",
+            "POST",
+            "auth/token/renew-accessor",
+            Some(r#"{"accessor":"{{a1}}"}"#),
+        ),
+        step(
+            "tokens/renew-self-root",
+            "POST",
+            "auth/token/renew-self",
+            None,
+        ),
+        step(
+            "tokens/create-by-child",
+            "POST",
+            "auth/token/create",
+            Some("{}"),
+        )
+        .token(Token::Captured("t1")),
+        step(
+            "tokens/create-bad-ttl",
+            "POST",
+            "auth/token/create",
+            Some(r#"{"ttl":"soon"}"#),
+        ),
+        step(
+            "tokens/create-negative-uses",
+            "POST",
+            "auth/token/create",
+            Some(r#"{"num_uses":-1}"#),
+        ),
+        step(
+            "tokens/create-batch",
+            "POST",
+            "auth/token/create",
+            Some(r#"{"type":"batch","policies":["default"]}"#),
+        ),
+        step(
+            "tokens/roles-write",
+            "POST",
+            "auth/token/roles/web",
+            Some(r#"{"allowed_policies":["default"],"orphan":true,"token_period":"1h"}"#),
+        ),
+        step("tokens/roles-read", "GET", "auth/token/roles/web", None),
+        step("tokens/roles-list", "LIST", "auth/token/roles", None),
+        step(
+            "tokens/create-role",
+            "POST",
+            "auth/token/create/web",
+            Some("{}"),
+        ),
+        step(
+            "tokens/create-role-bad",
+            "POST",
+            "auth/token/create/web",
+            Some(r#"{"policies":["nope"]}"#),
+        ),
+        step(
+            "tokens/create-role-unknown",
+            "POST",
+            "auth/token/create/nosuch",
+            Some("{}"),
+        ),
+        step(
+            "tokens/roles-delete",
+            "DELETE",
+            "auth/token/roles/web",
+            None,
+        ),
+        step(
+            "tokens/roles-read-missing",
+            "GET",
+            "auth/token/roles/web",
+            None,
+        ),
+        step(
+            "tokens/create-wrapped",
+            "POST",
+            "auth/token/create",
+            Some(r#"{"policies":["default"]}"#),
+        )
+        .wrap("5m", "tw"),
+        step(
+            "tokens/unwrap",
+            "POST",
+            "sys/wrapping/unwrap",
+            Some(r#"{"token":"{{tw}}"}"#),
+        ),
+        step(
+            "tokens/revoke-accessor-bogus",
+            "POST",
+            "auth/token/revoke-accessor",
+            Some(r#"{"accessor":"bogus"}"#),
+        ),
+        step(
+            "tokens/revoke-orphan-bogus",
+            "POST",
+            "auth/token/revoke-orphan",
+            Some(r#"{"token":"bogus"}"#),
+        ),
+        step(
+            "tokens/revoke",
+            "POST",
+            "auth/token/revoke",
+            Some(r#"{"token":"{{t1}}"}"#),
+        ),
+        step(
+            "tokens/lookup-revoked",
+            "POST",
+            "auth/token/lookup",
+            Some(r#"{"token":"{{t1}}"}"#),
+        ),
+        step("tokens/tidy", "POST", "auth/token/tidy", None),
         // Mount tuning, remount status, the KV v1 → v2 upgrade.
         step(
             "mounts/tune-read-secret",

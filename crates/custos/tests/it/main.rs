@@ -21,4 +21,5 @@ mod scan;
 mod scan_revoke;
 mod tidy;
 mod tls;
+mod tokens;
 mod vaultrs_compat;
