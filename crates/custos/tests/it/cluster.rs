@@ -110,6 +110,11 @@ impl Cluster {
             .client(self.nodes[i].address(), Some(&self.token), false)
     }
 
+    /// A client for node `i` holding `token`.
+    pub(crate) fn client(&self, i: usize, token: Option<&str>) -> Client {
+        self.pki.client(self.nodes[i].address(), token, false)
+    }
+
     /// A client for node `i` without a token.
     pub(crate) fn anonymous(&self, i: usize) -> Client {
         self.pki.client(self.nodes[i].address(), None, false)
@@ -319,15 +324,14 @@ async fn policy_text(client: &Client, name: &str) -> Option<String> {
     })
 }
 
-// FIXME: once `auth/token/create` exists, also check that a token limited by the policy is
-// refused and allowed on B right after each change on A.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policies_follow_between_nodes() {
     let Some(cluster) = Cluster::start("policies_follow_between_nodes", 2).await else {
         return;
     };
     let (a, b) = (cluster.root(0), cluster.root(1));
-    let first = r#"path "secret/data/*" { capabilities = ["read"] }"#;
+    enable_kv2(&a, "apps").await;
+    let first = r#"path "apps/data/*" { capabilities = ["read"] }"#;
     let (status, body) = call(
         &a,
         Method::PUT,
@@ -340,8 +344,24 @@ async fn policies_follow_between_nodes() {
         policy_text(&b, "apps").await.as_deref() == Some(first)
     })
     .await;
+    // A token limited by the policy, created on A, reads on B.
+    kv_put(&a, "apps", "x", "1").await;
+    let (status, body) = call(
+        &a,
+        Method::POST,
+        "auth/token/create",
+        Some(json!({"policies": ["apps"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["auth"]["client_token"].as_str().unwrap().to_owned();
+    let limited_b = cluster.client(1, Some(&token));
+    eventually("a token limited by the policy reads on B", || async {
+        kv_get(&limited_b, "apps", "x").await.0 == StatusCode::OK
+    })
+    .await;
     // Rewritten on B, seen on A; the capabilities A computes follow.
-    let second = r#"path "secret/data/*" { capabilities = ["deny"] }"#;
+    let second = r#"path "apps/data/*" { capabilities = ["deny"] }"#;
     let (status, body) = call(
         &b,
         Method::PUT,
@@ -352,6 +372,16 @@ async fn policies_follow_between_nodes() {
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     eventually("policy rewritten on B, seen on A", || async {
         policy_text(&a, "apps").await.as_deref() == Some(second)
+    })
+    .await;
+    // Denied on B at once (B made the change), and on A once it follows.
+    assert_eq!(
+        kv_get(&limited_b, "apps", "x").await.0,
+        StatusCode::FORBIDDEN
+    );
+    let limited_a = cluster.client(0, Some(&token));
+    eventually("the denying policy applies on A", || async {
+        kv_get(&limited_a, "apps", "x").await.0 == StatusCode::FORBIDDEN
     })
     .await;
     // Deleted on A, gone on B.

@@ -1,8 +1,6 @@
 //! ACL policies end to end: `custos policy` against a dev server over HTTP (write, read, list,
 //! delete, explain), `fmt` offline, and Vault's answers for the built-in policies.
-//!
-//! Tokens limited by a policy need `auth/token/create`, which the token store brings; until then
-//! allow/deny for such tokens is covered by the engine's tests (`custos-engine`, `policy::tests`).
+//! Tokens limited by a policy come from `auth/token/create`.
 
 use std::process::Output;
 
@@ -200,4 +198,145 @@ async fn policy_endpoints_answer_with_vault_shapes() {
     assert_eq!(body["data"]["secret/foo"], serde_json::json!(["root"]));
     let (status, body) = call(Method::GET, "sys/policies/acl/missing", None).await;
     assert_eq!((status, body), (404, serde_json::json!({"errors": []})));
+}
+
+#[tokio::test]
+async fn a_token_is_limited_by_its_policies_over_http() {
+    use custos_client::http::Method;
+    let (dir, server) = dev_server();
+    let client = |token: &str| {
+        custos_client::Client::new(custos_client::ClientConfig {
+            address: server.address.clone(),
+            token: Some(token.to_owned()),
+            ..custos_client::ClientConfig::default()
+        })
+        .unwrap()
+    };
+    let root = client("root");
+    let call = |client: custos_client::Client,
+                method: Method,
+                path: String,
+                body: Option<Value>| async move {
+        let (status, _, bytes) = client
+            .raw(
+                method,
+                &path,
+                body.map(|body| body.to_string().into_bytes()),
+            )
+            .await
+            .unwrap();
+        (
+            status.as_u16(),
+            serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+        )
+    };
+    let policy = r#"
+path "secret/data/apps/+/config" { capabilities = ["create", "read", "update"] }
+path "secret/data/shared/*" { capabilities = ["read"] }
+path "secret/metadata/shared/*" { capabilities = ["list"] }
+"#;
+    let file = dir.path().join("apps.hcl");
+    std::fs::write(&file, policy).unwrap();
+    ok(custos(
+        &server,
+        &["policy", "write", "apps", file.to_str().unwrap()],
+    ));
+    for path in [
+        "secret/data/apps/web/config",
+        "secret/data/shared/a",
+        "secret/data/other",
+    ] {
+        let (status, body) = call(
+            root.clone(),
+            Method::POST,
+            path.into(),
+            Some(serde_json::json!({"data": {"k": "v"}})),
+        )
+        .await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (status, body) = call(
+        root.clone(),
+        Method::POST,
+        "auth/token/create".into(),
+        Some(serde_json::json!({"policies": ["apps"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["auth"]["client_token"].as_str().unwrap().to_owned();
+    let limited = client(&token);
+    let status_of = |method: Method, path: &'static str, body: Option<Value>| {
+        let limited = limited.clone();
+        async move { call(limited, method, path.into(), body).await.0 }
+    };
+    assert_eq!(
+        status_of(Method::GET, "secret/data/apps/web/config", None).await,
+        200
+    );
+    assert_eq!(
+        status_of(
+            Method::POST,
+            "secret/data/apps/api/config",
+            Some(serde_json::json!({"data": {"k": "v"}}))
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        status_of(Method::GET, "secret/data/apps/web/extra/config", None).await,
+        403
+    );
+    assert_eq!(
+        status_of(Method::GET, "secret/data/shared/a", None).await,
+        200
+    );
+    assert_eq!(
+        status_of(
+            Method::POST,
+            "secret/data/shared/a",
+            Some(serde_json::json!({"data": {}}))
+        )
+        .await,
+        403
+    );
+    assert_eq!(status_of(Method::GET, "secret/data/other", None).await, 403);
+    assert_eq!(
+        status_of(Method::GET, "secret/metadata/shared/?list=true", None).await,
+        200
+    );
+    assert_eq!(status_of(Method::GET, "sys/mounts", None).await, 403);
+    assert_eq!(
+        status_of(Method::GET, "auth/token/lookup-self", None).await,
+        200
+    );
+    // The kv CLI works with the limited token (its mount lookup is allowed by the grants).
+    let output = crate::kv_cli::command(
+        &server,
+        &token,
+        &["kv", "get", "--field", "k", "secret/apps/web/config"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "v", "{output:?}");
+    // explain, as root, for the limited token.
+    let explained = custos(
+        &server,
+        &[
+            "policy",
+            "explain",
+            "--token-to-explain",
+            &token,
+            "--path",
+            "secret/data/shared/a",
+            "--operation",
+            "update",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(explained.status.code(), Some(2), "{explained:?}");
+    let answer: Value = serde_json::from_slice(&explained.stdout).unwrap();
+    assert_eq!(answer["data"]["policy"], "apps");
+    assert_eq!(answer["data"]["pattern"], "secret/data/shared/*");
+    assert_eq!(answer["data"]["capabilities"], serde_json::json!(["read"]));
 }
