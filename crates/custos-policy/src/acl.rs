@@ -604,6 +604,14 @@ impl PolicySet {
         });
         let parts: Vec<&str> = path.split('/').collect();
         'patterns: for pattern in &self.segmented {
+            // Everything before the first `+` is literal: a cheap first filter.
+            let literal = pattern
+                .without_glob
+                .get(..pattern.first_wildcard)
+                .unwrap_or_default();
+            if !path.starts_with(literal) {
+                continue;
+            }
             let count = pattern.segments.len();
             if parts.len() < count || (!pattern.is_prefix && parts.len() != count) {
                 continue;
