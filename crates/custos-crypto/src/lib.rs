@@ -7,10 +7,13 @@
 //! - [`shamir`]: splitting the root key into unseal shares and recombining them, in
 //!   HashiCorp Vault's share layout.
 //! - [`KeyedHasher`]: HMAC-SHA256, so tokens and API keys are stored only as keyed hashes.
+//! - [`hash_password`], [`verify_password`]: argon2id password hashes (the one crypto crate
+//!   besides `ring`, RustCrypto's `argon2`, since ring has no memory-hard hash).
+//! - [`otp`]: HOTP/TOTP codes (HMAC-SHA1 from ring) and base32 for authenticator apps.
 //! - [`fill_random`], [`random_base62`], [`random_uuid`]: the OS random generator.
 //!
 //! The crate is pure: no I/O besides the OS random generator, no clock (time comes in as unix
-//! seconds), no logging. The only crypto provider is `ring`. Parsers return errors on any
+//! seconds), no logging. The only crypto provider is `ring` (and `argon2` for password hashing). Parsers return errors on any
 //! input and never panic; they are fuzzed (`fuzz/fuzz_targets/sealed_blob.rs`).
 //!
 //! Key material lives in `Zeroizing` buffers, so it is wiped on drop, and every type holding
@@ -38,6 +41,8 @@ mod blob;
 mod error;
 mod hash;
 mod keyring;
+pub mod otp;
+mod password;
 mod random;
 mod root;
 pub mod shamir;
@@ -48,6 +53,7 @@ pub use blob::{FORMAT_VERSION, HEADER_LEN, MIN_BLOB_LEN, NONCE_LEN, SealedBlob, 
 pub use error::CryptoError;
 pub use hash::{HASH_LEN, KeyedHasher, constant_time_eq, sha256_hex};
 pub use keyring::Keyring;
+pub use password::{PASSWORD_PARAMS, hash_password, verify_password};
 pub use random::{fill_random, random_base62, random_uuid};
 pub use root::{KEYRING_PATH, ROOT_KEY_TERM, RootKey};
 pub use shamir::ShamirError;

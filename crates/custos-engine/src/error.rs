@@ -46,6 +46,10 @@ pub enum EngineError {
     /// within the wait bound; another node or a retry will do.
     #[error("required index state not present")]
     IndexNotReached,
+    /// Too many failed logins for this user or from this address: try again after the given
+    /// number of seconds. The same answer whether or not the user exists.
+    #[error("too many failed login attempts; try again later")]
+    LoginLocked { retry_after_seconds: u64 },
     /// Storage cannot be reached: the request fails closed and may be retried.
     #[error("storage is unavailable, try again later")]
     Unavailable(#[source] StorageError),

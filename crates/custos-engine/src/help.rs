@@ -66,6 +66,31 @@ const SYS_MOUNTS: Topic = Topic {
     synopsis: "List the currently mounted backends.",
     description: "GET /sys/mounts lists the mounts; POST /sys/mounts/<path> mounts an engine; DELETE unmounts it; GET/POST /sys/mounts/<path>/tune reads or changes its settings.",
 };
+const SYS_AUTH: Topic = Topic {
+    route: "^auth(?:/(?P<path>.+?))?$",
+    synopsis: "List the currently enabled credential backends.",
+    description: "GET /sys/auth lists the auth methods; POST /sys/auth/<path> enables one (type, description, config); DELETE disables it and deletes its data; GET/POST /sys/auth/<path>/tune reads or changes its TTLs and description.",
+};
+const USERPASS_USERS: Topic = Topic {
+    route: "^users/(?P<username>[^/]+)(/(password|policies|totp))?$",
+    synopsis: "Manage users allowed to authenticate.",
+    description: "PUT/POST users/<name> creates or updates a user (password, token_policies, token_ttl, token_max_ttl, token_bound_cidrs, ...), GET reads it without the password, DELETE removes it, LIST users lists them; users/<name>/password and users/<name>/policies change one thing; users/<name>/totp enrols (POST, shows the secret once), reports (GET) or removes (DELETE) TOTP.",
+};
+const USERPASS_LOGIN: Topic = Topic {
+    route: "^login/(?P<username>.+)$",
+    synopsis: "Log in with a username and password.",
+    description: "POST {\"password\": ...} (and \"totp\": the 6-digit code once enrolled) answers a token in the auth block. Needs no token; failed logins are counted and lock a user or an address out for a while (429).",
+};
+const USERPASS_OTHER: Topic = Topic {
+    route: "^(users|login)/.*$",
+    synopsis: "The userpass auth method: users with passwords and optional TOTP.",
+    description: "Paths: users, users/<name>, users/<name>/password, users/<name>/policies, users/<name>/totp and login/<name>.",
+};
+const AUTH_OTHER: Topic = Topic {
+    route: "^.*$",
+    synopsis: "An auth method: its login paths need no token, every other path does.",
+    description: "See docs/auth.md for the auth methods custos offers and their paths.",
+};
 const SYS_HEALTH: Topic = Topic {
     route: "^health$",
     synopsis: "Checks the health of the server.",
@@ -105,6 +130,7 @@ fn sys_topic(relative: &str) -> Topic {
     let first = relative.split('/').next().unwrap_or_default();
     match first {
         "mounts" => SYS_MOUNTS,
+        "auth" => SYS_AUTH,
         "health" => SYS_HEALTH,
         "wrapping" => SYS_WRAPPING,
         "seal-status" | "seal" | "unseal" | "init" | "leader" | "key-status" | "rotate" => SYS_SEAL,
@@ -153,6 +179,25 @@ impl Engine {
         let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
         if let Some(relative) = path.strip_prefix("sys/") {
             return Ok(answer(relative, &sys_topic(relative)));
+        }
+        if let Some(rest) = path
+            .strip_prefix("auth/")
+            .filter(|rest| !rest.starts_with("token"))
+        {
+            let table = unsealed.auths();
+            let entry = table
+                .route(rest)
+                .filter(|entry| entry.kind != "token")
+                .ok_or_else(|| EngineError::NoRoute(path.to_owned()))?;
+            let relative = rest.strip_prefix(entry.path.as_str()).unwrap_or_default();
+            let first = relative.split('/').next().unwrap_or_default();
+            let topic = match (entry.kind.as_str(), first) {
+                ("userpass", "users") => USERPASS_USERS,
+                ("userpass", "login") => USERPASS_LOGIN,
+                ("userpass", _) => USERPASS_OTHER,
+                _ => AUTH_OTHER,
+            };
+            return Ok(answer(relative, &topic));
         }
         let table = unsealed.mounts();
         let entry = table

@@ -4,6 +4,7 @@
 //! While sealed the only storage it touches is the seal configuration and the root-key-sealed
 //! keyring; everything else is reached through a [`Barrier`], which only exists after unsealing.
 
+mod auth;
 mod barrier;
 mod clock;
 mod error;
@@ -22,6 +23,7 @@ mod token;
 mod untrusted;
 mod wrapping;
 
+pub use auth::{LockoutPolicy, LoginLockout};
 pub use barrier::{Barrier, KeyInfo, Plain};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use custos_storage::{Invalidation, Revision};
@@ -118,7 +120,10 @@ struct Unsealed {
     token_hasher: KeyedHasher,
     active_since: Timestamp,
     mounts: RwLock<Arc<mounts::MountTable>>,
-    /// Which mirrored tables (mounts, keyring, policies) another node may have changed.
+    /// The auth method table (`sys/auth`), the same shape as the mount table.
+    auths: RwLock<Arc<mounts::MountTable>>,
+    /// Which mirrored tables (mounts, auth methods, keyring, policies) another node may have
+    /// changed.
     mirrors: mirror::Mirrors,
     /// ACL policies and the sets compiled from them.
     policies: policy::PolicyStore,
@@ -130,6 +135,24 @@ impl Unsealed {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    fn auths(&self) -> Arc<mounts::MountTable> {
+        self.auths
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Installs a copy of the auth table unless the installed one is newer.
+    fn set_auths(&self, table: mounts::MountTable) {
+        let mut slot = self
+            .auths
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if table.revision >= slot.revision {
+            *slot = Arc::new(table);
+        }
     }
 
     /// Installs a copy of the mount table unless the installed one is newer (a reload that
@@ -162,6 +185,8 @@ struct Inner {
     seal_config: RwLock<Option<SealConfig>>,
     /// What this node knows of other nodes' changes.
     follower: mirror::Follower,
+    /// Failed-login counters of this node (`auth::lockout`).
+    lockout: auth::lockout::Lockout,
 }
 
 /// Limits the engine enforces: on requests, on the use of a data key, on waiting.
@@ -177,6 +202,8 @@ pub struct Limits {
     pub encryption_block: u64,
     /// How long `sys/seal` waits for requests in flight before cutting them off.
     pub seal_drain_timeout: std::time::Duration,
+    /// When failed logins lock a user or an address out.
+    pub login_lockout: LoginLockout,
 }
 
 /// The default of [`Limits::max_encryptions_per_key`]: 2^30, a quarter of AES-GCM's 2^32.
@@ -189,6 +216,7 @@ impl Default for Limits {
             max_encryptions_per_key: DEFAULT_MAX_ENCRYPTIONS_PER_KEY,
             encryption_block: 4096,
             seal_drain_timeout: std::time::Duration::from_secs(10),
+            login_lockout: LoginLockout::default(),
         }
     }
 }
@@ -239,6 +267,7 @@ impl Engine {
                 transition: tokio::sync::Mutex::new(()),
                 seal_config: RwLock::new(None),
                 follower: mirror::Follower::default(),
+                lockout: auth::lockout::Lockout::default(),
             }),
         }
     }
@@ -518,12 +547,14 @@ impl Engine {
         let token_hasher =
             KeyedHasher::from_bytes(&hmac_key.value).map_err(internal("token key"))?;
         let table = mounts::MountTable::load(&barrier).await?;
+        let auths = auth::load_or_create(&barrier).await?;
         let policies = policy::open(&barrier).await?;
         Ok(Unsealed {
             barrier: Arc::new(barrier),
             token_hasher,
             active_since: self.now(),
             mounts: RwLock::new(Arc::new(table)),
+            auths: RwLock::new(Arc::new(auths)),
             mirrors: mirror::Mirrors::default(),
             policies,
         })
@@ -655,6 +686,11 @@ impl Engine {
         if request.path.trim_end_matches('/') == "sys/leaks" {
             return self.leak_report(&unsealed, request).await;
         }
+        // An auth method's login paths need no token.
+        let request = match self.try_login(&unsealed, request).await? {
+            Ok(answer) => return Ok(answer),
+            Err(request) => request,
+        };
         // Authenticate first, so an anonymous caller learns nothing, not even that a path is
         // malformed.
         let mut authenticated = self.authenticate_request(&unsealed, &request).await?;
@@ -759,6 +795,10 @@ impl Engine {
             }
             return self.handle_sys(unsealed, &rest, request).await;
         }
+        let request = match self.route_auth(unsealed, request).await? {
+            Ok(answer) => return Ok(answer),
+            Err(request) => request,
+        };
         let table = unsealed.mounts();
         let Some(entry) = table.route(&request.path) else {
             return Err(EngineError::NoRoute(request.path));

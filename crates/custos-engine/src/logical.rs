@@ -282,4 +282,11 @@ pub trait LogicalBackend: Send + Sync + 'static {
     fn unauthenticated_paths(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// Whom a login request tries to log in as (a user name, a role id): failed logins are
+    /// counted per auth mount and subject (the login lockout). The default is the request's
+    /// path (`login/alice`).
+    fn login_subject(&self, request: &LogicalRequest) -> String {
+        request.path.clone()
+    }
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use custos_storage::{Invalidation, Revision, Transaction};
 
-use crate::{Engine, EngineError, Unsealed, barrier, mounts, policy};
+use crate::{Engine, EngineError, Unsealed, auth, barrier, mounts, policy};
 
 type Reload =
     for<'a> fn(&'a Unsealed) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send + 'a>>;
@@ -49,6 +49,12 @@ fn reload_mounts(
     Box::pin(mounts::reload(unsealed))
 }
 
+fn reload_auths(
+    unsealed: &Unsealed,
+) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send + '_>> {
+    Box::pin(auth::reload(unsealed))
+}
+
 fn reload_keyring(
     unsealed: &Unsealed,
 ) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send + '_>> {
@@ -67,6 +73,11 @@ pub(crate) const TABLES: &[MirroredTable] = &[
         name: "mounts",
         prefix: mounts::MOUNTS_PATH,
         reload: reload_mounts,
+    },
+    MirroredTable {
+        name: "auth methods",
+        prefix: auth::AUTH_PATH,
+        reload: reload_auths,
     },
     MirroredTable {
         name: "keyring",

@@ -138,11 +138,19 @@ impl MountTable {
 
     /// Reads the stored table (an empty one when none is stored yet).
     pub(crate) async fn load(barrier: &crate::Barrier) -> Result<MountTable, EngineError> {
-        match barrier.get(MOUNTS_PATH).await? {
+        MountTable::load_at(barrier, MOUNTS_PATH).await
+    }
+
+    /// Reads a table of this shape stored at `key` (the mount table, the auth table).
+    pub(crate) async fn load_at(
+        barrier: &crate::Barrier,
+        key: &str,
+    ) -> Result<MountTable, EngineError> {
+        match barrier.get(key).await? {
             Some(plain) => {
                 let mut table: MountTable =
                     serde_json::from_slice(&plain.value).map_err(|error| {
-                        EngineError::Internal(format!("mount table is corrupt: {error}"))
+                        EngineError::Internal(format!("table {key} is corrupt: {error}"))
                     })?;
                 table.revision = Some(plain.revision);
                 Ok(table)

@@ -56,7 +56,10 @@ pub(crate) fn mount_json(entry: &MountEntry) -> Value {
     })
 }
 
-fn string_field(data: &Map<String, Value>, name: &str) -> Result<Option<String>, EngineError> {
+pub(crate) fn string_field(
+    data: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<String>, EngineError> {
     match data.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
@@ -66,7 +69,10 @@ fn string_field(data: &Map<String, Value>, name: &str) -> Result<Option<String>,
     }
 }
 
-fn bool_field(data: &Map<String, Value>, name: &str) -> Result<Option<bool>, EngineError> {
+pub(crate) fn bool_field(
+    data: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<bool>, EngineError> {
     match data.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(flag)) => Ok(Some(*flag)),
@@ -80,7 +86,9 @@ fn bool_field(data: &Map<String, Value>, name: &str) -> Result<Option<bool>, Eng
     }
 }
 
-fn options_field(data: &Map<String, Value>) -> Result<BTreeMap<String, String>, EngineError> {
+pub(crate) fn options_field(
+    data: &Map<String, Value>,
+) -> Result<BTreeMap<String, String>, EngineError> {
     match data.get("options") {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(options)) => options
@@ -100,7 +108,10 @@ fn options_field(data: &Map<String, Value>) -> Result<BTreeMap<String, String>, 
 }
 
 /// Parses a TTL given as seconds or a duration string (`"768h"`); Vault accepts both.
-fn ttl_field(config: &Map<String, Value>, name: &str) -> Result<Option<u64>, EngineError> {
+pub(crate) fn ttl_field(
+    config: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<u64>, EngineError> {
     match config.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(number)) => number.as_u64().map(Some).ok_or_else(|| {
@@ -129,7 +140,7 @@ fn invalid_visibility(value: Option<&Value>) -> EngineError {
 
 /// A list of strings given as a JSON array or a comma-separated string, as Vault's
 /// `TypeCommaStringSlice` accepts it; numbers count as their text.
-fn string_list_field(
+pub(crate) fn string_list_field(
     data: &Map<String, Value>,
     name: &str,
 ) -> Result<Option<Vec<String>>, EngineError> {
@@ -154,6 +165,13 @@ fn string_list_field(
     }
 }
 
+/// A tuned TTL as `tune` reports it: zero means "the system default", which Vault reports as
+/// 32 days.
+pub(crate) fn effective_ttl(ttl: u64) -> u64 {
+    const SYSTEM_TTL: u64 = 32 * 24 * 3600;
+    if ttl == 0 { SYSTEM_TTL } else { ttl }
+}
+
 /// Seconds from `"90"`, `"90s"`, `"5m"`, `"768h"`.
 pub(crate) fn parse_ttl(text: &str) -> Option<u64> {
     if let Ok(seconds) = text.parse::<u64>() {
@@ -163,7 +181,10 @@ pub(crate) fn parse_ttl(text: &str) -> Option<u64> {
     u64::try_from(duration.as_secs()).ok()
 }
 
-fn config_field(data: &Map<String, Value>, base: MountConfig) -> Result<MountConfig, EngineError> {
+pub(crate) fn config_field(
+    data: &Map<String, Value>,
+    base: MountConfig,
+) -> Result<MountConfig, EngineError> {
     let config = match data.get("config") {
         None | Some(Value::Null) => return Ok(base),
         Some(Value::Object(config)) => config,
@@ -176,7 +197,7 @@ fn config_field(data: &Map<String, Value>, base: MountConfig) -> Result<MountCon
     tune_config(config, base)
 }
 
-fn tune_config(
+pub(crate) fn tune_config(
     config: &Map<String, Value>,
     mut base: MountConfig,
 ) -> Result<MountConfig, EngineError> {
@@ -256,6 +277,9 @@ impl Engine {
         let operation = request.operation;
         let data = request.data.clone().unwrap_or_default();
         let rest = rest.trim_end_matches('/');
+        if let Some(answer) = self.handle_sys_auth(unsealed, rest, operation, &data).await {
+            return answer;
+        }
         if rest == "mounts" {
             return match operation {
                 Operation::Read => Ok(Some(self.list_mounts(unsealed))),
@@ -411,9 +435,7 @@ impl Engine {
         let entry = table.find(&path).ok_or_else(|| {
             EngineError::InvalidRequest(format!("cannot fetch sysview for path {path:?}"))
         })?;
-        // Zero means "the system default", which Vault reports as 32 days.
-        const SYSTEM_TTL: u64 = 32 * 24 * 3600;
-        let effective = |ttl: u64| if ttl == 0 { SYSTEM_TTL } else { ttl };
+        let effective = effective_ttl;
         let mut data = entry.config.optional_json();
         data.insert(
             "default_lease_ttl".into(),

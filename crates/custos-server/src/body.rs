@@ -76,6 +76,12 @@ impl ReadBody {
     pub(crate) fn is_blank(&self) -> bool {
         self.bytes.iter().all(u8::is_ascii_whitespace)
     }
+
+    /// Whether the body is the JSON value `null`: Vault's Go clients send it for a request
+    /// without data (`bao unwrap TOKEN` does), and Vault reads it as no data.
+    pub(crate) fn is_null(&self) -> bool {
+        self.bytes.trim_ascii() == b"null"
+    }
 }
 
 /// The declared `Content-Length`, if any and well-formed.
@@ -190,7 +196,11 @@ pub(crate) fn check_shape(bytes: &[u8]) -> Result<(), ApiError> {
 /// Parses a body that must be a JSON object into `T` (a blank body reads as `{}`), after the
 /// shape check. Vault accepts only an object; serde alone would also read a struct from an array.
 pub(crate) fn parse_object<T: serde::de::DeserializeOwned>(body: &ReadBody) -> Result<T, ApiError> {
-    let bytes: &[u8] = if body.is_blank() { b"{}" } else { &body.bytes };
+    let bytes: &[u8] = if body.is_blank() || body.is_null() {
+        b"{}"
+    } else {
+        &body.bytes
+    };
     check_shape(bytes)?;
     let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
     if first != Some(&b'{') {
@@ -222,6 +232,25 @@ mod tests {
         let in_string = format!("{{\"a\": \"{}\"}}", "[".repeat(1000));
         assert!(check_shape(in_string.as_bytes()).is_ok());
         assert!(check_shape(br#"{"a\"[[[[": 1}"#).is_ok());
+    }
+
+    #[test]
+    fn a_null_body_is_no_data_as_in_vault() {
+        let read = |text: &str| ReadBody {
+            bytes: Zeroizing::new(text.as_bytes().to_vec()),
+            _permit: None,
+        };
+        for text in ["null", " null\n", ""] {
+            let parsed: serde_json::Map<String, serde_json::Value> =
+                parse_object(&read(text)).expect("no data");
+            assert!(parsed.is_empty(), "{text:?}");
+        }
+        for text in ["nul", "null null", "[null]", "1"] {
+            assert!(
+                parse_object::<serde_json::Map<String, serde_json::Value>>(&read(text)).is_err(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -117,6 +117,11 @@ impl ApiError {
                     ErrorCode::IndexNotReached,
                     Some(error.to_string()),
                 ),
+                E::LoginLocked { .. } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    Some(error.to_string()),
+                ),
                 E::Unavailable(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::StorageUnavailable,
@@ -189,6 +194,15 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(ERROR_CODE_HEADER, HeaderValue::from_static(code.as_str()));
+        if let ApiError::Engine(EngineError::LoginLocked {
+            retry_after_seconds,
+        }) = &self
+        {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from(*retry_after_seconds),
+            );
+        }
         if status.is_server_error() {
             response
                 .extensions_mut()
@@ -210,5 +224,28 @@ impl std::fmt::Display for ErrorChain<'_> {
             source = error.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_locked_login_is_429_with_retry_after_and_a_stable_code() {
+        let response = ApiError::Engine(EngineError::LoginLocked {
+            retry_after_seconds: 42,
+        })
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "42");
+        assert_eq!(response.headers()[ERROR_CODE_HEADER], "rate_limited");
+        let other = ApiError::RateLimited.into_response();
+        assert!(
+            other
+                .headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .is_none()
+        );
     }
 }

@@ -107,6 +107,8 @@ pub(crate) async fn handle(
                 // take a few small fields.
                 "sys/wrapping/lookup" | "sys/wrapping/unwrap" => body::SMALL_BODY_BYTES,
                 "sys/leaks" => body::LEAKS_BODY_BYTES,
+                // Logins have no token to check first, and take a few small fields.
+                login if is_login_path(login) => body::SMALL_BODY_BYTES,
                 _ => {
                     // Everything else needs a token: unless the body is declared small (no
                     // larger than what the endpoints without a token accept anyway), check the
@@ -128,7 +130,7 @@ pub(crate) async fn handle(
                 return Err(EngineError::Sealed.into());
             }
             let body = body::read(headers, body, limit, &state.body_budget).await?;
-            let data = if body.is_blank() {
+            let data = if body.is_blank() || body.is_null() {
                 None
             } else {
                 Some(body::parse_object(&body)?)
@@ -153,6 +155,15 @@ pub(crate) async fn handle(
     request.connection = connection(&parts);
     let answer = state.engine.handle(request).await?;
     Ok(render(&request_id, &path, answer))
+}
+
+/// Whether `path` looks like an auth method's login (`auth/<mount>/login`, `auth/<mount>/login/<name>`):
+/// a segment `login` below `auth/`, outside the token store. The engine decides whether it
+/// really is one; this only picks the body limit and skips the token pre-check.
+pub(crate) fn is_login_path(path: &str) -> bool {
+    path.strip_prefix("auth/")
+        .filter(|rest| !rest.starts_with("token/"))
+        .is_some_and(|rest| rest.split('/').skip(1).any(|segment| segment == "login"))
 }
 
 /// The facts about the request's connection the engine decides on: the peer's address and
@@ -293,6 +304,7 @@ pub(crate) fn percent_decode(raw: &str) -> Result<String, ApiError> {
 /// (`sys/internal/*`, `sys/wrapping/*`) do not. Clients read both, so match exactly.
 fn flattens(path: &str) -> bool {
     path.starts_with("sys/mounts")
+        || path.starts_with("sys/auth")
         || (path.starts_with("sys/remount") && !path.starts_with("sys/remount/status"))
         || path == "sys/policy"
         || path.starts_with("sys/policy/")
@@ -454,6 +466,27 @@ mod tests {
             ("secret", None),
         ] {
             assert_eq!(dots(segment), expected, "{segment:?}");
+        }
+    }
+
+    #[test]
+    fn login_paths_are_recognised() {
+        for login in [
+            "auth/userpass/login/alice",
+            "auth/approle/login",
+            "auth/cert/login",
+            "auth/team/people/login/bob",
+        ] {
+            assert!(is_login_path(login), "{login}");
+        }
+        for other in [
+            "auth/userpass/users/alice",
+            "auth/login",
+            "auth/token/login",
+            "secret/login/x",
+            "sys/auth/login",
+        ] {
+            assert!(!is_login_path(other), "{other}");
         }
     }
 

@@ -52,6 +52,22 @@ pub(crate) struct RawConfig {
     pub(crate) secrets: RawSecrets,
     #[serde(default)]
     pub(crate) seal: RawSeal,
+    #[serde(default)]
+    pub(crate) auth: RawAuth,
+}
+
+/// `[auth]`: the login lockout (see `docs/auth.md`).
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    /// Failed logins of one user (per auth mount) within `lockout_window` that lock it out.
+    pub(crate) lockout_threshold: Option<u32>,
+    pub(crate) lockout_window: Option<String>,
+    pub(crate) lockout_duration: Option<String>,
+    /// Failed logins from one address within `lockout_address_window` that lock it out.
+    pub(crate) lockout_address_threshold: Option<u32>,
+    pub(crate) lockout_address_window: Option<String>,
+    pub(crate) lockout_address_duration: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -180,6 +196,7 @@ pub(crate) struct Config {
     pub(crate) log_format: LogFormat,
     pub(crate) max_secret_bytes: usize,
     pub(crate) max_encryptions_per_key: u64,
+    pub(crate) login_lockout: custos_engine::LoginLockout,
 }
 
 /// Overlays `top` on `base`: every field `top` sets wins.
@@ -229,6 +246,14 @@ pub(crate) fn merge(base: RawConfig, top: RawConfig) -> RawConfig {
         },
         seal: RawSeal {
             max_encryptions_per_key: pick!(seal.max_encryptions_per_key),
+        },
+        auth: RawAuth {
+            lockout_threshold: pick!(auth.lockout_threshold),
+            lockout_window: pick!(auth.lockout_window),
+            lockout_duration: pick!(auth.lockout_duration),
+            lockout_address_threshold: pick!(auth.lockout_address_threshold),
+            lockout_address_window: pick!(auth.lockout_address_window),
+            lockout_address_duration: pick!(auth.lockout_address_duration),
         },
     }
 }
@@ -330,6 +355,14 @@ pub(crate) fn from_env(env: &dyn EnvSource) -> anyhow::Result<RawConfig> {
         seal: RawSeal {
             max_encryptions_per_key: number("CUSTOS_SEAL_MAX_ENCRYPTIONS_PER_KEY")?
                 .map(|count| u64::try_from(count).unwrap_or(u64::MAX)),
+        },
+        auth: RawAuth {
+            lockout_threshold: small_number("CUSTOS_AUTH_LOCKOUT_THRESHOLD")?,
+            lockout_window: env.var("CUSTOS_AUTH_LOCKOUT_WINDOW"),
+            lockout_duration: env.var("CUSTOS_AUTH_LOCKOUT_DURATION"),
+            lockout_address_threshold: small_number("CUSTOS_AUTH_LOCKOUT_ADDRESS_THRESHOLD")?,
+            lockout_address_window: env.var("CUSTOS_AUTH_LOCKOUT_ADDRESS_WINDOW"),
+            lockout_address_duration: env.var("CUSTOS_AUTH_LOCKOUT_ADDRESS_DURATION"),
         },
     })
 }
@@ -504,7 +537,43 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
             .transpose()
             .map(|value| value.unwrap_or(default))
     };
+    let lockout_defaults = custos_engine::LoginLockout::default();
+    let login_lockout = custos_engine::LoginLockout {
+        per_user: custos_engine::LockoutPolicy {
+            threshold: raw
+                .auth
+                .lockout_threshold
+                .unwrap_or(lockout_defaults.per_user.threshold),
+            window: duration(
+                "auth.lockout_window",
+                raw.auth.lockout_window.clone(),
+                lockout_defaults.per_user.window,
+            )?,
+            duration: duration(
+                "auth.lockout_duration",
+                raw.auth.lockout_duration.clone(),
+                lockout_defaults.per_user.duration,
+            )?,
+        },
+        per_address: custos_engine::LockoutPolicy {
+            threshold: raw
+                .auth
+                .lockout_address_threshold
+                .unwrap_or(lockout_defaults.per_address.threshold),
+            window: duration(
+                "auth.lockout_address_window",
+                raw.auth.lockout_address_window.clone(),
+                lockout_defaults.per_address.window,
+            )?,
+            duration: duration(
+                "auth.lockout_address_duration",
+                raw.auth.lockout_address_duration.clone(),
+                lockout_defaults.per_address.duration,
+            )?,
+        },
+    };
     Ok(Config {
+        login_lockout,
         address,
         api_addr: raw.api_addr,
         tls,

@@ -1,6 +1,7 @@
 //! The `custos` binary: the composition root. It alone reads the environment and files, picks a
 //! storage backend, installs the log subscriber and chooses exit codes.
 
+mod auth_cmd;
 mod config;
 mod connection;
 mod dotenv;
@@ -44,6 +45,8 @@ enum Command {
         #[command(flatten)]
         client: operator::ClientArgs,
     },
+    /// Enable, disable, list and tune auth methods, as `vault auth` does.
+    Auth(auth_cmd::AuthArgs),
     /// Read and write KV secrets, as `vault kv` does (exit code 2 when a secret is missing).
     Kv(kv_cmd::KvArgs),
     /// Manage ACL policies: write, read, list, delete, fmt (offline), explain.
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
             Command::Server(args) => server_cmd::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Operator { command, client } => operator::run(command, &client).await,
             Command::Status { client } => operator::status(&client).await,
+            Command::Auth(args) => auth_cmd::run(args).await,
             Command::Kv(args) => kv_cmd::run(args).await,
             Command::Policy(args) => policy_cmd::run(args).await,
             Command::Run(args) => run_cmd::run(args).await,

@@ -30,6 +30,10 @@ impl ClientArgs {
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
         self.connection.client()
     }
+
+    pub(crate) fn format(&self) -> Format {
+        self.format
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]

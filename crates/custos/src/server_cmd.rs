@@ -264,6 +264,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         custos_engine::Limits {
             max_value_bytes: config.max_secret_bytes,
             max_encryptions_per_key: config.max_encryptions_per_key,
+            login_lockout: config.login_lockout,
             ..custos_engine::Limits::default()
         },
     );

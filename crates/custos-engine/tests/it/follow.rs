@@ -177,3 +177,49 @@ async fn a_fresh_read_reloads_the_tables_without_waiting_for_a_notification() {
     assert!(!routes(&other, &token, "team").await);
     assert!(custos_engine::read_fresh(routes(&other, &token, "team")).await);
 }
+
+/// Whether `engine` knows an auth method at `path` (logins there are served without a token).
+async fn logs_in(engine: &Engine, path: &str) -> bool {
+    let request = Request::new(Operation::Update, format!("auth/{path}/login/nobody"))
+        .data(json!({"password": "x"}));
+    match engine.handle(request).await {
+        // A login that ran: the user does not exist.
+        Err(EngineError::InvalidRequest(message)) => {
+            assert_eq!(message, "invalid username or password");
+            true
+        }
+        // Not a login path on this node: an anonymous request is refused.
+        Err(EngineError::PermissionDenied) => false,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_auth_method_enabled_elsewhere_is_served_once_notified() {
+    let harness = Harness::new();
+    let output = harness.init_unsealed(1, 1).await;
+    let token = output.root_token.to_string();
+    let other = follower(&harness, &output.shares[0]).await;
+
+    harness
+        .engine
+        .handle(put("sys/auth/people", &token, json!({"type": "userpass"})))
+        .await
+        .unwrap();
+    assert!(!logs_in(&other, "people").await);
+    other.apply_invalidation(&keys(&["core/mounts"], 9)).await;
+    assert!(
+        !logs_in(&other, "people").await,
+        "the mount table is another table"
+    );
+    other.apply_invalidation(&keys(&["core/auth"], 10)).await;
+    assert!(logs_in(&other, "people").await);
+
+    harness
+        .engine
+        .handle(Request::new(Operation::Delete, "sys/auth/people").token(&token))
+        .await
+        .unwrap();
+    other.apply_invalidation(&keys(&["core/auth"], 11)).await;
+    assert!(!logs_in(&other, "people").await);
+}

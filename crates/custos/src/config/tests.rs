@@ -127,6 +127,7 @@ fn example_configs_in_docs_are_valid() {
     let config = resolve(sqlite).unwrap();
     assert!(matches!(config.storage, StorageConfig::Sqlite { .. }));
     assert!(matches!(config.log_format, LogFormat::Json));
+    assert_eq!(config.login_lockout, custos_engine::LoginLockout::default());
     let postgres =
         parse_file(&std::fs::read_to_string(root.join("postgres.toml")).unwrap()).unwrap();
     assert_eq!(postgres.storage.backend.as_deref(), Some("postgres"));
@@ -342,4 +343,35 @@ fn bad_listener_limits_are_explained() {
             "{error} should mention {expected}"
         );
     }
+}
+
+#[test]
+fn the_login_lockout_has_defaults_and_every_layer_sets_it() {
+    let raw = from_env(&env(&[("CUSTOS_TLS_DISABLE", "1")])).unwrap();
+    let lockout = resolve(raw).unwrap().login_lockout;
+    assert_eq!(lockout, custos_engine::LoginLockout::default());
+    assert_eq!(lockout.per_user.threshold, 5);
+    assert_eq!(lockout.per_user.window, Duration::from_secs(900));
+    assert_eq!(lockout.per_address.threshold, 20);
+
+    let file = parse_file(
+        "version = 1\n[listener]\ntls_disable = true\n[auth]\nlockout_threshold = 3\nlockout_window = \"5m\"\nlockout_duration = \"1h\"\nlockout_address_threshold = 0\n",
+    )
+    .unwrap();
+    let env_layer = from_env(&env(&[("CUSTOS_AUTH_LOCKOUT_ADDRESS_WINDOW", "10s")])).unwrap();
+    let lockout = resolve(merge(file, env_layer)).unwrap().login_lockout;
+    assert_eq!(lockout.per_user.threshold, 3);
+    assert_eq!(lockout.per_user.window, Duration::from_secs(300));
+    assert_eq!(lockout.per_user.duration, Duration::from_secs(3600));
+    assert_eq!(lockout.per_address.threshold, 0);
+    assert_eq!(lockout.per_address.window, Duration::from_secs(10));
+
+    let raw = from_env(&env(&[
+        ("CUSTOS_TLS_DISABLE", "1"),
+        ("CUSTOS_AUTH_LOCKOUT_DURATION", "soon"),
+    ]))
+    .unwrap();
+    let error = format!("{:#}", resolve(raw).unwrap_err());
+    assert!(error.contains("auth.lockout_duration"), "{error}");
+    assert!(parse_file("version = 1\n[auth]\nlockout_treshold = 3\n").is_err());
 }

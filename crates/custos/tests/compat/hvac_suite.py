@@ -220,6 +220,30 @@ def wrapping_through_hvacs_own_calls():
 
 
 @check
+def userpass_users_and_login():
+    client.sys.enable_auth_method(method_type="userpass", path="hvac-up")
+    methods = client.sys.list_auth_methods()["data"]
+    assert methods["hvac-up/"]["type"] == "userpass" and "token/" in methods, methods
+    client.auth.userpass.create_or_update_user(username="alice", password="s3cret", policies=["dev"],
+                                               mount_point="hvac-up")
+    user = client.auth.userpass.read_user(username="alice", mount_point="hvac-up")["data"]
+    assert user["token_policies"] == ["dev"], user
+    assert "alice" in client.auth.userpass.list_user(mount_point="hvac-up")["data"]["keys"]
+    login_client = hvac.Client(url=ADDR)
+    answer = login_client.auth.userpass.login(username="alice", password="s3cret", mount_point="hvac-up")
+    assert answer["auth"]["policies"] == ["default", "dev"], answer
+    assert answer["auth"]["metadata"] == {"username": "alice"}, answer
+    assert login_client.token == answer["auth"]["client_token"]
+    assert login_client.is_authenticated()
+    assert login_client.auth.token.lookup_self()["data"]["display_name"] == "hvac-up-alice"
+    raises(hvac.exceptions.InvalidRequest, hvac.Client(url=ADDR).auth.userpass.login,
+           username="alice", password="wrong", mount_point="hvac-up")
+    client.auth.userpass.delete_user(username="alice", mount_point="hvac-up")
+    client.sys.disable_auth_method(path="hvac-up")
+    assert "hvac-up/" not in client.sys.list_auth_methods()["data"]
+
+
+@check
 def bad_input_is_400():
     raises(hvac.exceptions.InvalidRequest, client.adapter.post, "/v1/secret/data/hvac/bad", json={"data": "not-an-object"})
     raises(hvac.exceptions.InvalidRequest, client.adapter.post, "/v1/secret/data/a/%2E%2E/b", json={"data": {}})

@@ -398,6 +398,77 @@ async fn policies_follow_between_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_methods_follow_between_nodes() {
+    let Some(cluster) = Cluster::start("auth_methods_follow_between_nodes", 2).await else {
+        return;
+    };
+    let (a, b) = (cluster.root(0), cluster.root(1));
+    let anonymous_b = cluster.anonymous(1);
+
+    // Enabled on A, with a user created on A: B serves the login.
+    let (status, body) = call(
+        &a,
+        Method::POST,
+        "sys/auth/people",
+        Some(json!({"type": "userpass"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = call(
+        &a,
+        Method::POST,
+        "auth/people/users/alice",
+        Some(json!({"password": "correct horse", "token_policies": "dev"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    eventually("auth method enabled on A, login served on B", || async {
+        let (status, body) = call(
+            &anonymous_b,
+            Method::POST,
+            "auth/people/login/alice",
+            Some(json!({"password": "correct horse"})),
+        )
+        .await;
+        status == StatusCode::OK && body["auth"]["policies"] == json!(["default", "dev"])
+    })
+    .await;
+
+    // Tuned on B, seen on A.
+    let (status, body) = call(
+        &b,
+        Method::POST,
+        "sys/auth/people/tune",
+        Some(json!({"default_lease_ttl": "1h"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    eventually("auth method tuned on B, seen on A", || async {
+        let (_, body) = call(&a, Method::GET, "sys/auth", None).await;
+        body["data"]["people/"]["config"]["default_lease_ttl"] == 3600
+    })
+    .await;
+
+    // Disabled on A: B no longer logs anyone in there.
+    let (status, body) = call(&a, Method::DELETE, "sys/auth/people", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    eventually("auth method disabled on A, gone on B", || async {
+        let (_, body) = call(&b, Method::GET, "sys/auth", None).await;
+        body["data"].get("people/").is_none()
+    })
+    .await;
+    let (status, _) = call(
+        &anonymous_b,
+        Method::POST,
+        "auth/people/login/alice",
+        Some(json!({"password": "correct horse"})),
+    )
+    .await;
+    assert_ne!(status, StatusCode::OK);
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_writes_and_reads_alternate_between_nodes() {
     let Some(cluster) = Cluster::start("kv_writes_and_reads_alternate_between_nodes", 2).await
     else {

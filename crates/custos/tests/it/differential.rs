@@ -850,6 +850,124 @@ fn edge_cases() -> Vec<Step> {
         step("kv2-fresh/metadata", "GET", "kv/metadata/x", None),
         step("kv2-fresh/list", "LIST", "kv/metadata", None),
         step("mounts/disable-kv2", "DELETE", "sys/mounts/kv", None),
+        // Auth methods and userpass.
+        step(
+            "auth/enable-userpass",
+            "POST",
+            "sys/auth/userpass",
+            Some(r#"{"type":"userpass","description":"people"}"#),
+        ),
+        step(
+            "auth/enable-again",
+            "POST",
+            "sys/auth/userpass",
+            Some(r#"{"type":"userpass"}"#),
+        ),
+        step(
+            "auth/enable-unknown",
+            "POST",
+            "sys/auth/other",
+            Some(r#"{"type":"nosuchmethod"}"#),
+        ),
+        step("auth/list", "GET", "sys/auth", None),
+        step("auth/read", "GET", "sys/auth/userpass", None),
+        step("auth/tune-read", "GET", "sys/auth/userpass/tune", None),
+        step(
+            "auth/tune",
+            "POST",
+            "sys/auth/userpass/tune",
+            Some(r#"{"default_lease_ttl":"1h","max_lease_ttl":"2h"}"#),
+        ),
+        step(
+            "auth/tune-read-after",
+            "GET",
+            "sys/auth/userpass/tune",
+            None,
+        ),
+        step("auth/tune-read-missing", "GET", "sys/auth/none/tune", None),
+        step(
+            "userpass/create",
+            "POST",
+            "auth/userpass/users/alice",
+            Some(r#"{"password":"pw1","token_policies":"b,a","token_ttl":"30m"}"#),
+        ),
+        step(
+            "userpass/create-no-password",
+            "POST",
+            "auth/userpass/users/bob",
+            Some("{}"),
+        ),
+        step("userpass/read", "GET", "auth/userpass/users/alice", None),
+        step(
+            "userpass/read-missing",
+            "GET",
+            "auth/userpass/users/nobody",
+            None,
+        ),
+        step("userpass/list", "LIST", "auth/userpass/users", None),
+        step(
+            "userpass/login",
+            "POST",
+            "auth/userpass/login/alice",
+            Some(r#"{"password":"pw1"}"#),
+        )
+        .token(Token::Missing),
+        step(
+            "userpass/login-wrong",
+            "POST",
+            "auth/userpass/login/alice",
+            Some(r#"{"password":"nope"}"#),
+        )
+        .token(Token::Missing),
+        step(
+            "userpass/login-unknown",
+            "POST",
+            "auth/userpass/login/nobody",
+            Some(r#"{"password":"nope"}"#),
+        )
+        .token(Token::Missing),
+        step(
+            "userpass/users-anonymous",
+            "LIST",
+            "auth/userpass/users",
+            None,
+        )
+        .token(Token::Missing),
+        step(
+            "userpass/password",
+            "POST",
+            "auth/userpass/users/alice/password",
+            Some(r#"{"password":"pw2"}"#),
+        ),
+        step(
+            "userpass/policies",
+            "POST",
+            "auth/userpass/users/alice/policies",
+            Some(r#"{"policies":"d"}"#),
+        ),
+        step(
+            "userpass/read-after",
+            "GET",
+            "auth/userpass/users/alice",
+            None,
+        ),
+        step(
+            "userpass/login-new-password",
+            "POST",
+            "auth/userpass/login/alice",
+            Some(r#"{"password":"pw2"}"#),
+        )
+        .token(Token::Missing),
+        step(
+            "userpass/delete",
+            "DELETE",
+            "auth/userpass/users/alice",
+            None,
+        ),
+        step("userpass/list-empty", "LIST", "auth/userpass/users", None),
+        step("auth/disable-token", "DELETE", "sys/auth/token", None),
+        step("auth/disable", "DELETE", "sys/auth/userpass", None),
+        step("auth/disable-missing", "DELETE", "sys/auth/userpass", None),
         // Response wrapping.
         step(
             "wrap/wrap",

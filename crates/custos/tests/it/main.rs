@@ -22,4 +22,5 @@ mod scan_revoke;
 mod tidy;
 mod tls;
 mod tokens;
+mod userpass;
 mod vaultrs_compat;
