@@ -839,6 +839,12 @@ impl Engine {
         {
             return Ok(request.operation);
         }
+        if request.path.starts_with("auth/") {
+            return Ok(match self.auth_method_exists(unsealed, request).await? {
+                Some(false) => logical::Operation::Create,
+                _ => request.operation,
+            });
+        }
         let table = unsealed.mounts();
         let Some(entry) = table.route(&request.path) else {
             return Ok(request.operation);

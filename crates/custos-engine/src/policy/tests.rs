@@ -974,3 +974,52 @@ async fn capabilities_by_accessor() {
         "invalid accessor"
     );
 }
+
+#[tokio::test]
+async fn auth_method_users_and_roles_need_create_when_new() {
+    let f = fixture().await;
+    for (path, kind) in [
+        ("sys/auth/userpass", "userpass"),
+        ("sys/auth/approle", "approle"),
+    ] {
+        f.run(
+            Operation::Update,
+            path,
+            &f.root,
+            Some(json!({"type": kind})),
+        )
+        .await
+        .expect("enabled");
+    }
+    f.write_policy(
+        "onboarding",
+        r#"
+path "auth/userpass/users/*" { capabilities = ["create"] }
+path "auth/approle/role/*" { capabilities = ["create"] }
+"#,
+    )
+    .await
+    .expect("written");
+    let token = f.token(&["onboarding"], false).await;
+    let write = |path: &'static str| {
+        f.run(
+            Operation::Update,
+            path,
+            &token,
+            Some(json!({"password": "correct horse battery", "token_policies": "default"})),
+        )
+    };
+    assert!(
+        write("auth/userpass/users/alice").await.is_ok(),
+        "a new user"
+    );
+    assert!(
+        denied(write("auth/userpass/users/alice").await),
+        "changing needs update"
+    );
+    assert!(write("auth/approle/role/web").await.is_ok(), "a new role");
+    assert!(
+        denied(write("auth/approle/role/WEB").await),
+        "names are case-insensitive"
+    );
+}
