@@ -17,6 +17,7 @@ pub mod logical;
 mod mirror;
 mod mounts;
 mod pipeline;
+mod policy;
 mod seal;
 mod sys;
 mod token;
@@ -33,8 +34,7 @@ pub use index::{read_fresh, track_commits};
 pub use leaks::MAX_LEAKS_PER_REPORT;
 pub use mounts::{MountConfig, MountEntry};
 pub use pipeline::{
-    AuditEvent, AuditSink, Authorizer, ClientCert, Connection, MAX_PATH_LEN, NoAudit, Request,
-    RootOnly, validate_path,
+    AuditEvent, AuditSink, ClientCert, Connection, MAX_PATH_LEN, NoAudit, Request, validate_path,
 };
 pub use token::{Caller, IssuedToken, TokenGrant};
 pub use untrusted::{MAX_LOGGED_CHARS, Untrusted};
@@ -124,10 +124,13 @@ struct Unsealed {
     mounts: RwLock<Arc<mounts::MountTable>>,
     /// The auth method table (`sys/auth`), the same shape as the mount table.
     auths: RwLock<Arc<mounts::MountTable>>,
-    /// Which mirrored tables (mounts, keyring) another node may have changed.
+    /// Which mirrored tables (mounts, auth methods, keyring, policies) another node may have
+    /// changed.
     mirrors: mirror::Mirrors,
     /// The `sys/generate-root` attempt in progress on this node, if any; sealing drops it.
     root_generation: std::sync::Mutex<Option<generate_root::Attempt>>,
+    /// ACL policies and the sets compiled from them.
+    policies: policy::PolicyStore,
 }
 
 impl Unsealed {
@@ -177,7 +180,6 @@ enum State {
 struct Inner {
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
-    authorizer: Arc<dyn Authorizer>,
     audit: Arc<dyn AuditSink>,
     limits: Limits,
     state: RwLock<State>,
@@ -263,7 +265,6 @@ impl Engine {
             inner: Arc::new(Inner {
                 storage,
                 clock,
-                authorizer: Arc::new(RootOnly),
                 audit,
                 limits,
                 state: RwLock::new(State::Sealed(Pending::default())),
@@ -551,6 +552,7 @@ impl Engine {
             KeyedHasher::from_bytes(&hmac_key.value).map_err(internal("token key"))?;
         let table = mounts::MountTable::load(&barrier).await?;
         let auths = auth::load_or_create(&barrier).await?;
+        let policies = policy::open(&barrier).await?;
         Ok(Unsealed {
             barrier: Arc::new(barrier),
             token_hasher,
@@ -559,6 +561,7 @@ impl Engine {
             auths: RwLock::new(Arc::new(auths)),
             mirrors: mirror::Mirrors::default(),
             root_generation: std::sync::Mutex::new(None),
+            policies,
         })
     }
 
@@ -567,14 +570,27 @@ impl Engine {
     /// New requests see the engine sealed at once. Requests already in flight may finish, for up
     /// to [`Limits::seal_drain_timeout`]; then the barrier is closed, and any request still
     /// holding it fails with [`EngineError::Sealed`] on its next storage access.
-    #[tracing::instrument(skip_all)]
     pub async fn seal(&self, token: Option<&str>) -> Result<(), EngineError> {
+        self.seal_from(token, &Connection::default()).await
+    }
+
+    /// [`Engine::seal`] for a request that came on `connection` (policy conditions see its
+    /// address).
+    #[tracing::instrument(skip_all)]
+    pub async fn seal_from(
+        &self,
+        token: Option<&str>,
+        connection: &Connection,
+    ) -> Result<(), EngineError> {
         let _transition = self.inner.transition.lock().await;
         if self.unsealed().is_none() {
             // Sealing a sealed node succeeds, as in Vault.
             return Ok(());
         }
-        drop(self.authorize_root(token).await?);
+        drop(
+            self.authorize_operation(token, "sys/seal", logical::Operation::Update, connection)
+                .await?,
+        );
         let previous =
             std::mem::replace(&mut *self.write_state(), State::Sealed(Pending::default()));
         let State::Unsealed(unsealed) = previous else {
@@ -599,29 +615,43 @@ impl Engine {
         Ok(())
     }
 
-    /// Authenticates and requires the root policy (the only policy until the identity issue).
-    async fn authorize_root(&self, token: Option<&str>) -> Result<Arc<Unsealed>, EngineError> {
-        // These endpoints take no connection facts: a token bound to addresses or a
-        // certificate is refused here (fail closed).
-        let caller = self.authenticate(token, &Connection::default()).await?;
-        if !caller.is_root() {
-            return Err(EngineError::PermissionDenied);
-        }
-        self.unsealed().ok_or(EngineError::Sealed)
-    }
-
     /// `sys/rotate`: installs a new data key term.
     #[tracing::instrument(skip_all)]
     pub async fn rotate(&self, token: Option<&str>) -> Result<KeyInfo, EngineError> {
-        let unsealed = self.authorize_root(token).await?;
-        self.refresh_tables(&unsealed).await?;
+        self.rotate_from(token, &Connection::default()).await
+    }
+
+    /// [`Engine::rotate`] for a request that came on `connection`.
+    pub async fn rotate_from(
+        &self,
+        token: Option<&str>,
+        connection: &Connection,
+    ) -> Result<KeyInfo, EngineError> {
+        let unsealed = self
+            .authorize_operation(token, "sys/rotate", logical::Operation::Update, connection)
+            .await?;
         unsealed.barrier.rotate(self.now().as_second()).await
     }
 
     /// `sys/key-status`.
     pub async fn key_status(&self, token: Option<&str>) -> Result<KeyInfo, EngineError> {
-        let unsealed = self.authorize_root(token).await?;
-        self.refresh_tables(&unsealed).await?;
+        self.key_status_from(token, &Connection::default()).await
+    }
+
+    /// [`Engine::key_status`] for a request that came on `connection`.
+    pub async fn key_status_from(
+        &self,
+        token: Option<&str>,
+        connection: &Connection,
+    ) -> Result<KeyInfo, EngineError> {
+        let unsealed = self
+            .authorize_operation(
+                token,
+                "sys/key-status",
+                logical::Operation::Read,
+                connection,
+            )
+            .await?;
         unsealed.barrier.key_info()
     }
 
@@ -671,16 +701,6 @@ impl Engine {
         let mut authenticated = self.authenticate_request(&unsealed, &request).await?;
         let caller = authenticated.caller.clone();
         pipeline::validate_path(&request.path)?;
-        // Vault's `default` policy lets every token look itself up, renew and revoke itself.
-        // FIXME(policy): once ACL policies exist, the `default` policy grants these and this
-        // exception goes.
-        if !token::is_self_path(&request.path) {
-            self.inner
-                .authorizer
-                .authorize(&caller, request.operation, &request.path)?;
-        }
-        // Only an authorised request spends one of a limited token's uses.
-        self.spend_use(&unsealed, &mut authenticated).await?;
         let request_id = request.request_id.clone();
         let path = request.path.clone();
         let operation = request.operation;
@@ -693,10 +713,16 @@ impl Engine {
             outcome: None,
             alert: None,
         };
+        // Authorised inside the audited block, so a denied request is audited too.
         self.audited(event, async {
+            let acl_operation = self.acl_operation(&unsealed, &caller, &request).await?;
+            let decision = self.authorize(&unsealed, &caller, &request, acl_operation)?;
+            authenticated.sudo = decision.sudo;
+            // Only an authorised request spends one of a limited token's uses.
+            self.spend_use(&unsealed, &mut authenticated).await?;
             let routed = if token::is_token_store_path(&path) {
-                // FIXME(policy): pass the ACL decision's `max_ttl` cap here.
-                self.handle_token_store(&unsealed, request, &authenticated, None)
+                // Tokens created through a rule with a `max_ttl` condition are capped by it.
+                self.handle_token_store(&unsealed, request, &authenticated, decision.max_ttl)
                     .await
             } else {
                 self.route(&unsealed, request, &caller).await
@@ -754,7 +780,7 @@ impl Engine {
         &self,
         unsealed: &Unsealed,
         request: Request,
-        _caller: &Caller,
+        caller: &Caller,
     ) -> Result<Option<logical::LogicalResponse>, EngineError> {
         if let Some(operation) = request.path.strip_prefix("sys/wrapping/") {
             let operation = operation.trim_end_matches('/').to_owned();
@@ -779,6 +805,9 @@ impl Engine {
         }
         if let Some(rest) = request.path.strip_prefix("sys/") {
             let rest = rest.to_owned();
+            if let Some(answer) = self.handle_policy(unsealed, &rest, &request, caller).await {
+                return answer;
+            }
             return self.handle_sys(unsealed, &rest, request).await;
         }
         let request = match self.route_auth(unsealed, request).await? {
@@ -790,19 +819,71 @@ impl Engine {
             return Err(EngineError::NoRoute(request.path));
         };
         let backend = mounts::backend_for(entry)?;
-        let context = logical::MountContext {
+        let context = self.mount_context(unsealed, entry);
+        let mount_path = entry.path.clone();
+        drop(table);
+        backend
+            .handle(&context, pipeline::to_logical(request, &mount_path))
+            .await
+    }
+
+    /// What a backend sees of the mount serving a request.
+    fn mount_context(&self, unsealed: &Unsealed, entry: &MountEntry) -> logical::MountContext {
+        logical::MountContext {
             storage: logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid),
             mount_path: entry.path.clone(),
             options: entry.options.clone(),
             config: entry.config.clone(),
             now: self.now(),
             max_value_bytes: self.inner.limits.max_value_bytes,
+        }
+    }
+
+    /// The operation a request is authorised as: a write to a mount path where nothing exists
+    /// yet is `create` (Vault's existence check, asked of the backend); anything else is the
+    /// request's own operation. Root tokens skip the check (they may do both).
+    async fn acl_operation(
+        &self,
+        unsealed: &Unsealed,
+        caller: &Caller,
+        request: &Request,
+    ) -> Result<logical::Operation, EngineError> {
+        if request.operation != logical::Operation::Update
+            || caller.is_root()
+            || request.path.starts_with("sys/")
+        {
+            return Ok(request.operation);
+        }
+        if request.path.starts_with("auth/") {
+            return Ok(match self.auth_method_exists(unsealed, request).await? {
+                Some(false) => logical::Operation::Create,
+                _ => request.operation,
+            });
+        }
+        let table = unsealed.mounts();
+        let Some(entry) = table.route(&request.path) else {
+            return Ok(request.operation);
         };
-        let mount_path = entry.path.clone();
+        let backend = mounts::backend_for(entry)?;
+        let context = self.mount_context(unsealed, entry);
+        // The check sees the path, operation, query and connection; not the body.
+        let probe = logical::LogicalRequest {
+            operation: request.operation,
+            path: request
+                .path
+                .strip_prefix(entry.path.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            data: None,
+            query: request.query.clone(),
+            merge_patch: request.merge_patch,
+            connection: request.connection.clone(),
+        };
         drop(table);
-        backend
-            .handle(&context, pipeline::to_logical(request, &mount_path))
-            .await
+        Ok(match backend.exists(&context, &probe).await? {
+            Some(false) => logical::Operation::Create,
+            _ => request.operation,
+        })
     }
 
     /// `sys/wrapping/lookup`, and `sys/wrapping/unwrap` with the wrapping token as the request

@@ -265,6 +265,18 @@ pub trait LogicalBackend: Send + Sync + 'static {
         request: LogicalRequest,
     ) -> Result<Option<LogicalResponse>, EngineError>;
 
+    /// Vault's existence check, asked before a write is authorised: whether something exists at
+    /// the request's path. A write where nothing exists needs the `create` capability, one that
+    /// replaces something needs `update`. `None` (the default): the backend does not tell them
+    /// apart, and every write needs `update`.
+    async fn exists(
+        &self,
+        _ctx: &MountContext,
+        _request: &LogicalRequest,
+    ) -> Result<Option<bool>, EngineError> {
+        Ok(None)
+    }
+
     /// Paths (relative to the mount) served without a token: an auth method's login paths.
     /// A trailing `*` matches any rest (`login/*`). Secrets engines have none.
     fn unauthenticated_paths(&self) -> &'static [&'static str] {

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use custos_storage::{Invalidation, Revision, Transaction};
 
-use crate::{Engine, EngineError, Unsealed, auth, barrier, mounts};
+use crate::{Engine, EngineError, Unsealed, auth, barrier, mounts, policy};
 
 type Reload =
     for<'a> fn(&'a Unsealed) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send + 'a>>;
@@ -61,6 +61,12 @@ fn reload_keyring(
     Box::pin(unsealed.barrier.reload_keyring())
 }
 
+fn reload_policies(
+    unsealed: &Unsealed,
+) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send + '_>> {
+    Box::pin(policy::reload(unsealed))
+}
+
 /// Every mirrored table. Later tables (policies, auth methods, ...) add one line here.
 pub(crate) const TABLES: &[MirroredTable] = &[
     MirroredTable {
@@ -77,6 +83,11 @@ pub(crate) const TABLES: &[MirroredTable] = &[
         name: "keyring",
         prefix: barrier::KEYRING_KEY,
         reload: reload_keyring,
+    },
+    MirroredTable {
+        name: "policies",
+        prefix: policy::POLICY_PREFIX,
+        reload: reload_policies,
     },
 ];
 

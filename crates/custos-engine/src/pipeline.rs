@@ -1,9 +1,8 @@
 //! The one request pipeline every logical request goes through:
 //! authenticate → authorise → audit → route to the mount (or to `sys/`) → audit the answer.
 //!
-//! Authorisation and audit are seams: [`Authorizer`] and [`AuditSink`] are traits. Today the
-//! authoriser lets only root tokens through and the audit sink records nothing; the policy and
-//! audit issues replace them without touching any secrets engine.
+//! Authorisation is the ACL of the caller's policies (`policy/`); audit is a seam: [`AuditSink`]
+//! is a trait, whose default records nothing until the audit issue replaces it.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +10,6 @@ use serde_json::{Map, Value};
 
 use crate::EngineError;
 use crate::logical::{LogicalRequest, LogicalResponse, Operation};
-use crate::token::Caller;
 
 /// The longest logical path accepted, in bytes: the mount's path, a KV v2 segment such as
 /// `metadata/` and a secret path of up to 2048 bytes (the KV limit) fit with room to spare.
@@ -120,30 +118,6 @@ impl Request {
     pub fn query(mut self, key: &str, value: &str) -> Request {
         self.query.insert(key.to_owned(), value.to_owned());
         self
-    }
-}
-
-/// Decides whether a caller may perform an operation on a path.
-pub trait Authorizer: Send + Sync + 'static {
-    fn authorize(
-        &self,
-        caller: &Caller,
-        operation: Operation,
-        path: &str,
-    ) -> Result<(), EngineError>;
-}
-
-/// Allows root tokens only: the policy until ACL policies exist.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RootOnly;
-
-impl Authorizer for RootOnly {
-    fn authorize(&self, caller: &Caller, _: Operation, _: &str) -> Result<(), EngineError> {
-        if caller.is_root() {
-            Ok(())
-        } else {
-            Err(EngineError::PermissionDenied)
-        }
     }
 }
 

@@ -60,6 +60,18 @@ impl Token {
     }
 }
 
+/// The connection's facts (address, client certificate), for engine calls outside the request
+/// pipeline that policies still decide on (seal, rotate, key status).
+pub(crate) struct Peer(pub(crate) custos_engine::Connection);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(crate::logical::connection(parts)))
+    }
+}
+
 /// The client's address, when the request came over a socket (in-process tests have none).
 pub(crate) struct Source(pub(crate) Option<std::net::SocketAddr>);
 

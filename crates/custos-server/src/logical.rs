@@ -311,6 +311,9 @@ fn flattens(path: &str) -> bool {
     path.starts_with("sys/mounts")
         || path.starts_with("sys/auth")
         || (path.starts_with("sys/remount") && !path.starts_with("sys/remount/status"))
+        || path == "sys/policy"
+        || path.starts_with("sys/policy/")
+        || path.starts_with("sys/capabilities")
 }
 
 /// `X-Vault-Wrap-TTL`: seconds (`300`) or a Go duration with Vault's `d` unit (`5m`, `1h30m`,
@@ -391,12 +394,21 @@ fn render(request_id: &str, path: &str, answer: Option<LogicalResponse>) -> Resp
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
     let Some(data) = answer.data else {
-        if !answer.missing {
-            return StatusCode::NO_CONTENT.into_response();
-        }
         if answer.warnings.is_empty() {
-            return StatusCode::NOT_FOUND.into_response();
+            return if answer.missing {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::NO_CONTENT
+            }
+            .into_response();
         }
+        // Warnings without data: Vault answers them with `"data": null` (200, or 404 for
+        // something missing).
+        let status = if answer.missing {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
         let body = serde_json::json!({
             "request_id": request_id,
             "lease_id": "",
@@ -407,7 +419,7 @@ fn render(request_id: &str, path: &str, answer: Option<LogicalResponse>) -> Resp
             "warnings": answer.warnings,
             "auth": null,
         });
-        return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+        return (status, axum::Json(body)).into_response();
     };
     let mut body = Map::new();
     if flattens(path) {

@@ -14,7 +14,7 @@ use custos_engine::{InitParams, KeyInfo, SealStatus, UnsealInput};
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::error::ApiError;
-use crate::extract::{SmallJson, Source, Token};
+use crate::extract::{Peer, SmallJson, Source, Token};
 use crate::{RequestId, Shared};
 
 fn seal_status_body(status: SealStatus) -> SealStatusResponse {
@@ -345,8 +345,12 @@ pub(crate) async fn generate_root_update(
 pub(crate) async fn seal(
     State(state): State<Shared>,
     token: Token,
+    Peer(connection): Peer,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.seal(token.as_deref()).await?;
+    state
+        .engine
+        .seal_from(token.as_deref(), &connection)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -354,8 +358,12 @@ pub(crate) async fn seal(
 pub(crate) async fn rotate(
     State(state): State<Shared>,
     token: Token,
+    Peer(connection): Peer,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.rotate(token.as_deref()).await?;
+    state
+        .engine
+        .rotate_from(token.as_deref(), &connection)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -363,9 +371,13 @@ pub(crate) async fn rotate(
 pub(crate) async fn key_status(
     State(state): State<Shared>,
     token: Token,
+    Peer(connection): Peer,
     axum::Extension(request_id): axum::Extension<RequestId>,
 ) -> Result<Response, ApiError> {
-    let info: KeyInfo = state.engine.key_status(token.as_deref()).await?;
+    let info: KeyInfo = state
+        .engine
+        .key_status_from(token.as_deref(), &connection)
+        .await?;
     let install_time = jiff::Timestamp::from_second(info.installed_at)
         .map(rfc3339)
         .unwrap_or_default();

@@ -13,6 +13,7 @@ mod kv_cmd;
 mod login_cmd;
 mod operator;
 mod output;
+mod policy_cmd;
 mod run_cmd;
 mod scan_cmd;
 mod scan_revoke;
@@ -62,6 +63,8 @@ enum Command {
     Delete(generic_cmd::DeleteArgs),
     /// Read and write KV secrets, as `vault kv` does (exit code 2 when a secret is missing).
     Kv(kv_cmd::KvArgs),
+    /// Manage ACL policies: write, read, list, delete, fmt (offline), explain.
+    Policy(policy_cmd::PolicyArgs),
     /// Run a command with secrets as environment variables; they are never written to disk.
     Run(run_cmd::RunArgs),
     /// Print a secret as a .env file, JSON or YAML.
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
             Command::List(args) => generic_cmd::list(args).await,
             Command::Delete(args) => generic_cmd::delete(args).await,
             Command::Kv(args) => kv_cmd::run(args).await,
+            Command::Policy(args) => policy_cmd::run(args).await,
             Command::Run(args) => run_cmd::run(args).await,
             Command::Export(args) => dotenv_cmd::export(args).await,
             Command::Import(args) => dotenv_cmd::import(args).await,

@@ -198,6 +198,28 @@ impl Engine {
     }
 
     /// What the method's backend needs to serve one request.
+    /// The existence check of the auth method serving `request` (see
+    /// [`crate::logical::LogicalBackend::exists`]); `None` when no method serves it.
+    pub(crate) async fn auth_method_exists(
+        &self,
+        unsealed: &Unsealed,
+        request: &Request,
+    ) -> Result<Option<bool>, EngineError> {
+        let Some(method) = self.method_at(unsealed, &request.path)? else {
+            return Ok(None);
+        };
+        let context = self.method_context(unsealed, &method.entry);
+        let probe = crate::logical::LogicalRequest {
+            operation: request.operation,
+            path: method.relative,
+            data: None,
+            query: request.query.clone(),
+            merge_patch: request.merge_patch,
+            connection: request.connection.clone(),
+        };
+        method.backend.exists(&context, &probe).await
+    }
+
     fn method_context(&self, unsealed: &Unsealed, entry: &MountEntry) -> MountContext {
         MountContext {
             storage: crate::logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid),

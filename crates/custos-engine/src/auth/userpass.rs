@@ -304,6 +304,32 @@ pub(crate) struct Userpass;
 
 #[async_trait::async_trait]
 impl LogicalBackend for Userpass {
+    /// `users/<name>` exists when the user does (Vault's existence check: creating a user
+    /// needs `create`, changing one `update`).
+    async fn exists(
+        &self,
+        ctx: &MountContext,
+        request: &LogicalRequest,
+    ) -> Result<Option<bool>, EngineError> {
+        let path = request.path.trim_end_matches('/');
+        let Some(name) = path
+            .strip_prefix("users/")
+            .filter(|name| !name.contains('/'))
+        else {
+            return Ok(None);
+        };
+        let Ok(name) = user_name(name) else {
+            // The handler refuses the name with its own message.
+            return Ok(None);
+        };
+        Ok(Some(
+            ctx.storage
+                .get(&format!("{USER_PREFIX}{name}"))
+                .await?
+                .is_some(),
+        ))
+    }
+
     async fn handle(
         &self,
         ctx: &MountContext,

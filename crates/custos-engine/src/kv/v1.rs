@@ -50,6 +50,19 @@ fn storage_key(path: &str) -> String {
 #[async_trait::async_trait]
 impl LogicalBackend for KvV1 {
     #[tracing::instrument(skip_all, fields(operation = ?request.operation))]
+    /// A secret exists when its key is stored (as in Vault's KV v1).
+    async fn exists(
+        &self,
+        ctx: &MountContext,
+        request: &LogicalRequest,
+    ) -> Result<Option<bool>, EngineError> {
+        let path = request.path.as_str();
+        if path.is_empty() || path.ends_with('/') {
+            return Ok(None);
+        }
+        Ok(Some(ctx.storage.get(&storage_key(path)).await?.is_some()))
+    }
+
     async fn handle(
         &self,
         ctx: &MountContext,

@@ -855,6 +855,20 @@ fn is_secret_path(path: &str) -> bool {
 
 #[async_trait::async_trait]
 impl LogicalBackend for KvV2 {
+    /// `data/` and `metadata/` writes create when the secret has no metadata yet, as Vault's
+    /// KV v2 existence checks decide; the other endpoints always update.
+    async fn exists(
+        &self,
+        ctx: &MountContext,
+        request: &LogicalRequest,
+    ) -> Result<Option<bool>, EngineError> {
+        let (endpoint, path) = split_endpoint(&request.path);
+        if !matches!(endpoint, "data" | "metadata") || !is_secret_path(path) {
+            return Ok(None);
+        }
+        Ok(Some(ctx.storage.get(&meta_key(path)).await?.is_some()))
+    }
+
     #[tracing::instrument(skip_all, fields(operation = ?request.operation))]
     async fn handle(
         &self,

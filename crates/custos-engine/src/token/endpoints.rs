@@ -1,7 +1,7 @@
 //! `auth/token/*`: the token store's endpoints, with Vault's paths, fields and answers.
 //!
 //! The token store is always mounted at `auth/token/` and cannot be disabled. Authorisation
-//! happens before these handlers (the pipeline's `Authorizer`); what they check themselves is
+//! happens before these handlers (the pipeline's ACL policies); what they check themselves is
 //! what Vault's token store checks: a child's policies against its parent's, root/sudo for
 //! orphans, periodic tokens and chosen ids, and the rules of a token role.
 
@@ -18,7 +18,7 @@ use super::{ROLE_PREFIX, TokenEntry};
 use crate::kv::{parse_bool, parse_duration_seconds, parse_int};
 use crate::logical::{LogicalResponse, Operation};
 use crate::pipeline::{Request, object};
-use crate::{Caller, Engine, EngineError, Unsealed};
+use crate::{Engine, EngineError, Unsealed};
 
 /// The token store's mount.
 pub(crate) const MOUNT: &str = "auth/token/";
@@ -28,20 +28,10 @@ pub(crate) fn is_token_store_path(path: &str) -> bool {
     path.starts_with(MOUNT) || path.trim_end_matches('/') == "auth/token"
 }
 
-/// Paths every valid token may use on itself, whatever its policies: Vault's `default` policy
-/// grants them. (The ACL helper's `default` policy makes this explicit; until then the pipeline
-/// lets any valid token through to these.)
-pub(crate) fn is_self_path(path: &str) -> bool {
-    matches!(
-        path.trim_end_matches('/'),
-        "auth/token/lookup-self" | "auth/token/renew-self" | "auth/token/revoke-self"
-    )
-}
-
-/// Whether the caller has root or `sudo` on the token store. Today only root tokens do: the ACL
-/// helper replaces this with the policy decision's `sudo` capability.
-fn has_sudo(caller: &Caller) -> bool {
-    caller.is_root()
+/// Whether the caller has root, or `sudo` on the request's path (as Vault's token store asks
+/// its ACL).
+fn has_sudo(auth: &Authenticated) -> bool {
+    auth.sudo || auth.caller.is_root()
 }
 
 /// A token role (`auth/token/roles/<name>`).
@@ -416,7 +406,7 @@ impl Engine {
                 }
                 // Vault requires `sudo` as well as `list`: listing every accessor is a
                 // denial-of-service lever.
-                if !has_sudo(&auth.caller) {
+                if !has_sudo(auth) {
                     return Err(EngineError::PermissionDenied);
                 }
                 Ok(Some(LogicalResponse::list(
@@ -523,7 +513,7 @@ impl Engine {
                     self.revoke_token(unsealed, &hash, Revocation::Tree).await?;
                     return Ok(Some(LogicalResponse::no_content()));
                 }
-                if !has_sudo(&auth.caller) {
+                if !has_sudo(auth) {
                     return Err(EngineError::InvalidRequest(
                         "root or sudo privileges required to revoke and orphan".into(),
                     ));
@@ -582,7 +572,7 @@ impl Engine {
         if auth.limited {
             return invalid("restricted use token cannot generate child tokens");
         }
-        let sudo = has_sudo(&auth.caller);
+        let sudo = has_sudo(auth);
         match string_field(data, "type")?.as_deref() {
             None | Some("" | "service" | "default" | "default-service") => {}
             Some("batch") => return invalid("batch tokens are not supported by custos"),

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
 
-pub(crate) use endpoints::{is_self_path, is_token_store_path};
+pub(crate) use endpoints::is_token_store_path;
 pub(crate) use store::{AccessorIndex, Revocation};
 
 pub(crate) const HMAC_KEY_PATH: &str = "core/token-hmac-key";

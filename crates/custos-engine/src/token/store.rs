@@ -43,6 +43,9 @@ pub(crate) struct Authenticated {
     pub(crate) revision: Option<Revision>,
     /// The token has (had) a use limit: it may not create children.
     pub(crate) limited: bool,
+    /// The caller's policies grant `sudo` on the request's path (set once the request is
+    /// authorised; root tokens have it everywhere).
+    pub(crate) sudo: bool,
 }
 
 /// The most tokens one revocation deletes; a larger subtree is left marked, and revoking again
@@ -526,6 +529,7 @@ impl Engine {
             Ok((hash, entry, revision)) => Ok(Authenticated {
                 caller: entry.clone().into(),
                 limited: entry.num_uses > 0,
+                sudo: false,
                 entry,
                 hash,
                 revision: Some(revision),

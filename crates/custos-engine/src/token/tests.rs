@@ -9,21 +9,21 @@ use serde_json::{Value, json};
 use super::store::{NewToken, lifetime, sanitize_policies};
 use super::*;
 use crate::logical::{LogicalResponse, Operation};
-use crate::pipeline::{AuditEvent, AuditSink, Authorizer, ClientCert, Connection, Request};
+use crate::pipeline::{AuditEvent, AuditSink, ClientCert, Connection, Request};
 use crate::{Engine, EngineError, FakeClock, Limits};
 
 /// 2026-01-01T00:00:00Z.
 const START: i64 = 1_767_225_600;
 const ROOT: &str = "root-token";
 
-/// Lets every valid token do anything: stands in for ACL policies, so a non-root parent can
-/// create children.
-struct AllowAll;
-
-impl Authorizer for AllowAll {
-    fn authorize(&self, _: &Caller, _: Operation, _: &str) -> Result<(), EngineError> {
-        Ok(())
-    }
+/// The policies a harness starts with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Policies {
+    /// Vault's `default` policy: a token without other policies may only use itself.
+    Vault,
+    /// `default` rewritten to allow everything but `sudo`: every token that has it may do
+    /// anything that needs no sudo, so a non-root parent can create children.
+    AllowAll,
 }
 
 /// Keeps every alert it is given.
@@ -47,25 +47,34 @@ struct Harness {
     alerts: Arc<Alerts>,
 }
 
-async fn harness_with(authorizer: Arc<dyn Authorizer>) -> Harness {
+async fn harness_with(policies: Policies) -> Harness {
     let storage = Arc::new(MemoryStorage::new());
     let clock = Arc::new(FakeClock::new(
         jiff::Timestamp::from_second(START).expect("start time"),
     ));
     let alerts = Arc::new(Alerts::default());
-    let mut engine = Engine::with_audit(
+    let engine = Engine::with_audit(
         storage.clone(),
         clock.clone(),
         Limits::default(),
         alerts.clone(),
     );
-    if let Some(inner) = Arc::get_mut(&mut engine.inner) {
-        inner.authorizer = authorizer;
-    }
     engine
         .dev_init(Some(zeroize::Zeroizing::new(ROOT.to_owned())))
         .await
         .expect("dev init");
+    if policies == Policies::AllowAll {
+        // Not `sudo`: the tests of what needs sudo expect only root to have it.
+        let everything = r#"path "*" { capabilities = ["create", "read", "update", "patch", "delete", "list"] }"#;
+        engine
+            .handle(
+                Request::new(Operation::Update, "sys/policies/acl/default")
+                    .token(ROOT)
+                    .data(json!({ "policy": everything })),
+            )
+            .await
+            .expect("default policy rewritten");
+    }
     Harness {
         engine,
         clock,
@@ -74,9 +83,9 @@ async fn harness_with(authorizer: Arc<dyn Authorizer>) -> Harness {
     }
 }
 
-/// The pipeline as it is today: only root passes the authoriser.
+/// Vault's `default` policy: only root may do more than a token's self-service.
 async fn harness() -> Harness {
-    harness_with(Arc::new(crate::RootOnly)).await
+    harness_with(Policies::Vault).await
 }
 
 impl Harness {
@@ -532,7 +541,7 @@ async fn renewal_stays_within_the_explicit_maximum() {
 
 #[tokio::test]
 async fn revoking_a_token_revokes_its_whole_subtree() {
-    let h = harness_with(Arc::new(AllowAll)).await;
+    let h = harness_with(Policies::AllowAll).await;
     let a = h
         .create(ROOT, json!({"policies": ["p"], "ttl": "1h"}))
         .await;
@@ -579,7 +588,7 @@ async fn revoking_a_token_revokes_its_whole_subtree() {
 
 #[tokio::test]
 async fn revoke_orphan_keeps_the_children() {
-    let h = harness_with(Arc::new(AllowAll)).await;
+    let h = harness_with(Policies::AllowAll).await;
     let a = h
         .create(ROOT, json!({"policies": ["p"], "ttl": "1h"}))
         .await;
@@ -613,7 +622,7 @@ async fn revoke_orphan_keeps_the_children() {
 
 #[tokio::test]
 async fn an_interrupted_revocation_is_finished_by_a_retry_or_tidy() {
-    let h = harness_with(Arc::new(AllowAll)).await;
+    let h = harness_with(Policies::AllowAll).await;
     let unsealed = h.engine.unsealed().unwrap();
     for retry_with_tidy in [false, true] {
         let a = h
@@ -657,7 +666,7 @@ async fn an_interrupted_revocation_is_finished_by_a_retry_or_tidy() {
 
 #[tokio::test]
 async fn no_child_slips_in_under_a_token_being_revoked() {
-    let h = harness_with(Arc::new(AllowAll)).await;
+    let h = harness_with(Policies::AllowAll).await;
     let unsealed = h.engine.unsealed().unwrap();
     let a = h
         .create(ROOT, json!({"policies": ["p"], "ttl": "1h"}))
@@ -699,7 +708,7 @@ async fn no_child_slips_in_under_a_token_being_revoked() {
 
 #[tokio::test]
 async fn a_child_never_outlives_or_out_privileges_its_parent() {
-    let h = harness_with(Arc::new(AllowAll)).await;
+    let h = harness_with(Policies::AllowAll).await;
     let parent = h
         .create(ROOT, json!({"policies": ["a", "b"], "ttl": "1h"}))
         .await;
@@ -794,7 +803,7 @@ async fn a_child_never_outlives_or_out_privileges_its_parent() {
 
 #[tokio::test]
 async fn use_limits_count_down_and_the_last_use_revokes() {
-    let h = harness_with(Arc::new(AllowAll)).await;
+    let h = harness_with(Policies::AllowAll).await;
     let limited = h
         .create(ROOT, json!({"policies": ["a"], "num_uses": 3}))
         .await;
@@ -851,7 +860,7 @@ async fn a_denied_request_spends_no_use() {
     let limited = h
         .create(ROOT, json!({"policies": ["a"], "num_uses": 2}))
         .await;
-    // RootOnly refuses this token on everything but its self paths.
+    // Vault's `default` policy refuses this token on everything but its self paths.
     assert!(matches!(
         h.call(
             Operation::Read,
@@ -874,12 +883,28 @@ async fn self_paths_work_for_any_valid_token_and_others_need_authorisation() {
     let token = h
         .create(ROOT, json!({"policies": ["a"], "ttl": "1h"}))
         .await;
-    for path in ["auth/token/lookup-self", "auth/token/renew-self"] {
-        assert!(
-            h.write(path, &token.client_token, json!({})).await.is_ok(),
-            "{path}"
-        );
-    }
+    // Vault's `default` policy grants `read` on lookup-self and `update` on renew-self.
+    assert!(
+        h.call(
+            Operation::Read,
+            "auth/token/lookup-self",
+            &token.client_token,
+            Value::Null
+        )
+        .await
+        .is_ok()
+    );
+    assert!(
+        h.write("auth/token/renew-self", &token.client_token, json!({}))
+            .await
+            .is_ok()
+    );
+    // As in Vault, a POST to lookup-self is an update, which `default` does not grant.
+    assert!(matches!(
+        h.write("auth/token/lookup-self", &token.client_token, json!({}))
+            .await,
+        Err(EngineError::PermissionDenied)
+    ));
     assert!(matches!(
         h.write(
             "auth/token/lookup",
@@ -1006,7 +1031,7 @@ async fn cidr_bound_tokens_work_only_from_their_addresses() {
 
 #[tokio::test]
 async fn cert_bound_tokens_need_their_certificate_and_children_keep_the_binding() {
-    let h = harness_with(Arc::new(AllowAll)).await;
+    let h = harness_with(Policies::AllowAll).await;
     let cert = ClientCert::from_chain(vec![b"leaf certificate".to_vec()]).unwrap();
     let other = ClientCert::from_chain(vec![b"another certificate".to_vec()]).unwrap();
     let token = h
@@ -1151,7 +1176,7 @@ async fn login_grants_become_orphan_tokens_with_their_limits() {
 
 #[tokio::test]
 async fn a_leak_report_revokes_the_subtree() {
-    let h = harness_with(Arc::new(AllowAll)).await;
+    let h = harness_with(Policies::AllowAll).await;
     let a = h
         .create(ROOT, json!({"policies": ["p"], "ttl": "1h"}))
         .await;
@@ -1213,7 +1238,7 @@ async fn a_created_token_can_be_response_wrapped() {
 
 #[tokio::test]
 async fn tidy_removes_what_points_at_nothing() {
-    let h = harness_with(Arc::new(AllowAll)).await;
+    let h = harness_with(Policies::AllowAll).await;
     let unsealed = h.engine.unsealed().unwrap();
     let a = h
         .create(ROOT, json!({"policies": ["p"], "ttl": "1h"}))

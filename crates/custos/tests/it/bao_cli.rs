@@ -335,3 +335,38 @@ fn bao_cli_path_help_day_wrap_ttls_and_kv_v1_leases() {
     let text = stdout(&run(&["kv", "get", "kv1/short"]));
     assert!(text.contains("30m"), "{text}");
 }
+
+#[test]
+fn bao_cli_manages_custos_policies() {
+    let Ok(binary) = std::env::var("CUSTOS_TEST_BAO") else {
+        eprintln!("skipped bao_cli_manages_custos_policies: CUSTOS_TEST_BAO not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::dev("root", &dir.path().join("server.log"));
+    let address = server.address.as_str();
+    let file = dir.path().join("team.hcl");
+    let text = "path \"secret/*\" {\n  capabilities = [\"read\", \"list\"]\n}\n";
+    std::fs::write(&file, text).unwrap();
+    let run = |args: &[&str]| bao(&binary, address, Some("root"), args);
+
+    let output = run(&["policy", "write", "team", file.to_str().unwrap()]);
+    assert!(output.status.success(), "{output:?}");
+    let output = run(&["policy", "read", "team"]);
+    assert_eq!(stdout(&output), text, "{output:?}");
+    let output = run(&["policy", "list"]);
+    assert_eq!(stdout(&output), "default\nteam\nroot\n", "{output:?}");
+    let output = run(&["token", "capabilities", "secret/foo"]);
+    assert_eq!(stdout(&output).trim(), "root", "{output:?}");
+    std::fs::write(&file, "path \"a\" {\n  capabilities = [\"reed\"]\n}\n").unwrap();
+    let output = run(&["policy", "write", "bad", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("line 2: unknown capability \"reed\""),
+        "{output:?}"
+    );
+    let output = run(&["policy", "delete", "team"]);
+    assert!(output.status.success(), "{output:?}");
+    let output = run(&["policy", "read", "team"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}

@@ -110,6 +110,11 @@ impl Cluster {
             .client(self.nodes[i].address(), Some(&self.token), false)
     }
 
+    /// A client for node `i` holding `token`.
+    pub(crate) fn client(&self, i: usize, token: Option<&str>) -> Client {
+        self.pki.client(self.nodes[i].address(), token, false)
+    }
+
     /// A client for node `i` without a token.
     pub(crate) fn anonymous(&self, i: usize) -> Client {
         self.pki.client(self.nodes[i].address(), None, false)
@@ -299,6 +304,96 @@ async fn mounts_follow_between_nodes() {
     })
     .await;
     assert!(mounts_of(&a).await.get("moved/").is_none());
+    cluster.finish().await;
+}
+
+/// The policy text of `name` as node `client` answers it (from its in-memory table).
+async fn policy_text(client: &Client, name: &str) -> Option<String> {
+    let (status, body) = call(
+        client,
+        Method::GET,
+        &format!("sys/policies/acl/{name}"),
+        None,
+    )
+    .await;
+    (status == StatusCode::OK).then(|| {
+        body["data"]["policy"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_follow_between_nodes() {
+    let Some(cluster) = Cluster::start("policies_follow_between_nodes", 2).await else {
+        return;
+    };
+    let (a, b) = (cluster.root(0), cluster.root(1));
+    enable_kv2(&a, "apps").await;
+    let first = r#"path "apps/data/*" { capabilities = ["read"] }"#;
+    let (status, body) = call(
+        &a,
+        Method::PUT,
+        "sys/policies/acl/apps",
+        Some(json!({"policy": first})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    eventually("policy written on A, seen on B", || async {
+        policy_text(&b, "apps").await.as_deref() == Some(first)
+    })
+    .await;
+    // A token limited by the policy, created on A, reads on B.
+    kv_put(&a, "apps", "x", "1").await;
+    let (status, body) = call(
+        &a,
+        Method::POST,
+        "auth/token/create",
+        Some(json!({"policies": ["apps"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["auth"]["client_token"].as_str().unwrap().to_owned();
+    let limited_b = cluster.client(1, Some(&token));
+    eventually("a token limited by the policy reads on B", || async {
+        kv_get(&limited_b, "apps", "x").await.0 == StatusCode::OK
+    })
+    .await;
+    // Rewritten on B, seen on A; the capabilities A computes follow.
+    let second = r#"path "apps/data/*" { capabilities = ["deny"] }"#;
+    let (status, body) = call(
+        &b,
+        Method::PUT,
+        "sys/policies/acl/apps",
+        Some(json!({"policy": second})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    eventually("policy rewritten on B, seen on A", || async {
+        policy_text(&a, "apps").await.as_deref() == Some(second)
+    })
+    .await;
+    // Denied on B at once (B made the change), and on A once it follows.
+    assert_eq!(
+        kv_get(&limited_b, "apps", "x").await.0,
+        StatusCode::FORBIDDEN
+    );
+    let limited_a = cluster.client(0, Some(&token));
+    eventually("the denying policy applies on A", || async {
+        kv_get(&limited_a, "apps", "x").await.0 == StatusCode::FORBIDDEN
+    })
+    .await;
+    // Deleted on A, gone on B.
+    let (status, body) = call(&a, Method::DELETE, "sys/policies/acl/apps", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    eventually("policy deleted on A, gone on B", || async {
+        policy_text(&b, "apps").await.is_none()
+    })
+    .await;
+    let (status, body) = call(&b, Method::GET, "sys/policies/acl?list=true", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["keys"], json!(["default", "root"]));
     cluster.finish().await;
 }
 

@@ -482,8 +482,7 @@ fn allow_list() -> Vec<Allowed> {
 
 /// Hand-written edge cases, in order (later steps depend on earlier ones).
 fn edge_cases() -> Vec<Step> {
-    let mut steps =
-        vec![
+    let mut steps = vec![
         // Health and seal status, no token needed.
         step("sys/health", "GET", "sys/health", None).token(Token::Missing),
         step(
@@ -1139,9 +1138,19 @@ fn edge_cases() -> Vec<Step> {
             "auth/token/renew-accessor",
             Some(r#"{"accessor":"{{a1}}"}"#),
         ),
-        step("tokens/renew-self-root", "POST", "auth/token/renew-self", None),
-        step("tokens/create-by-child", "POST", "auth/token/create", Some("{}"))
-            .token(Token::Captured("t1")),
+        step(
+            "tokens/renew-self-root",
+            "POST",
+            "auth/token/renew-self",
+            None,
+        ),
+        step(
+            "tokens/create-by-child",
+            "POST",
+            "auth/token/create",
+            Some("{}"),
+        )
+        .token(Token::Captured("t1")),
         step(
             "tokens/create-bad-ttl",
             "POST",
@@ -1168,7 +1177,12 @@ fn edge_cases() -> Vec<Step> {
         ),
         step("tokens/roles-read", "GET", "auth/token/roles/web", None),
         step("tokens/roles-list", "LIST", "auth/token/roles", None),
-        step("tokens/create-role", "POST", "auth/token/create/web", Some("{}")),
+        step(
+            "tokens/create-role",
+            "POST",
+            "auth/token/create/web",
+            Some("{}"),
+        ),
         step(
             "tokens/create-role-bad",
             "POST",
@@ -1181,8 +1195,18 @@ fn edge_cases() -> Vec<Step> {
             "auth/token/create/nosuch",
             Some("{}"),
         ),
-        step("tokens/roles-delete", "DELETE", "auth/token/roles/web", None),
-        step("tokens/roles-read-missing", "GET", "auth/token/roles/web", None),
+        step(
+            "tokens/roles-delete",
+            "DELETE",
+            "auth/token/roles/web",
+            None,
+        ),
+        step(
+            "tokens/roles-read-missing",
+            "GET",
+            "auth/token/roles/web",
+            None,
+        ),
         step(
             "tokens/create-wrapped",
             "POST",
@@ -1443,6 +1467,84 @@ fn edge_cases() -> Vec<Step> {
         ),
         step("mounts/up2-read-v1-path", "GET", "up2/k", None),
         step("mounts/up2-disable", "DELETE", "sys/mounts/up2", None),
+        // ACL policies.
+        step(
+            "policy/write",
+            "PUT",
+            "sys/policies/acl/team",
+            Some(
+                r#"{"policy":"path \"secret/*\" { capabilities = [\"read\", \"list\", \"sudo\"] }"}"#,
+            ),
+        ),
+        step("policy/read", "GET", "sys/policies/acl/team", None),
+        step("policy/read-legacy", "GET", "sys/policy/team", None),
+        step("policy/read-root", "GET", "sys/policies/acl/root", None),
+        step("policy/read-missing", "GET", "sys/policies/acl/nope", None),
+        step("policy/list", "LIST", "sys/policies/acl", None),
+        step("policy/list-legacy", "GET", "sys/policy", None),
+        step("policy/get-acl-folder", "GET", "sys/policies/acl", None),
+        step(
+            "policy/write-legacy-rules",
+            "PUT",
+            "sys/policy/legacy",
+            Some(r#"{"rules":"path \"x\" { policy = \"read\" }"}"#),
+        ),
+        step(
+            "policy/write-empty",
+            "PUT",
+            "sys/policies/acl/empty",
+            Some("{}"),
+        ),
+        step(
+            "policy/write-root",
+            "PUT",
+            "sys/policies/acl/root",
+            Some(r#"{"policy":"path \"x\" { policy = \"read\" }"}"#),
+        ),
+        step(
+            "policy/delete-root",
+            "DELETE",
+            "sys/policies/acl/root",
+            None,
+        ),
+        step(
+            "policy/delete-default",
+            "DELETE",
+            "sys/policies/acl/default",
+            None,
+        ),
+        step(
+            "policy/capabilities-root",
+            "POST",
+            "sys/capabilities",
+            Some(r#"{"token":"root","path":"secret/foo"}"#),
+        ),
+        step(
+            "policy/capabilities-bad-token",
+            "POST",
+            "sys/capabilities",
+            Some(r#"{"token":"nope","path":"secret/foo"}"#),
+        ),
+        step(
+            "policy/capabilities-no-paths",
+            "POST",
+            "sys/capabilities",
+            Some(r#"{"token":"root"}"#),
+        ),
+        step(
+            "policy/capabilities-self",
+            "POST",
+            "sys/capabilities-self",
+            Some(r#"{"paths":["secret/foo","sys/x"]}"#),
+        ),
+        step("policy/delete", "DELETE", "sys/policies/acl/team", None),
+        step(
+            "policy/delete-missing",
+            "DELETE",
+            "sys/policies/acl/team",
+            None,
+        ),
+        step("policy/list-after-delete", "LIST", "sys/policies/acl", None),
     ];
     let long_key = "k".repeat(2000);
     steps.push(step(

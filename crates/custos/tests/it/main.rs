@@ -17,6 +17,7 @@ mod hvac;
 mod kv_cli;
 mod lifecycle;
 mod outage;
+mod policies;
 mod run_cli;
 mod scan;
 mod scan_revoke;

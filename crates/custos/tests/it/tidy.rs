@@ -66,8 +66,14 @@ fn allowed_edges() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("custos-server", &["custos-engine", "custos-api"][..]),
         (
             "custos-engine",
-            &["custos-storage", "custos-crypto", "custos-core"][..],
+            &[
+                "custos-storage",
+                "custos-crypto",
+                "custos-core",
+                "custos-policy",
+            ][..],
         ),
+        ("custos-policy", &["custos-core"][..]),
         ("custos-storage", &["custos-core"][..]),
         ("custos-storage-sqlite", &["custos-storage"][..]),
         ("custos-storage-postgres", &["custos-storage"][..]),
@@ -123,6 +129,7 @@ fn pure_crates_stay_pure() {
             "custos-crypto",
             &["ring", "zeroize", "thiserror", "argon2"][..],
         ),
+        ("custos-policy", &["serde_json", "jiff"][..]),
     ]);
     for (name, permitted) in allowed {
         let (_, external) = &graph[name];

@@ -254,6 +254,20 @@ fn route(path: &str) -> Option<Route<'_>> {
 
 #[async_trait::async_trait]
 impl LogicalBackend for AppRole {
+    /// `role/<name>` exists when the role does (Vault's existence check: creating a role needs
+    /// `create`, changing one `update`).
+    async fn exists(
+        &self,
+        ctx: &MountContext,
+        request: &LogicalRequest,
+    ) -> Result<Option<bool>, EngineError> {
+        let path = lowercase_role_name(&request.path);
+        match route(&path) {
+            Some(Route::Role(name)) => Ok(Some(ctx.storage.get(&role_key(name)).await?.is_some())),
+            _ => Ok(None),
+        }
+    }
+
     async fn handle(
         &self,
         ctx: &MountContext,
