@@ -373,6 +373,26 @@ async fn secret_ids_run_out_of_uses_and_a_wrapped_one_logs_in_once_unwrapped() {
         json!({"role_name": "batch", "host": "worker-1"}),
         "{login}"
     );
+    // The login's token renews while its role exists, as in Vault; not once it is deleted.
+    let machine_token = login["auth"]["client_token"].as_str().unwrap().to_owned();
+    let renewer = client(address, Some(&machine_token));
+    let (status, renewed) = call(&renewer, Method::POST, "auth/token/renew-self", json!({})).await;
+    assert_eq!(status, 200, "{renewed}");
+    let (status, body) = call(
+        &root,
+        Method::DELETE,
+        "auth/approle/role/batch",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = call(&renewer, Method::POST, "auth/token/renew-self", json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["errors"],
+        json!(["role \"batch\" does not exist during renewal"])
+    );
+
     // The wrapping token was spent by the unwrap: Vault's 400 and message.
     let (status, body) = call(&machine, Method::POST, "sys/wrapping/unwrap", Value::Null).await;
     assert_eq!(status, 400, "{body}");

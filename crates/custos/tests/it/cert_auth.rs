@@ -168,6 +168,10 @@ async fn a_certificate_login_issues_a_token_bound_to_that_certificate() {
     assert_eq!(status, 200, "{lookup}");
     assert_eq!(lookup["data"]["display_name"], "cert-web", "{lookup}");
     assert_eq!(lookup["data"]["path"], "auth/cert/login", "{lookup}");
+    // It renews there while the role keeps its policies, as in Vault.
+    let (status, renewed) = call(&bound, Method::POST, "auth/token/renew-self", json!({})).await;
+    assert_eq!(status, 200, "{renewed}");
+    assert_eq!(renewed["auth"]["lease_duration"], 3600, "{renewed}");
     // ...and on no other: without a certificate, or with another CA's (which the listener
     // accepts, since its bundle holds that CA too).
     let bare = pki.client(address, Some(&token), false);
@@ -187,6 +191,29 @@ async fn a_certificate_login_issues_a_token_bound_to_that_certificate() {
         assert_eq!(status, 403, "{what}: {body}");
         assert_eq!(body["errors"], json!(["permission denied"]), "{what}");
     }
+
+    for (what, client) in [
+        ("no certificate", &bare),
+        ("another certificate", &stranger),
+    ] {
+        let (status, body) = call(client, Method::POST, "auth/token/renew-self", json!({})).await;
+        assert_eq!(status, 403, "{what}: {body}");
+    }
+    // Once the role's policies change, the token is no longer renewed.
+    let (status, body) = call(
+        &root,
+        Method::POST,
+        "auth/cert/certs/web",
+        json!({"token_policies": ["web", "admin"]}),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = call(&bound, Method::POST, "auth/token/renew-self", json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["errors"],
+        json!(["policies have changed, not renewing"])
+    );
 
     // A certificate from a CA the listener trusts but no role does cannot log in.
     let stranger = client_with(
