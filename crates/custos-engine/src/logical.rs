@@ -254,6 +254,39 @@ pub struct MountContext {
     pub max_value_bytes: usize,
 }
 
+/// A token one of an auth method's logins issued, as the method sees it when the token is to
+/// be renewed (Vault's login renewal).
+#[derive(Clone, Debug)]
+pub struct LoginRenewal {
+    /// The login path below the mount (`login`, `login/alice`).
+    pub path: String,
+    /// The metadata the login gave the token (`role_name`, `username`, `cert_name`, ...).
+    pub metadata: BTreeMap<String, String>,
+    /// The token's policies (with `default` when it has it).
+    pub policies: Vec<String>,
+}
+
+/// The token settings of a login's role or user as they are now, applied to a renewal as Vault
+/// does; 0: not set (the token's own settings apply).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RenewalLimits {
+    pub ttl: u64,
+    pub max_ttl: u64,
+    pub period: u64,
+}
+
+/// Whether two policy lists grant the same, as Vault compares them on renewal: as sets,
+/// ignoring `default` (which the token store adds on its own).
+pub(crate) fn equivalent_policies(a: &[String], b: &[String]) -> bool {
+    let set = |list: &[String]| -> std::collections::BTreeSet<String> {
+        list.iter()
+            .map(|policy| policy.trim().to_lowercase())
+            .filter(|policy| !policy.is_empty() && policy != "default")
+            .collect()
+    };
+    set(a) == set(b)
+}
+
 /// A secrets engine that can be mounted (kv v1, kv v2, later transit, apikeys, ...).
 #[async_trait::async_trait]
 pub trait LogicalBackend: Send + Sync + 'static {
@@ -288,5 +321,17 @@ pub trait LogicalBackend: Send + Sync + 'static {
     /// path (`login/alice`).
     fn login_subject(&self, request: &LogicalRequest) -> String {
         request.path.clone()
+    }
+
+    /// Asked before a token this method's login issued is renewed. `Err` refuses the renewal
+    /// (the role or user is gone, or its policies changed); `Ok(Some(limits))` renews with the
+    /// role's current TTLs. The default (secrets engines, methods without roles) allows it
+    /// unchanged.
+    async fn renew_login(
+        &self,
+        _ctx: &MountContext,
+        _login: &LoginRenewal,
+    ) -> Result<Option<RenewalLimits>, EngineError> {
+        Ok(None)
     }
 }

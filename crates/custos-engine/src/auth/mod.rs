@@ -197,6 +197,26 @@ impl Engine {
         }))
     }
 
+    /// Asks the auth method whose login issued `token` whether it may be renewed, and with
+    /// which of its role's current TTLs (Vault's login renewal). Tokens that no method's login
+    /// issued (`auth/token/create`, the root token) are not asked about.
+    pub(crate) async fn login_renewal(
+        &self,
+        unsealed: &Unsealed,
+        token: &crate::token::TokenEntry,
+    ) -> Result<Option<crate::logical::RenewalLimits>, EngineError> {
+        let Some(method) = self.method_at(unsealed, &token.path)? else {
+            return Ok(None);
+        };
+        let ctx = self.method_context(unsealed, &method.entry);
+        let login = crate::logical::LoginRenewal {
+            path: method.relative,
+            metadata: token.meta.clone().unwrap_or_default(),
+            policies: token.policies.clone(),
+        };
+        method.backend.renew_login(&ctx, &login).await
+    }
+
     /// What the method's backend needs to serve one request.
     /// The existence check of the auth method serving `request` (see
     /// [`crate::logical::LogicalBackend::exists`]); `None` when no method serves it.

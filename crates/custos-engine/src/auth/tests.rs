@@ -981,3 +981,158 @@ async fn a_login_with_a_wrap_ttl_answers_a_wrapping_token_for_the_token() {
             .is_ok()
     );
 }
+
+impl Env {
+    /// Renews `token` itself (`auth/token/renew-self`), answering the new lease in seconds.
+    async fn renew_self(&self, token: &str, data: Value) -> Result<u64, EngineError> {
+        let answer = self
+            .engine
+            .handle(request(Operation::Update, "auth/token/renew-self", data).token(token))
+            .await?
+            .expect("answer");
+        Ok(answer.auth.expect("auth block").lease_duration)
+    }
+
+    /// Logs in and answers the token.
+    async fn token_from_login(&self, path: &str, data: Value) -> String {
+        self.login(path, data)
+            .await
+            .expect("login")
+            .expect("answer")
+            .auth
+            .expect("auth block")
+            .client_token
+    }
+}
+
+#[tokio::test]
+async fn userpass_tokens_renew_only_while_the_user_and_its_policies_stay() {
+    let env = env().await.with_userpass().await;
+    env.user(
+        "alice",
+        json!({"password": "pw", "token_policies": "dev", "token_ttl": "1h"}),
+    )
+    .await;
+    let token = env
+        .token_from_login("auth/userpass/login/alice", json!({"password": "pw"}))
+        .await;
+    env.advance(600);
+    assert_eq!(
+        env.renew_self(&token, json!({})).await.expect("renew"),
+        3600
+    );
+    // A new TTL for the user applies at the next renewal, as in Vault.
+    env.user("alice", json!({"token_ttl": "20m"})).await;
+    assert_eq!(
+        env.renew_self(&token, json!({})).await.expect("renew"),
+        1200
+    );
+    assert_eq!(
+        env.renew_self(&token, json!({"increment": "30m"}))
+            .await
+            .expect("renew"),
+        1800
+    );
+
+    env.user("alice", json!({"token_policies": "dev,ops"}))
+        .await;
+    assert_eq!(
+        invalid_message(env.renew_self(&token, json!({})).await),
+        "policies have changed, not renewing"
+    );
+    env.user("alice", json!({"token_policies": "dev"})).await;
+    env.renew_self(&token, json!({}))
+        .await
+        .expect("the same policies again");
+    env.root(Operation::Delete, "auth/userpass/users/alice", Value::Null)
+        .await
+        .expect("delete user");
+    assert_eq!(
+        invalid_message(env.renew_self(&token, json!({})).await),
+        "user \"alice\" no longer exists, not renewing"
+    );
+    // Refusing the renewal does not revoke the token: it lives out its lease.
+    env.engine
+        .authenticate(Some(&token), &Connection::default())
+        .await
+        .expect("still valid until it expires");
+}
+
+#[tokio::test]
+async fn approle_tokens_renew_with_the_roles_current_ttls_until_it_is_deleted() {
+    let env = env().await;
+    env.root(
+        Operation::Update,
+        "sys/auth/approle",
+        json!({"type": "approle"}),
+    )
+    .await
+    .expect("enable approle");
+    env.root(
+        Operation::Update,
+        "auth/approle/role/web",
+        json!({"token_policies": "app", "token_ttl": "1h", "token_max_ttl": "3h"}),
+    )
+    .await
+    .expect("role");
+    let role_id = env
+        .root_data(Operation::Read, "auth/approle/role/web/role-id")
+        .await["role_id"]
+        .as_str()
+        .expect("role_id")
+        .to_owned();
+    let secret_id = env
+        .root(
+            Operation::Update,
+            "auth/approle/role/web/secret-id",
+            Value::Null,
+        )
+        .await
+        .expect("secret id")
+        .expect("answer")
+        .data
+        .expect("data")["secret_id"]
+        .as_str()
+        .expect("secret_id")
+        .to_owned();
+    let token = env
+        .token_from_login(
+            "auth/approle/login",
+            json!({"role_id": role_id, "secret_id": secret_id}),
+        )
+        .await;
+    assert_eq!(
+        env.renew_self(&token, json!({})).await.expect("renew"),
+        3600
+    );
+    env.root(
+        Operation::Update,
+        "auth/approle/role/web",
+        json!({"token_ttl": "10m", "token_max_ttl": "2h"}),
+    )
+    .await
+    .expect("role update");
+    assert_eq!(env.renew_self(&token, json!({})).await.expect("renew"), 600);
+    // The role's new maximum caps an increment too (2h from the token's creation).
+    env.advance(500);
+    assert_eq!(
+        env.renew_self(&token, json!({"increment": "5h"}))
+            .await
+            .expect("renew"),
+        7200 - 500
+    );
+    env.root(Operation::Delete, "auth/approle/role/web", Value::Null)
+        .await
+        .expect("delete role");
+    assert_eq!(
+        invalid_message(env.renew_self(&token, json!({})).await),
+        "role \"web\" does not exist during renewal"
+    );
+}
+
+fn invalid_message<T: std::fmt::Debug>(result: Result<T, EngineError>) -> String {
+    match result {
+        Err(EngineError::InvalidRequest(message)) => message,
+        other => panic!("expected a 400, got {other:?}"),
+    }
+}

@@ -21,7 +21,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
-use crate::logical::{LogicalBackend, LogicalRequest, LogicalResponse, MountContext, Operation};
+use crate::logical::{
+    LogicalBackend, LogicalRequest, LogicalResponse, LoginRenewal, MountContext, Operation,
+    RenewalLimits, equivalent_policies,
+};
 use crate::sys::{bool_field, string_list_field, ttl_field};
 use crate::{EngineError, TokenGrant};
 
@@ -396,6 +399,39 @@ impl LogicalBackend for Userpass {
             .unwrap_or(&request.path)
             .trim_end_matches('/')
             .to_lowercase()
+    }
+
+    /// As Vault: a token whose user was deleted, or whose user's policies changed since the
+    /// login, is not renewed; otherwise the user's current TTLs apply.
+    async fn renew_login(
+        &self,
+        ctx: &MountContext,
+        login: &LoginRenewal,
+    ) -> Result<Option<RenewalLimits>, EngineError> {
+        let name = login
+            .metadata
+            .get("username")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let user = match user_name(name) {
+            Ok(name) => load_user(ctx, &name).await?,
+            Err(_) => None,
+        };
+        let Some((user, _)) = user else {
+            return Err(EngineError::InvalidRequest(format!(
+                "user {name:?} no longer exists, not renewing"
+            )));
+        };
+        if !equivalent_policies(&user.token.token_policies, &login.policies) {
+            return Err(EngineError::InvalidRequest(
+                "policies have changed, not renewing".into(),
+            ));
+        }
+        Ok(Some(RenewalLimits {
+            ttl: user.token.token_ttl,
+            max_ttl: user.token.token_max_ttl,
+            period: user.token.token_period,
+        }))
     }
 }
 

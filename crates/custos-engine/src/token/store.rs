@@ -627,19 +627,34 @@ impl Engine {
             if !entry.renewable || entry.expire_time.is_none() {
                 return Err(EngineError::InvalidRequest("lease is not renewable".into()));
             }
+            // The auth method that issued it may refuse (its role is gone, its policies
+            // changed) or bring the role's current TTLs, as Vault's login renewal does.
+            let limits = self
+                .login_renewal(unsealed, &entry)
+                .await?
+                .unwrap_or_default();
             let mut warnings = Vec::new();
-            let mut ttl = if entry.period > 0 {
+            let mut ttl = if limits.period > 0 {
+                limits.period
+            } else if entry.period > 0 {
                 entry.period
             } else if increment > 0 {
                 increment
+            } else if limits.ttl > 0 {
+                limits.ttl
             } else if entry.last_increment > 0 {
                 entry.last_increment
             } else {
                 entry.ttl
             };
             let since_creation = u64::try_from(now.saturating_sub(entry.created_time)).unwrap_or(0);
-            if entry.max_ttl > 0 {
-                let limit = entry.max_ttl.saturating_sub(since_creation);
+            // The role's maximum applies as well as the one the token was issued with.
+            let max_ttl = match (entry.max_ttl, limits.max_ttl) {
+                (0, only) | (only, 0) => only,
+                (own, role) => own.min(role),
+            };
+            if max_ttl > 0 {
+                let limit = max_ttl.saturating_sub(since_creation);
                 if ttl > limit {
                     warnings.push(format!(
                         "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",

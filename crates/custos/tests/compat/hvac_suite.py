@@ -244,6 +244,74 @@ def userpass_users_and_login():
 
 
 @check
+def token_create_lookup_renew_revoke():
+    tokens = client.auth.token
+    created = tokens.create(policies=["app"], ttl="1h", display_name="hvac", meta={"team": "web"})
+    auth = created["auth"]
+    assert auth["policies"] == ["app", "default"] and auth["lease_duration"] == 3600, created
+    assert auth["renewable"] is True and auth["metadata"] == {"team": "web"}, created
+    token = auth["client_token"]
+    looked_up = tokens.lookup(token)["data"]
+    assert looked_up["id"] == token and looked_up["accessor"] == auth["accessor"], looked_up
+    assert looked_up["display_name"] == "token-hvac" and looked_up["creation_ttl"] == 3600, looked_up
+    assert looked_up["meta"] == {"team": "web"} and looked_up["path"] == "auth/token/create", looked_up
+    by_accessor = tokens.lookup_accessor(auth["accessor"])["data"]
+    assert by_accessor["id"] == "" and by_accessor["display_name"] == "token-hvac", by_accessor
+    renewed = tokens.renew(token, increment="30m")["auth"]
+    assert renewed["client_token"] == token and renewed["lease_duration"] == 1800, renewed
+    holder = hvac.Client(url=ADDR, token=token)
+    assert holder.is_authenticated()
+    assert holder.auth.token.lookup_self()["data"]["ttl"] <= 1800
+    tokens.revoke(token)
+    assert not holder.is_authenticated()
+    raises(hvac.exceptions.Forbidden, tokens.lookup, token)
+
+
+@check
+def approle_role_secret_id_and_login():
+    client.sys.enable_auth_method(method_type="approle", path="hvac-ar")
+    approle = client.auth.approle
+    # hvac sends lists as comma-separated strings and metadata as a JSON string.
+    approle.create_or_update_approle(role_name="worker", token_policies=["jobs", "reports"], token_ttl="20m",
+                                     secret_id_num_uses=2, secret_id_bound_cidrs=["127.0.0.0/8"],
+                                     mount_point="hvac-ar")
+    role = approle.read_role(role_name="worker", mount_point="hvac-ar")["data"]
+    assert role["token_policies"] == ["jobs", "reports"] and role["token_ttl"] == 1200, role
+    assert role["secret_id_bound_cidrs"] == ["127.0.0.0/8"] and role["secret_id_num_uses"] == 2, role
+    assert "worker" in approle.list_roles(mount_point="hvac-ar")["data"]["keys"]
+    role_id = approle.read_role_id(role_name="worker", mount_point="hvac-ar")["data"]["role_id"]
+    generated = approle.generate_secret_id(role_name="worker", metadata={"host": "build-7"},
+                                           cidr_list=["127.0.0.1/32"], mount_point="hvac-ar")["data"]
+    assert generated["secret_id_num_uses"] == 2 and generated["secret_id_ttl"] == 0, generated
+    secret_id = generated["secret_id"]
+    looked_up = approle.read_secret_id(role_name="worker", secret_id=secret_id, mount_point="hvac-ar")["data"]
+    assert looked_up["metadata"] == {"host": "build-7"} and looked_up["cidr_list"] == ["127.0.0.1/32"], looked_up
+    assert looked_up["secret_id_accessor"] == generated["secret_id_accessor"], looked_up
+
+    machine = hvac.Client(url=ADDR)
+    answer = machine.auth.approle.login(role_id=role_id, secret_id=secret_id, mount_point="hvac-ar")
+    assert answer["auth"]["policies"] == ["default", "jobs", "reports"], answer
+    assert answer["auth"]["metadata"] == {"role_name": "worker", "host": "build-7"}, answer
+    assert answer["auth"]["lease_duration"] == 1200, answer
+    assert machine.token == answer["auth"]["client_token"] and machine.is_authenticated()
+    assert machine.auth.token.lookup_self()["data"]["path"] == "auth/hvac-ar/login"
+    raises(hvac.exceptions.InvalidRequest, hvac.Client(url=ADDR).auth.approle.login,
+           role_id=role_id, secret_id="wrong", mount_point="hvac-ar")
+
+    # A wrapped secret id, unwrapped by the machine; the second login spends the first's last use.
+    wrapped = approle.generate_secret_id(role_name="worker", mount_point="hvac-ar", wrap_ttl="60s")
+    wrapping_token = wrapped["wrap_info"]["token"]
+    unwrapped = hvac.Client(url=ADDR).sys.unwrap(token=wrapping_token)["data"]
+    hvac.Client(url=ADDR).auth.approle.login(role_id=role_id, secret_id=unwrapped["secret_id"],
+                                             mount_point="hvac-ar")
+    hvac.Client(url=ADDR).auth.approle.login(role_id=role_id, secret_id=secret_id, mount_point="hvac-ar")
+    raises(hvac.exceptions.InvalidRequest, hvac.Client(url=ADDR).auth.approle.login,
+           role_id=role_id, secret_id=secret_id, mount_point="hvac-ar")
+    approle.delete_role(role_name="worker", mount_point="hvac-ar")
+    client.sys.disable_auth_method(path="hvac-ar")
+
+
+@check
 def bad_input_is_400():
     raises(hvac.exceptions.InvalidRequest, client.adapter.post, "/v1/secret/data/hvac/bad", json={"data": "not-an-object"})
     raises(hvac.exceptions.InvalidRequest, client.adapter.post, "/v1/secret/data/a/%2E%2E/b", json={"data": {}})

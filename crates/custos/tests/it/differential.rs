@@ -968,6 +968,136 @@ fn edge_cases() -> Vec<Step> {
         step("auth/disable-token", "DELETE", "sys/auth/token", None),
         step("auth/disable", "DELETE", "sys/auth/userpass", None),
         step("auth/disable-missing", "DELETE", "sys/auth/userpass", None),
+        // AppRole, with a custom role id and secret id so both servers get the same credentials.
+        step(
+            "approle/enable",
+            "POST",
+            "sys/auth/approle",
+            Some(r#"{"type":"approle"}"#),
+        ),
+        step(
+            "approle/role-create",
+            "POST",
+            "auth/approle/role/web",
+            Some(
+                r#"{"token_policies":"a,b","token_ttl":"1h","secret_id_num_uses":2,"secret_id_ttl":"10m"}"#,
+            ),
+        ),
+        step("approle/role-read", "GET", "auth/approle/role/web", None),
+        step("approle/role-list", "LIST", "auth/approle/role", None),
+        step(
+            "approle/role-read-missing",
+            "GET",
+            "auth/approle/role/nope",
+            None,
+        ),
+        step(
+            "approle/role-id-set",
+            "POST",
+            "auth/approle/role/web/role-id",
+            Some(r#"{"role_id":"web-role-id"}"#),
+        ),
+        step(
+            "approle/role-id-read",
+            "GET",
+            "auth/approle/role/web/role-id",
+            None,
+        ),
+        step(
+            "approle/field-read",
+            "GET",
+            "auth/approle/role/web/policies",
+            None,
+        ),
+        step(
+            "approle/field-write",
+            "POST",
+            "auth/approle/role/web/token-ttl",
+            Some(r#"{"token_ttl":"30m"}"#),
+        ),
+        step(
+            "approle/custom-secret-id",
+            "POST",
+            "auth/approle/role/web/custom-secret-id",
+            Some(r#"{"secret_id":"web-secret-1"}"#),
+        ),
+        step(
+            "approle/secret-id-lookup",
+            "POST",
+            "auth/approle/role/web/secret-id/lookup",
+            Some(r#"{"secret_id":"web-secret-1"}"#),
+        ),
+        step(
+            "approle/secret-id-lookup-unknown",
+            "POST",
+            "auth/approle/role/web/secret-id/lookup",
+            Some(r#"{"secret_id":"nope"}"#),
+        ),
+        step(
+            "approle/secret-id-generate",
+            "POST",
+            "auth/approle/role/web/secret-id",
+            Some("{}"),
+        ),
+        step(
+            "approle/login",
+            "POST",
+            "auth/approle/login",
+            Some(r#"{"role_id":"web-role-id","secret_id":"web-secret-1"}"#),
+        )
+        .token(Token::Missing)
+        .auth("ar1", "ar1-accessor"),
+        step(
+            "approle/login-wrong-secret",
+            "POST",
+            "auth/approle/login",
+            Some(r#"{"role_id":"web-role-id","secret_id":"nope"}"#),
+        )
+        .token(Token::Missing),
+        step(
+            "approle/login-no-secret",
+            "POST",
+            "auth/approle/login",
+            Some(r#"{"role_id":"web-role-id"}"#),
+        )
+        .token(Token::Missing),
+        step(
+            "approle/token-lookup",
+            "GET",
+            "auth/token/lookup-self",
+            None,
+        )
+        .token(Token::Captured("ar1")),
+        step("approle/renew", "POST", "auth/token/renew-self", Some("{}"))
+            .token(Token::Captured("ar1")),
+        step(
+            "approle/login-last-use",
+            "POST",
+            "auth/approle/login",
+            Some(r#"{"role_id":"web-role-id","secret_id":"web-secret-1"}"#),
+        )
+        .token(Token::Missing),
+        step(
+            "approle/login-used-up",
+            "POST",
+            "auth/approle/login",
+            Some(r#"{"role_id":"web-role-id","secret_id":"web-secret-1"}"#),
+        )
+        .token(Token::Missing),
+        step(
+            "approle/role-delete",
+            "DELETE",
+            "auth/approle/role/web",
+            None,
+        ),
+        step(
+            "approle/renew-after-delete",
+            "POST",
+            "auth/token/renew-self",
+            Some("{}"),
+        )
+        .token(Token::Captured("ar1")),
+        step("approle/disable", "DELETE", "sys/auth/approle", None),
         // Response wrapping.
         step(
             "wrap/wrap",

@@ -4,8 +4,10 @@
 
 mod support;
 
+mod approle;
 mod bao_cli;
 mod budget_postgres;
+mod cert_auth;
 mod cli;
 mod cli_auth;
 mod cluster;

@@ -1,14 +1,18 @@
-//! vaultrs, a Rust Vault client, against a dev server: KV v2 and v1, mounts, wrapping, tokens.
+//! vaultrs, a Rust Vault client, against a dev server: KV v2 and v1, mounts, wrapping, tokens,
+//! AppRole.
 //! Where our answer could differ from Vault's documented JSON, vaultrs's typed responses pin
 //! Vault's shape: a missing or renamed field fails to deserialize.
 
 use std::collections::HashMap;
 
 use vaultrs::api::ResponseWrapper;
+use vaultrs::api::auth::approle::requests::SetAppRoleRequest;
 use vaultrs::api::kv2::requests::{
     ReadSecretRequest, SetSecretMetadataRequest, SetSecretRequestOptions,
 };
 use vaultrs::api::sys::requests::EnableEngineRequest;
+use vaultrs::api::token::requests::CreateTokenRequest;
+use vaultrs::auth::approle;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 use vaultrs::{kv1, kv2, sys, token};
@@ -215,5 +219,128 @@ async fn vaultrs_kv_mounts_tokens_and_wrapping() {
     assert_eq!(
         status_of(kv2::list(&stranger, "secret", "").await.unwrap_err()),
         403
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vaultrs_tokens_and_an_approle_login() {
+    let (_dir, server) = support::dev_server();
+    let root = client(&server.address, "root");
+
+    // A child token, typed by vaultrs's `AuthInfo`.
+    let created = token::new(
+        &root,
+        Some(
+            CreateTokenRequest::builder()
+                .policies(vec!["app".to_owned()])
+                .ttl("1h")
+                .display_name("rs")
+                .meta(HashMap::from([("team".to_owned(), "payments".to_owned())])),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        created.policies,
+        vec!["app".to_owned(), "default".to_owned()]
+    );
+    assert_eq!(created.lease_duration, 3600);
+    assert!(created.renewable && !created.orphan);
+    assert_eq!(created.token_type, "service");
+    assert_eq!(
+        created.metadata.as_ref().unwrap()["team"],
+        "payments".to_owned()
+    );
+
+    let looked_up = token::lookup(&root, &created.client_token).await.unwrap();
+    assert_eq!(looked_up.id, created.client_token);
+    assert_eq!(looked_up.accessor, created.accessor);
+    assert_eq!(looked_up.display_name, "token-rs");
+    assert_eq!(looked_up.path, "auth/token/create");
+    assert_eq!(looked_up.creation_ttl, 3600);
+    assert!(looked_up.ttl > 3500 && looked_up.ttl <= 3600);
+    assert_eq!(looked_up.meta.unwrap()["team"], "payments");
+    let by_accessor = token::lookup_accessor(&root, &created.accessor)
+        .await
+        .unwrap();
+    assert_eq!(by_accessor.id, "", "a lookup by accessor hides the token");
+    let child = client(&server.address, &created.client_token);
+    let me = token::lookup_self(&child).await.unwrap();
+    assert_eq!(me.accessor, created.accessor);
+    let renewed = token::renew_self(&child, Some("30m")).await.unwrap();
+    assert_eq!(renewed.lease_duration, 1800);
+
+    token::revoke(&root, &created.client_token).await.unwrap();
+    assert_eq!(
+        status_of(token::lookup_self(&child).await.unwrap_err()),
+        403
+    );
+    assert_eq!(
+        status_of(
+            token::lookup(&root, &created.client_token)
+                .await
+                .unwrap_err()
+        ),
+        403,
+        "Vault answers a lookup of an unknown token with 403 (bad token)"
+    );
+
+    // AppRole: a role, its role id, a secret id and a login, all typed by vaultrs.
+    sys::auth::enable(&root, "rs-approle", "approle", None)
+        .await
+        .unwrap();
+    approle::role::set(
+        &root,
+        "rs-approle",
+        "worker",
+        Some(
+            SetAppRoleRequest::builder()
+                .token_policies(vec!["jobs".to_owned()])
+                .token_ttl("20m")
+                .secret_id_num_uses(1u64),
+        ),
+    )
+    .await
+    .unwrap();
+    let role = approle::role::read(&root, "rs-approle", "worker")
+        .await
+        .unwrap();
+    assert_eq!(role.token_policies, vec!["jobs".to_owned()]);
+    assert_eq!(role.token_ttl, 1200);
+    assert_eq!(role.secret_id_num_uses, 1);
+    assert!(role.bind_secret_id);
+    assert!(role.token_bound_cidrs.is_empty());
+    let role_id = approle::role::read_id(&root, "rs-approle", "worker")
+        .await
+        .unwrap()
+        .role_id;
+    let secret = approle::role::secret::generate(&root, "rs-approle", "worker", None)
+        .await
+        .unwrap();
+    assert!(!secret.secret_id_accessor.is_empty());
+
+    let anonymous = client(&server.address, "");
+    let login = approle::login(&anonymous, "rs-approle", &role_id, &secret.secret_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        login.policies,
+        vec!["default".to_owned(), "jobs".to_owned()]
+    );
+    assert_eq!(login.lease_duration, 1200);
+    assert_eq!(login.metadata.unwrap()["role_name"], "worker");
+    let machine = client(&server.address, &login.client_token);
+    assert_eq!(
+        token::lookup_self(&machine).await.unwrap().path,
+        "auth/rs-approle/login"
+    );
+    // The secret id had one use.
+    assert_eq!(
+        status_of(
+            approle::login(&anonymous, "rs-approle", &role_id, &secret.secret_id)
+                .await
+                .unwrap_err()
+        ),
+        400
     );
 }

@@ -30,7 +30,8 @@ use crate::auth::token_fields::{
 };
 use crate::kv::{decode, format_time, list_children, parse_bool, unsupported};
 use crate::logical::{
-    LogicalBackend, LogicalRequest, LogicalResponse, MountContext, MountStorage, Operation,
+    LogicalBackend, LogicalRequest, LogicalResponse, LoginRenewal, MountContext, MountStorage,
+    Operation, RenewalLimits,
 };
 use crate::{EngineError, Revision};
 
@@ -348,6 +349,33 @@ impl LogicalBackend for AppRole {
             Some(Value::String(role_id)) => format!("role_id:{role_id}"),
             _ => "role_id:".into(),
         }
+    }
+
+    /// As Vault: a token whose role was deleted is not renewed; otherwise the role's current
+    /// TTLs apply.
+    async fn renew_login(
+        &self,
+        ctx: &MountContext,
+        login: &LoginRenewal,
+    ) -> Result<Option<RenewalLimits>, EngineError> {
+        let name = login
+            .metadata
+            .get("role_name")
+            .map(String::as_str)
+            .unwrap_or_default();
+        if name.is_empty() {
+            return Err(invalid("failed to fetch role_name during renewal"));
+        }
+        let Some((role, _)) = load_role(&ctx.storage, name).await? else {
+            return Err(invalid(format!(
+                "role {name:?} does not exist during renewal"
+            )));
+        };
+        Ok(Some(RenewalLimits {
+            ttl: role.token.ttl,
+            max_ttl: role.token.max_ttl,
+            period: role.token.period,
+        }))
     }
 }
 

@@ -27,7 +27,8 @@ use crate::EngineError;
 use crate::auth::token_fields::{TokenFields, display_prefix, string_list, strings};
 use crate::kv::{decode, list_children, parse_bool, unsupported};
 use crate::logical::{
-    LogicalBackend, LogicalRequest, LogicalResponse, MountContext, MountStorage, Operation,
+    LogicalBackend, LogicalRequest, LogicalResponse, LoginRenewal, MountContext, MountStorage,
+    Operation, RenewalLimits, equivalent_policies,
 };
 
 const CERT_PREFIX: &str = "cert/";
@@ -122,6 +123,34 @@ impl LogicalBackend for CertAuth {
             Some(cert) => format!("cert:{}", cert.fingerprint),
             None => "cert:none".into(),
         }
+    }
+
+    /// As Vault: a token whose role was deleted, or whose role's policies changed since the
+    /// login, is not renewed; otherwise the role's current TTLs apply. (The token store already
+    /// refuses the token on a connection without the certificate it logged in with.)
+    async fn renew_login(
+        &self,
+        ctx: &MountContext,
+        login: &LoginRenewal,
+    ) -> Result<Option<RenewalLimits>, EngineError> {
+        let name = login
+            .metadata
+            .get("cert_name")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let Some(role) = load_role(&ctx.storage, name).await? else {
+            return Err(invalid(format!(
+                "certificate role {name:?} no longer exists, not renewing"
+            )));
+        };
+        if !equivalent_policies(&role.token.policies, &login.policies) {
+            return Err(invalid("policies have changed, not renewing"));
+        }
+        Ok(Some(RenewalLimits {
+            ttl: role.token.ttl,
+            max_ttl: role.token.max_ttl,
+            period: role.token.period,
+        }))
     }
 }
 

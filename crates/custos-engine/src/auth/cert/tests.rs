@@ -458,3 +458,60 @@ proptest::proptest! {
         proptest::prop_assert!(matches!(result, Err(EngineError::InvalidRequest(_))), "{result:?}");
     }
 }
+
+/// What the token store tells the method when a login's token is to be renewed.
+fn renewal(grant: &crate::TokenGrant, policies: &[&str]) -> crate::logical::LoginRenewal {
+    crate::logical::LoginRenewal {
+        path: "login".into(),
+        metadata: grant.metadata.clone(),
+        policies: policies.iter().map(|policy| (*policy).to_owned()).collect(),
+    }
+}
+
+#[tokio::test]
+async fn renewal_needs_the_role_with_the_same_policies_and_takes_its_current_ttls() {
+    let harness = Harness::at("auth/cert/");
+    let root = ca("test CA");
+    let role = json!({"certificate": root.pem(), "token_policies": "web,ops", "token_ttl": "1h"});
+    write_role(&harness, "web", role.clone()).await;
+    let leaf = client("app.example.com", &[], &root);
+    let grant = grant_of(login(&harness, Some(vec![leaf]), None).await);
+    // The token has `default` too: still the same policies.
+    let token = renewal(&grant, &["default", "ops", "web"]);
+    let limits = CertAuth
+        .renew_login(&harness.ctx(), &token)
+        .await
+        .expect("renewal allowed");
+    assert_eq!(
+        limits,
+        Some(crate::logical::RenewalLimits {
+            ttl: 3600,
+            max_ttl: 0,
+            period: 0
+        })
+    );
+    write_role(
+        &harness,
+        "web",
+        json!({"token_policies": "web,ops", "token_ttl": "10m", "token_max_ttl": "2h"}),
+    )
+    .await;
+    let limits = CertAuth
+        .renew_login(&harness.ctx(), &token)
+        .await
+        .expect("renewal allowed");
+    assert_eq!(limits.map(|l| (l.ttl, l.max_ttl)), Some((600, 7200)));
+
+    write_role(&harness, "web", json!({"token_policies": "web"})).await;
+    assert_eq!(
+        invalid(CertAuth.renew_login(&harness.ctx(), &token).await),
+        "policies have changed, not renewing"
+    );
+    call(&harness, Operation::Delete, "certs/web", Value::Null)
+        .await
+        .expect("delete");
+    assert_eq!(
+        invalid(CertAuth.renew_login(&harness.ctx(), &token).await),
+        "certificate role \"web\" no longer exists, not renewing"
+    );
+}
