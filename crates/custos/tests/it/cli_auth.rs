@@ -1,9 +1,6 @@
 //! `custos login`, the token helper (`~/.custos-token`), `custos token ...`, the generic
 //! `read`/`write`/`list`/`delete`, and `custos operator generate-root` (and `bao operator
 //! generate-root`, when `CUSTOS_TEST_BAO` names a `bao` binary) against the real binary.
-//!
-//! Tests that need the auth methods and `sys/capabilities` of the identity merge are written and
-//! marked `#[ignore]` until those land.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -640,7 +637,6 @@ fn token_create_lookup_renew_and_revoke() {
 }
 
 #[test]
-#[ignore = "needs sys/capabilities and sys/capabilities-self from the identity merge"]
 fn token_capabilities() {
     let (_dir, server) = support::dev_server();
     let home = tempfile::tempdir().unwrap();
