@@ -1,3 +1,5 @@
+//! Tests of `custos operator generate-root`: OTP decoding and argument handling.
+
 use base64::Engine as _;
 
 use super::*;

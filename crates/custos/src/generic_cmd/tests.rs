@@ -1,3 +1,5 @@
+//! Tests of `custos read|write|list|delete`: arguments and output.
+
 use serde_json::json;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! Tests of `custos login`: methods, their key=value arguments and what is stored.
+
 use super::*;
 
 fn args(items: &[&str]) -> Vec<String> {

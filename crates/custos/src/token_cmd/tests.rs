@@ -1,3 +1,5 @@
+//! Tests of `custos token`: argument parsing and request bodies.
+
 use clap::Parser as _;
 
 use super::*;

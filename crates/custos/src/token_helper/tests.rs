@@ -1,3 +1,5 @@
+//! Tests of the token helper file (`~/.custos-token`): mode 0600 and precedence.
+
 use std::collections::HashMap;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! Tests of the Vault-style single-dash flags the CLI accepts (`-method=userpass`).
+
 use super::*;
 
 fn run(args: &[&str]) -> Vec<String> {
