@@ -628,8 +628,23 @@ impl Engine {
         token: Option<&str>,
         connection: &Connection,
     ) -> Result<KeyInfo, EngineError> {
+        self.rotate_at("sys/rotate", token, connection).await
+    }
+
+    /// [`Engine::rotate_from`] reached at `path` (`sys/rotate` or its alias
+    /// `sys/rotate/keyring`), which the caller's policies are asked about, as Vault asks them
+    /// about the path requested.
+    pub async fn rotate_at(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        connection: &Connection,
+    ) -> Result<KeyInfo, EngineError> {
+        if !matches!(path, "sys/rotate" | "sys/rotate/keyring") {
+            return Err(EngineError::NoRoute(path.to_owned()));
+        }
         let unsealed = self
-            .authorize_operation(token, "sys/rotate", logical::Operation::Update, connection)
+            .authorize_operation(token, path, logical::Operation::Update, connection)
             .await?;
         unsealed.barrier.rotate(self.now().as_second()).await
     }
