@@ -702,7 +702,9 @@ impl Engine {
         // Another node may have changed a table this request depends on.
         self.refresh_tables(&unsealed).await?;
         // Only routes the table declares public are served without authenticating the token.
-        if let Some(route) = routes::unauthenticated(&request.path, has_body_token(&request)) {
+        if let Some(route) =
+            routes::unauthenticated(&request.path, request.operation, has_body_token(&request))
+        {
             return self.serve_unauthenticated(&unsealed, route, request).await;
         }
         // An auth method's login paths need no token.

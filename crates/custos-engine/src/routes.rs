@@ -22,7 +22,8 @@
 //!
 //! Patterns are `/`-separated segments: a literal, `+` (exactly one segment) or `*` (one or
 //! more segments). A trailing `/` on a request path (a folder, for lists) is ignored. The first
-//! matching entry wins, so specific entries come before general ones.
+//! matching entry wins, so specific entries come before general ones; a route whose operations
+//! need different access has one entry per class, with the same pattern.
 
 use crate::logical::Operation;
 use crate::logical::Operation::{Delete, List, Patch, Read, Update};
@@ -289,8 +290,15 @@ pub const ROUTES: &[Route] = &[
     ),
     own(
         "auth/token/lookup-self",
-        &[Read, Update],
+        &[Read],
         SelfToken,
+        "auth/token/lookup-self",
+    ),
+    // The `default` policy grants only `read`, as Vault's.
+    own(
+        "auth/token/lookup-self",
+        &[Update],
+        Policy,
         "auth/token/lookup-self",
     ),
     own(
@@ -602,6 +610,13 @@ pub fn matches(pattern: &str, path: &str) -> bool {
     walk(&pattern, &path)
 }
 
+/// Whether the ACL itself asks for `sudo` on `path` (an ACL path: a list's ends in `/`), as
+/// for Vault's root-protected paths. Other [`Access::Sudo`] routes are checked by their handler
+/// (`auth/token/revoke-orphan`, as in Vault).
+pub fn root_protected(path: &str) -> bool {
+    crate::policy::needs_sudo(path)
+}
+
 /// Whether the engine itself (not a mount) serves `path`: `sys/...` and `auth/token/...`.
 pub fn is_engine_owned(path: &str) -> bool {
     path.starts_with("sys/")
@@ -609,12 +624,23 @@ pub fn is_engine_owned(path: &str) -> bool {
         || crate::token::is_token_store_path(path)
 }
 
-/// The engine's own route serving `path`, if the table declares one.
+/// The engine's own route at `path` (the first entry matching it), if the table declares one.
 pub fn find_own(path: &str) -> Option<&'static Route> {
     ROUTES
         .iter()
         .filter(|route| route.mount.is_none())
         .find(|route| route.matches(path))
+}
+
+/// The entry declaring `operation` on the engine's own route at `path`: a route whose
+/// operations need different access (`auth/token/lookup-self`: any token may read itself, but
+/// a write needs a policy) has one entry per access class, with the same pattern.
+pub fn find_own_for(path: &str, operation: Operation) -> Option<&'static Route> {
+    let first = find_own(path)?;
+    ROUTES
+        .iter()
+        .filter(|route| route.mount == first.mount && route.pattern == first.pattern)
+        .find(|route| route.serves(operation))
 }
 
 /// The pipeline's gate for engine-owned paths: an undeclared path is no route, an undeclared
@@ -623,17 +649,24 @@ pub(crate) fn check_declared(path: &str, operation: Operation) -> Result<(), cra
     if !is_engine_owned(path) {
         return Ok(());
     }
-    match find_own(path) {
-        None => Err(crate::EngineError::NoRoute(path.to_owned())),
-        Some(route) if !route.serves(operation) => Err(crate::EngineError::MethodNotAllowed),
-        Some(_) => Ok(()),
+    if find_own_for(path, operation).is_some() {
+        Ok(())
+    } else if find_own(path).is_some() {
+        Err(crate::EngineError::MethodNotAllowed)
+    } else {
+        Err(crate::EngineError::NoRoute(path.to_owned()))
     }
 }
 
 /// The route of a request the pipeline serves without authenticating its token: a
 /// [`Access::Public`] route, or an [`Access::WrappingToken`] one when the body names no token.
-pub(crate) fn unauthenticated(path: &str, body_token: bool) -> Option<&'static Route> {
-    let route = find_own(path)?;
+/// An operation a public route does not serve is still its (answered "unsupported").
+pub(crate) fn unauthenticated(
+    path: &str,
+    operation: Operation,
+    body_token: bool,
+) -> Option<&'static Route> {
+    let route = find_own_for(path, operation).or_else(|| find_own(path))?;
     match route.access {
         Access::Public => Some(route),
         Access::WrappingToken if !body_token => Some(route),

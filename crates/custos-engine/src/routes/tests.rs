@@ -38,6 +38,12 @@ fn every_example_is_served_by_its_own_entry() {
             .find(|other| other.matches(route.example))
             .map(|other| other.pattern);
         assert_eq!(first, Some(route.pattern), "example {}", route.example);
+        if route.mount.is_none() {
+            for &operation in route.operations {
+                let found = find_own_for(route.example, operation).map(|other| other.access);
+                assert_eq!(found, Some(route.access), "{operation:?} {}", route.pattern);
+            }
+        }
         assert!(crate::pipeline::validate_path(route.example).is_ok());
         assert_eq!(is_engine_owned(route.example), route.mount.is_none());
         if let Some(mount) = route.mount {
@@ -133,22 +139,34 @@ fn undeclared_engine_paths_are_refused_before_routing() {
         check_declared("sys/wrapping/wrap", Operation::Read),
         Err(EngineError::MethodNotAllowed)
     ));
+    // Two entries, one route: each operation finds its own.
+    assert!(check_declared("auth/token/lookup-self", Operation::Read).is_ok());
+    assert!(check_declared("auth/token/lookup-self", Operation::Update).is_ok());
+    assert_eq!(
+        find_own_for("auth/token/lookup-self", Operation::Update).map(|route| route.access),
+        Some(Access::Policy)
+    );
 }
 
 #[test]
 fn only_declared_routes_skip_authentication() {
-    assert!(unauthenticated("sys/leaks", false).is_some());
-    assert!(unauthenticated("sys/leaks/", true).is_some());
-    assert!(unauthenticated("sys/wrapping/lookup", true).is_some());
-    assert!(unauthenticated("sys/wrapping/unwrap", false).is_some());
-    assert!(unauthenticated("sys/wrapping/unwrap", true).is_none());
+    let update = Operation::Update;
+    assert!(unauthenticated("sys/leaks", update, false).is_some());
+    assert!(unauthenticated("sys/leaks/", update, true).is_some());
+    // Public with an operation it does not serve: answered "unsupported" without a token.
+    assert!(unauthenticated("sys/leaks", Operation::Read, false).is_some());
+    assert!(unauthenticated("sys/wrapping/lookup", update, true).is_some());
+    assert!(unauthenticated("sys/wrapping/unwrap", update, false).is_some());
+    assert!(unauthenticated("sys/wrapping/unwrap", update, true).is_none());
     for path in [
         "sys/wrapping/wrap",
         "sys/mounts",
         "auth/token/lookup-self",
         "sys/leaks/x",
     ] {
-        assert!(unauthenticated(path, false).is_none(), "{path}");
+        for operation in [Operation::Read, update] {
+            assert!(unauthenticated(path, operation, false).is_none(), "{path}");
+        }
     }
     assert!(login_declared("userpass", "login/alice"));
     assert!(!login_declared("userpass", "users/alice"));
