@@ -926,8 +926,8 @@ impl Engine {
     }
 
     /// Serves `sys/wrapping/lookup`, and `sys/wrapping/unwrap` with the wrapping token as the
-    /// request token (no token in the body), audited like every
-    /// other request, with the wrapping token standing in for the caller.
+    /// request token (no token in the body), audited like every other request, with the
+    /// wrapping token standing in for the caller.
     async fn unauthenticated_wrapping(
         &self,
         unsealed: &Unsealed,

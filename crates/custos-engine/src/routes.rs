@@ -180,14 +180,14 @@ pub const ROUTES: &[Route] = &[
     // Policies (`policy/`).
     own("sys/policy", &[Read, List], Policy, "sys/policy"),
     own(
-        "sys/policy/+",
+        "sys/policy/*",
         &[Read, Update, Delete],
         Policy,
         "sys/policy/example",
     ),
     own("sys/policies/acl", &[List], Policy, "sys/policies/acl"),
     own(
-        "sys/policies/acl/+",
+        "sys/policies/acl/*",
         &[Read, Update, Delete],
         Policy,
         "sys/policies/acl/example",
@@ -241,7 +241,7 @@ pub const ROUTES: &[Route] = &[
     ),
     own("sys/remount", &[Update], Sudo, "sys/remount"),
     own(
-        "sys/remount/status/+",
+        "sys/remount/status/*",
         &[Read],
         Policy,
         "sys/remount/status/example",
@@ -283,7 +283,7 @@ pub const ROUTES: &[Route] = &[
         "auth/token/create-orphan",
     ),
     own(
-        "auth/token/create/+",
+        "auth/token/create/*",
         &[Update],
         Policy,
         "auth/token/create/example",
@@ -355,7 +355,7 @@ pub const ROUTES: &[Route] = &[
     own("auth/token/tidy", &[Update], Policy, "auth/token/tidy"),
     own("auth/token/roles", &[List], Policy, "auth/token/roles"),
     own(
-        "auth/token/roles/+",
+        "auth/token/roles/*",
         &[Read, Update, Delete],
         Policy,
         "auth/token/roles/example",

@@ -18,6 +18,7 @@ fn patterns_match_segments() {
     assert!(!matches("sys/mounts/*/tune", "sys/mounts/tune"));
     assert!(matches("sys/policy/+", "sys/policy/a"));
     assert!(!matches("sys/policy/+", "sys/policy/a/b"));
+    assert!(matches("sys/policy/*", "sys/policy/a/b"));
     assert!(matches("sys/leaks", "sys/leaks/"));
     assert!(!matches("sys/leaks", "sys/leaks/x"));
     for bad in ["", "/", "sys//leaks", "sys/leaks//"] {
