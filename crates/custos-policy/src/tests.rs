@@ -326,7 +326,7 @@ path "kv/allowed" {
   capabilities = ["create", "update", "read"]
   allowed_parameters = {
     "zip" = []
-    "color" = ["red", "gr*", "*ue"]
+    "color" = ["red", "gr*", "*lue"]
   }
 }
 path "kv/denied" {

@@ -64,7 +64,7 @@ enum TokenCommand {
     },
     /// Show what a token may do on a path: TOKEN PATH, or PATH for the calling token.
     Capabilities {
-        /// [TOKEN] PATH.
+        /// The token (optional), then the path.
         #[arg(num_args = 1..=2, required = true, value_name = "[TOKEN] PATH")]
         args: Vec<String>,
     },

@@ -312,6 +312,33 @@ def approle_role_secret_id_and_login():
 
 
 @check
+def acl_policies_limit_a_token():
+    policy = 'path "secret/data/hvac-acl/+/*" {\n  capabilities = ["read"]\n}\n'
+    client.sys.create_or_update_policy(name="hvac-reader", policy=policy)
+    assert "hvac-reader" in client.sys.list_policies()["data"]["policies"]
+    assert client.sys.read_policy(name="hvac-reader")["data"]["rules"] == policy
+    client.sys.create_or_update_acl_policy(name="hvac-acl", policy='path "sys/policy" { capabilities = ["list"] }')
+    assert "hvac-acl" in client.sys.list_acl_policies()["data"]["keys"]
+    assert "sys/policy" in client.sys.read_acl_policy(name="hvac-acl")["data"]["policy"]
+    client.secrets.kv.v2.create_or_update_secret(path="hvac-acl/app/db", secret={"password": "p"}, mount_point="secret")
+    token = client.auth.token.create(policies=["hvac-reader"], ttl="10m")["auth"]["client_token"]
+    reader = hvac.Client(url=ADDR, token=token)
+    secret = reader.secrets.kv.v2.read_secret_version(path="hvac-acl/app/db", mount_point="secret",
+                                                      raise_on_deleted_version=True)
+    assert secret["data"]["data"] == {"password": "p"}, secret
+    raises(hvac.exceptions.Forbidden, reader.secrets.kv.v2.create_or_update_secret,
+           path="hvac-acl/app/db", secret={"password": "q"}, mount_point="secret")
+    raises(hvac.exceptions.Forbidden, reader.secrets.kv.v2.read_secret_version,
+           path="hvac-acl/db", mount_point="secret", raise_on_deleted_version=True)
+    capabilities = client.sys.get_capabilities(paths=["secret/data/hvac-acl/app/db"], token=token)
+    assert capabilities["capabilities"] == ["read"], capabilities
+    client.auth.token.revoke(token)
+    client.sys.delete_policy(name="hvac-reader")
+    client.sys.delete_acl_policy(name="hvac-acl")
+    assert "hvac-reader" not in client.sys.list_policies()["data"]["policies"]
+
+
+@check
 def bad_input_is_400():
     raises(hvac.exceptions.InvalidRequest, client.adapter.post, "/v1/secret/data/hvac/bad", json={"data": "not-an-object"})
     raises(hvac.exceptions.InvalidRequest, client.adapter.post, "/v1/secret/data/a/%2E%2E/b", json={"data": {}})
