@@ -4,18 +4,19 @@
 //! - **Skipping authentication.** The pipeline serves a request without a token only when the
 //!   table declares its route [`Access::Public`] (or [`Access::WrappingToken`], when the request
 //!   token is the wrapping token): `sys/leaks`, `sys/wrapping/lookup`, `sys/wrapping/unwrap`
-//!   ([`unauthenticated`]), and an auth method's login paths, which must be declared Public here
+//!   (`unauthenticated`), and an auth method's login paths, which must be declared Public here
 //!   *and* by the method's backend (`LogicalBackend::unauthenticated_paths`, checked by
-//!   [`login_declared`]). Nothing else can skip authentication, whatever a handler does.
+//!   `login_declared`). Nothing else can skip authentication, whatever a handler does.
 //! - **Engine-owned paths.** `sys/...` and `auth/token/...` are served only when the table
-//!   declares them ([`check_declared`], called by the pipeline after authorisation and before
+//!   declares them (`check_declared`, called by the pipeline after authorisation and before
 //!   routing): an undeclared path is answered "no route" (404) and an undeclared operation
 //!   "unsupported operation" (405), even for root. So a route added to a dispatcher (`sys.rs`,
 //!   `policy/`, `wrapping.rs`, `generate_root.rs`, `token/endpoints.rs`) but not to [`ROUTES`]
 //!   is unreachable, and its first test fails; adding it here forces a choice of [`Access`],
 //!   which the authorisation matrix (`crates/custos-server/tests/it/authz_matrix.rs`) then
 //!   checks for every operation with no token, a token without access, a token whose policy
-//!   grants exactly the example, and root.
+//!   grants exactly the example (and the same policy without `sudo`, on `Sudo` routes), and
+//!   root.
 //! - **Mounted backends** (auth methods, KV) are listed at example mounts
 //!   ([`EXAMPLE_MOUNTS`]), so the matrix covers their paths too. Everything under a mount is
 //!   authorised by the pipeline's ACL; only their login paths are special (above).
