@@ -587,28 +587,40 @@ impl Route {
     }
 }
 
-/// Whether `path` matches `pattern` (see the module documentation).
+/// Whether `path` matches `pattern` (see the module documentation). Allocates nothing: the
+/// pipeline asks for every request.
 pub fn matches(pattern: &str, path: &str) -> bool {
-    fn walk(pattern: &[&str], path: &[&str]) -> bool {
-        match (pattern.split_first(), path.split_first()) {
-            (None, None) => true,
-            (Some((&"*", rest)), Some(_)) => {
-                (1..=path.len()).any(|taken| walk(rest, &path[taken..]))
-            }
-            (Some((&"+", rest)), Some((_, tail))) => walk(rest, tail),
-            (Some((literal, rest)), Some((segment, tail))) => {
-                literal == segment && walk(rest, tail)
-            }
-            _ => false,
+    /// The first segment and the rest, if any.
+    fn split(text: &str) -> (&str, Option<&str>) {
+        match text.split_once('/') {
+            Some((head, rest)) => (head, Some(rest)),
+            None => (text, None),
         }
+    }
+    fn walk(pattern: Option<&str>, path: Option<&str>) -> bool {
+        let (Some(pattern), Some(path)) = (pattern, path) else {
+            return pattern.is_none() && path.is_none();
+        };
+        let (head, rest) = split(pattern);
+        if head == "*" {
+            // One or more segments: try every end of a segment.
+            let mut from = 0;
+            while let Some(slash) = path[from..].find('/').map(|index| from + index) {
+                if walk(rest, Some(&path[slash + 1..])) {
+                    return true;
+                }
+                from = slash + 1;
+            }
+            return walk(rest, None);
+        }
+        let (segment, tail) = split(path);
+        (head == "+" || head == segment) && walk(rest, tail)
     }
     let path = path.strip_suffix('/').unwrap_or(path);
     if path.is_empty() || path.split('/').any(str::is_empty) {
         return false;
     }
-    let pattern: Vec<&str> = pattern.split('/').collect();
-    let path: Vec<&str> = path.split('/').collect();
-    walk(&pattern, &path)
+    walk(Some(pattern), Some(path))
 }
 
 /// Whether the ACL itself asks for `sudo` on `path` (an ACL path: a list's ends in `/`), as
@@ -667,6 +679,9 @@ pub(crate) fn unauthenticated(
     operation: Operation,
     body_token: bool,
 ) -> Option<&'static Route> {
+    if !is_engine_owned(path) {
+        return None;
+    }
     let route = find_own_for(path, operation).or_else(|| find_own(path))?;
     match route.access {
         Access::Public => Some(route),

@@ -21,6 +21,12 @@ fn patterns_match_segments() {
     assert!(matches("sys/policy/*", "sys/policy/a/b"));
     assert!(matches("sys/leaks", "sys/leaks/"));
     assert!(!matches("sys/leaks", "sys/leaks/x"));
+    assert!(matches("a/*/b/*/c", "a/x/y/b/z/c"));
+    assert!(matches("a/*/b", "a/b/b"));
+    assert!(!matches("a/*/b", "a/b"));
+    assert!(matches("kv/*", "kv/a/b/c"));
+    assert!(!matches("kv/+", "kv/a/b"));
+    assert!(!matches("sys/leaks", "sys"));
     for bad in ["", "/", "sys//leaks", "sys/leaks//"] {
         assert!(!matches("sys/leaks", bad), "{bad:?}");
         assert!(!matches("sys/*", bad), "{bad:?}");
@@ -274,4 +280,22 @@ async fn the_pipeline_serves_only_declared_engine_routes() {
         engine.handle(lookup).await,
         Err(EngineError::MethodNotAllowed)
     ));
+}
+
+proptest::proptest! {
+    #[test]
+    fn matching_never_panics(pattern in "[a+*/\u{e9}]{0,12}", path in "[ab/\u{e9}]{0,16}") {
+        let _ = matches(&pattern, &path);
+    }
+
+    /// A `*` segment takes one or more whole segments, like `+` repeated.
+    #[test]
+    fn star_is_one_or_more_plus(segments in 1usize..5) {
+        let path = format!("kv/{}", vec!["s"; segments].join("/"));
+        let plus = format!("kv/{}", vec!["+"; segments].join("/"));
+        proptest::prop_assert!(matches("kv/*", &path));
+        proptest::prop_assert!(matches(&plus, &path));
+        let longer = format!("{plus}/+");
+        proptest::prop_assert!(!matches(&longer, &path));
+    }
 }
