@@ -150,6 +150,28 @@ pub fn explicit_routes() -> Vec<ExplicitRoute> {
 mod tests {
     use super::*;
 
+    /// `router()` registers the table and the pipeline's catch-all, nothing else: a route added
+    /// there directly would have no access class.
+    #[test]
+    fn the_router_registers_only_the_table() {
+        let source = include_str!("lib.rs");
+        let routes: Vec<&str> = source
+            .match_indices(".route(")
+            .map(|(index, _)| source[index..].lines().next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                ".route(path, entry.method_router())",
+                ".route(\"/v1/{*path}\", any(logical::handle))"
+            ],
+            "register server routes in routes::table"
+        );
+        for other in [".nest(", ".merge(", ".route_service(", ".nest_service("] {
+            assert!(!source.contains(other), "{other} in router()");
+        }
+    }
+
     #[test]
     fn routes_are_unique_and_have_methods() {
         let routes = explicit_routes();
