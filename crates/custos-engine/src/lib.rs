@@ -18,6 +18,7 @@ mod mirror;
 mod mounts;
 mod pipeline;
 mod policy;
+pub mod routes;
 mod seal;
 mod sys;
 mod token;
@@ -627,8 +628,23 @@ impl Engine {
         token: Option<&str>,
         connection: &Connection,
     ) -> Result<KeyInfo, EngineError> {
+        self.rotate_at("sys/rotate", token, connection).await
+    }
+
+    /// [`Engine::rotate_from`] reached at `path` (`sys/rotate` or its alias
+    /// `sys/rotate/keyring`), which the caller's policies are asked about, as Vault asks them
+    /// about the path requested.
+    pub async fn rotate_at(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        connection: &Connection,
+    ) -> Result<KeyInfo, EngineError> {
+        if !matches!(path, "sys/rotate" | "sys/rotate/keyring") {
+            return Err(EngineError::NoRoute(path.to_owned()));
+        }
         let unsealed = self
-            .authorize_operation(token, "sys/rotate", logical::Operation::Update, connection)
+            .authorize_operation(token, path, logical::Operation::Update, connection)
             .await?;
         unsealed.barrier.rotate(self.now().as_second()).await
     }
@@ -685,11 +701,11 @@ impl Engine {
         let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
         // Another node may have changed a table this request depends on.
         self.refresh_tables(&unsealed).await?;
-        if self.is_unauthenticated_wrapping(&request) {
-            return self.unauthenticated_wrapping(&unsealed, request).await;
-        }
-        if request.path.trim_end_matches('/') == "sys/leaks" {
-            return self.leak_report(&unsealed, request).await;
+        // Only routes the table declares public are served without authenticating the token.
+        if let Some(route) =
+            routes::unauthenticated(&request.path, request.operation, has_body_token(&request))
+        {
+            return self.serve_unauthenticated(&unsealed, route, request).await;
         }
         // An auth method's login paths need no token.
         let request = match self.try_login(&unsealed, request).await? {
@@ -718,6 +734,8 @@ impl Engine {
             let acl_operation = self.acl_operation(&unsealed, &caller, &request).await?;
             let decision = self.authorize(&unsealed, &caller, &request, acl_operation)?;
             authenticated.sudo = decision.sudo;
+            // The engine serves only the `sys/` and `auth/token/` routes its table declares.
+            routes::check_declared(&path, operation)?;
             // Only an authorised request spends one of a limited token's uses.
             self.spend_use(&unsealed, &mut authenticated).await?;
             let routed = if token::is_token_store_path(&path) {
@@ -886,23 +904,30 @@ impl Engine {
         })
     }
 
-    /// `sys/wrapping/lookup`, and `sys/wrapping/unwrap` with the wrapping token as the request
-    /// token (no token in the body), need no other authentication.
-    fn is_unauthenticated_wrapping(&self, request: &Request) -> bool {
-        let body_token = request
-            .data
-            .as_ref()
-            .and_then(|data| data.get("token"))
-            .is_some_and(|token| !token.is_null() && token.as_str() != Some(""));
-        match request.path.trim_end_matches('/') {
-            "sys/wrapping/lookup" => true,
-            "sys/wrapping/unwrap" => !body_token,
-            _ => false,
+    /// Serves a request for a route [`routes::unauthenticated`] picked out: no token is
+    /// authenticated, the request carries its own proof.
+    async fn serve_unauthenticated(
+        &self,
+        unsealed: &Unsealed,
+        route: &routes::Route,
+        request: Request,
+    ) -> Result<Option<logical::LogicalResponse>, EngineError> {
+        if !route.serves(request.operation) {
+            return Err(EngineError::MethodNotAllowed);
+        }
+        match route.pattern {
+            "sys/leaks" => self.leak_report(unsealed, request).await,
+            "sys/wrapping/lookup" | "sys/wrapping/unwrap" => {
+                self.unauthenticated_wrapping(unsealed, request).await
+            }
+            // A route declared public that nothing serves without a token.
+            _ => Err(EngineError::NoRoute(request.path)),
         }
     }
 
-    /// Serves the requests [`Engine::is_unauthenticated_wrapping`] picks out, audited like every
-    /// other request, with the wrapping token standing in for the caller.
+    /// Serves `sys/wrapping/lookup`, and `sys/wrapping/unwrap` with the wrapping token as the
+    /// request token (no token in the body), audited like every other request, with the
+    /// wrapping token standing in for the caller.
     async fn unauthenticated_wrapping(
         &self,
         unsealed: &Unsealed,
@@ -988,6 +1013,16 @@ impl Engine {
     pub async fn ping_storage(&self) -> Result<(), EngineError> {
         Ok(self.inner.storage.ping().await?)
     }
+}
+
+/// Whether the request's body names a token (`sys/wrapping/unwrap` with one needs the caller's
+/// own token).
+fn has_body_token(request: &Request) -> bool {
+    request
+        .data
+        .as_ref()
+        .and_then(|data| data.get("token"))
+        .is_some_and(|token| !token.is_null() && token.as_str() != Some(""))
 }
 
 /// A random UUID for ids that must not collide (mounts, accessors).

@@ -13,6 +13,7 @@ mod guard;
 mod index;
 mod listener;
 mod logical;
+mod routes;
 mod sys;
 mod tls;
 
@@ -23,6 +24,7 @@ pub use error::ApiError;
 pub use forwarded::ForwardedFor;
 pub use guard::{Network, RATE_LIMIT_ADDRESSES, RateLimiter};
 pub use listener::{PeerInfo, ServeOptions, serve};
+pub use routes::{Access, ExplicitRoute, explicit_routes};
 pub use tls::{TlsError, TlsFiles, server_tls_config};
 
 use std::sync::Arc;
@@ -33,7 +35,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::any;
 use custos_engine::Engine;
 use tracing::Instrument;
 
@@ -101,32 +103,16 @@ pub struct RequestId(pub String);
 pub fn router(state: AppState) -> Router {
     // One allocation for the whole router: handlers and middleware clone the `Arc`, not the state.
     let state: Shared = Arc::new(state);
-    // The seal life cycle endpoints have their own handlers (they work while sealed and without a
-    // token); every other `/v1/` path goes through the engine's request pipeline.
-    Router::new()
-        .route("/v1/sys/health", get(sys::health).head(sys::health))
-        .route("/v1/sys/seal-status", get(sys::seal_status))
-        .route(
-            "/v1/sys/init",
-            get(sys::init_status).put(sys::init).post(sys::init),
-        )
-        .route("/v1/sys/unseal", post(sys::unseal).put(sys::unseal))
-        .route(
-            "/v1/sys/generate-root/attempt",
-            get(sys::generate_root_status)
-                .put(sys::generate_root_init)
-                .post(sys::generate_root_init)
-                .delete(sys::generate_root_cancel),
-        )
-        .route(
-            "/v1/sys/generate-root/update",
-            post(sys::generate_root_update).put(sys::generate_root_update),
-        )
-        .route("/v1/sys/seal", post(sys::seal).put(sys::seal))
-        .route("/v1/sys/rotate", post(sys::rotate).put(sys::rotate))
-        .route("/v1/sys/rotate/keyring", post(sys::rotate).put(sys::rotate))
-        .route("/v1/sys/key-status", get(sys::key_status))
-        .route("/v1/sys/leader", get(sys::leader))
+    // The server's own routes (`routes::table`: the seal life cycle, which works while sealed and
+    // without a token, and seal/rotate/key-status) have their own handlers; every other `/v1/`
+    // path goes through the engine's request pipeline.
+    let explicit = routes::table()
+        .into_iter()
+        .fold(Router::new(), |router, entry| {
+            let path = entry.path;
+            router.route(path, entry.method_router())
+        });
+    explicit
         .route("/v1/{*path}", any(logical::handle))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)

@@ -362,7 +362,21 @@ pub(crate) async fn rotate(
 ) -> Result<StatusCode, ApiError> {
     state
         .engine
-        .rotate_from(token.as_deref(), &connection)
+        .rotate_at("sys/rotate", token.as_deref(), &connection)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /v1/sys/rotate/keyring`: `sys/rotate` under the name OpenBao 2 uses, authorised on
+/// its own path.
+pub(crate) async fn rotate_keyring(
+    State(state): State<Shared>,
+    token: Token,
+    Peer(connection): Peer,
+) -> Result<StatusCode, ApiError> {
+    state
+        .engine
+        .rotate_at("sys/rotate/keyring", token.as_deref(), &connection)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,8 +11,8 @@
 //! (UUIDs never collide), so disabling a method deletes exactly its keys; it also revokes the
 //! tokens the method's logins issued (found by their creation path, `auth/<path>/...`).
 //!
-//! A backend names its login paths ([`LogicalBackend::unauthenticated_paths`]). Requests there
-//! need no token: they are audited with the caller `login`, checked against the login lockout
+//! A backend names its login paths ([`LogicalBackend::unauthenticated_paths`]), which the route
+//! table (`crate::routes`) must also declare public. Requests there need no token: they are audited with the caller `login`, checked against the login lockout
 //! ([`lockout`]), and a failed answer (400 or 403) counts as a failed login. A successful
 //! login's grant gets the method's tuned TTLs and becomes a token (wrapped when the request
 //! asked for `X-Vault-Wrap-TTL`).
@@ -139,7 +139,7 @@ fn auth_json(entry: &MountEntry) -> Value {
 
 /// Whether `relative` (a path below a method's mount) is one of `patterns`: exact, or with a
 /// trailing `*` matching any rest.
-fn matches_any(patterns: &[&str], relative: &str) -> bool {
+pub(crate) fn matches_any(patterns: &[&str], relative: &str) -> bool {
     patterns
         .iter()
         .any(|pattern| match pattern.strip_suffix('*') {
@@ -263,7 +263,11 @@ impl Engine {
         let Ok(Some(method)) = self.method_at(unsealed, &request.path) else {
             return Ok(Err(request));
         };
-        if !matches_any(method.backend.unauthenticated_paths(), &method.relative) {
+        // A login path is one the backend names and the route table declares public: a
+        // backend cannot make a path skip authentication on its own (`crate::routes`).
+        if !matches_any(method.backend.unauthenticated_paths(), &method.relative)
+            || !crate::routes::login_declared(&method.entry.kind, &method.relative)
+        {
             return Ok(Err(request));
         }
         // A login carries no token to check first, so the path is checked here.

@@ -278,7 +278,7 @@ pub(crate) fn capability_for(operation: Operation) -> Capability {
 
 /// The path a decision is made on: a list is about a folder, so it ends in `/` (as Vault's HTTP
 /// layer makes it).
-fn acl_path(path: &str, operation: Operation) -> std::borrow::Cow<'_, str> {
+pub(crate) fn acl_path(path: &str, operation: Operation) -> std::borrow::Cow<'_, str> {
     if operation == Operation::List && !path.ends_with('/') {
         std::borrow::Cow::Owned(format!("{path}/"))
     } else {

@@ -3,6 +3,7 @@
 #![expect(clippy::unwrap_used, reason = "tests")]
 
 mod auth;
+mod authz_matrix;
 mod body;
 mod forwarded;
 mod generate_root;
