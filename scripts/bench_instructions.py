@@ -2,15 +2,18 @@
 """Instructions per KV read of one or more custos builds, counted by valgrind's callgrind.
 
 Usage: scripts/bench_instructions.py target/release/custos [OTHER/custos ...] [--requests 1000]
+       [--token root|policy|both]
 
 Wall-clock throughput on a shared 2-core machine swings by 2x between rounds; instruction counts do
 not. Each build serves a dev-mode (in-memory) server under callgrind; the script sends `--requests`
 keep-alive `GET /v1/secret/data/bench/read` with the root token in one run and 100 in another, and
 reports (count(N + 100) - count(100)) / N: the instructions one read costs, startup and shutdown
-excluded. Loopback only; every process started here is stopped before the script exits.
+excluded. `--token policy` reads with a token whose only policy allows the secret through a
+`+`/`*` rule (`path "secret/data/+/*"`), so the ACL check is counted too. Loopback only; every process started here is stopped before the script exits.
 """
 import argparse
 import http.client
+import json
 import os
 import re
 import signal
@@ -26,7 +29,24 @@ def free_port():
         return s.getsockname()[1]
 
 
-def count(binary, reads, work):
+POLICY = '{"policy": "path \\"secret/data/+/*\\" {\\n  capabilities = [\\"read\\"]\\n}\\n"}'
+
+
+def policy_token(client):
+    """Writes the `bench` policy and creates a token that has only it (and `default`)."""
+    client.request("PUT", "/v1/sys/policies/acl/bench", body=POLICY,
+                   headers={"X-Vault-Token": "root", "Content-Type": "application/json"})
+    response = client.getresponse()
+    response.read()
+    if response.status not in (200, 204):
+        raise RuntimeError(f"policy write answered {response.status}")
+    client.request("POST", "/v1/auth/token/create", body='{"policies": ["bench"]}',
+                   headers={"X-Vault-Token": "root", "Content-Type": "application/json"})
+    response = client.getresponse()
+    return json.loads(response.read())["auth"]["client_token"]
+
+
+def count(binary, reads, work, kind="root"):
     port = free_port()
     out = os.path.join(work, f"callgrind.{reads}.out")
     server = subprocess.Popen(
@@ -50,8 +70,9 @@ def count(binary, reads, work):
                        body='{"data":{"user":"svc","password":"0123456789abcdef0123456789abcdef"}}',
                        headers={"X-Vault-Token": "root", "Content-Type": "application/json"})
         client.getresponse().read()
+        token = policy_token(client) if kind == "policy" else "root"
         for _ in range(reads):
-            client.request("GET", "/v1/secret/data/bench/read", headers={"X-Vault-Token": "root"})
+            client.request("GET", "/v1/secret/data/bench/read", headers={"X-Vault-Token": token})
             response = client.getresponse()
             response.read()
             if response.status != 200:
@@ -70,14 +91,17 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("binaries", nargs="+")
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--token", choices=["root", "policy", "both"], default="root")
     args = parser.parse_args()
-    print("| build | instructions per read |")
-    print("| --- | --- |")
+    kinds = ["root", "policy"] if args.token == "both" else [args.token]
+    print("| build | token | instructions per read |")
+    print("| --- | --- | --- |")
     for binary in args.binaries:
-        with tempfile.TemporaryDirectory(prefix="custos-callgrind-") as work:
-            base = count(binary, 100, work)
-            total = count(binary, 100 + args.requests, work)
-        print(f"| {binary} | {(total - base) / args.requests:,.0f} |", flush=True)
+        for kind in kinds:
+            with tempfile.TemporaryDirectory(prefix="custos-callgrind-") as work:
+                base = count(binary, 100, work, kind)
+                total = count(binary, 100 + args.requests, work, kind)
+            print(f"| {binary} | {kind} | {(total - base) / args.requests:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -705,12 +705,20 @@ impl Engine {
         if let Some(route) =
             routes::unauthenticated(&request.path, request.operation, has_body_token(&request))
         {
-            return self.serve_unauthenticated(&unsealed, route, request).await;
+            return Box::pin(self.serve_unauthenticated(&unsealed, route, request)).await;
         }
         // An auth method's login paths need no token.
-        let request = match self.try_login(&unsealed, request).await? {
-            Ok(answer) => return Ok(answer),
-            Err(request) => request,
+        //
+        // Paths off the hot path (logins, the token store, `sys/`, wrapping) are served by boxed
+        // futures: inlined, their state would make every request's future several kilobytes
+        // larger, and futures are moved (copied) a few times on the way through axum and tower.
+        let request = if request.path.starts_with("auth/") {
+            match Box::pin(self.try_login(&unsealed, request)).await? {
+                Ok(answer) => return Ok(answer),
+                Err(request) => request,
+            }
+        } else {
+            request
         };
         // Authenticate first, so an anonymous caller learns nothing, not even that a path is
         // malformed.
@@ -740,13 +748,22 @@ impl Engine {
             self.spend_use(&unsealed, &mut authenticated).await?;
             let routed = if token::is_token_store_path(&path) {
                 // Tokens created through a rule with a `max_ttl` condition are capped by it.
-                self.handle_token_store(&unsealed, request, &authenticated, decision.max_ttl)
-                    .await
+                Box::pin(self.handle_token_store(
+                    &unsealed,
+                    request,
+                    &authenticated,
+                    decision.max_ttl,
+                ))
+                .await
             } else {
                 self.route(&unsealed, request, &caller).await
             };
             let result = match routed {
-                Ok(Some(answer)) => self.issue_granted(&unsealed, answer, &path).await.map(Some),
+                Ok(Some(answer)) if answer.grant.is_some() => {
+                    Box::pin(self.issue_granted(&unsealed, answer, &path))
+                        .await
+                        .map(Some)
+                }
                 other => other,
             };
             // Only answers that carry data or a token are wrapped; `sys/wrapping/wrap` wrapped
@@ -758,7 +775,9 @@ impl Engine {
             };
             match (wrap_ttl, result) {
                 (Some(ttl), Ok(Some(answer))) if wrappable(&answer) => {
-                    self.wrap(&unsealed, answer, ttl, &path).await.map(Some)
+                    Box::pin(self.wrap(&unsealed, answer, ttl, &path))
+                        .await
+                        .map(Some)
                 }
                 (_, result) => result,
             }
@@ -802,35 +821,39 @@ impl Engine {
     ) -> Result<Option<logical::LogicalResponse>, EngineError> {
         if let Some(operation) = request.path.strip_prefix("sys/wrapping/") {
             let operation = operation.trim_end_matches('/').to_owned();
-            return self
-                .handle_wrapping(
-                    unsealed,
-                    &operation,
-                    request.data.as_ref(),
-                    request.wrap_ttl,
-                )
-                .await;
+            return Box::pin(self.handle_wrapping(
+                unsealed,
+                &operation,
+                request.data.as_ref(),
+                request.wrap_ttl,
+            ))
+            .await;
         }
         if let Some(rest) = request.path.strip_prefix("sys/generate-root-token/") {
-            return self
-                .generate_root_logical(
-                    rest,
-                    request.operation,
-                    request.data.as_ref(),
-                    &request.request_id,
-                )
-                .await;
+            return Box::pin(self.generate_root_logical(
+                rest,
+                request.operation,
+                request.data.as_ref(),
+                &request.request_id,
+            ))
+            .await;
         }
         if let Some(rest) = request.path.strip_prefix("sys/") {
             let rest = rest.to_owned();
-            if let Some(answer) = self.handle_policy(unsealed, &rest, &request, caller).await {
+            if let Some(answer) =
+                Box::pin(self.handle_policy(unsealed, &rest, &request, caller)).await
+            {
                 return answer;
             }
-            return self.handle_sys(unsealed, &rest, request).await;
+            return Box::pin(self.handle_sys(unsealed, &rest, request)).await;
         }
-        let request = match self.route_auth(unsealed, request).await? {
-            Ok(answer) => return Ok(answer),
-            Err(request) => request,
+        let request = if request.path.starts_with("auth/") {
+            match Box::pin(self.route_auth(unsealed, request)).await? {
+                Ok(answer) => return Ok(answer),
+                Err(request) => request,
+            }
+        } else {
+            request
         };
         let table = unsealed.mounts();
         let Some(entry) = table.route(&request.path) else {
