@@ -20,6 +20,7 @@
 pub(crate) mod approle;
 pub(crate) mod cert;
 pub(crate) mod lockout;
+pub(crate) mod role;
 pub(crate) mod token_fields;
 pub(crate) mod userpass;
 

@@ -22,10 +22,11 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use crate::EngineError;
+use crate::auth::role;
 use crate::auth::token_fields::TokenFields;
 use crate::logical::{
     LogicalBackend, LogicalRequest, LogicalResponse, LoginRenewal, MountContext, Operation,
-    RenewalLimits, equivalent_policies,
+    RenewalLimits,
 };
 
 pub(crate) use totp::TotpEnrolment;
@@ -286,11 +287,7 @@ impl LogicalBackend for Userpass {
         ctx: &MountContext,
         login: &LoginRenewal,
     ) -> Result<Option<RenewalLimits>, EngineError> {
-        let name = login
-            .metadata
-            .get("username")
-            .map(String::as_str)
-            .unwrap_or_default();
+        let name = role::login_metadata(login, "username");
         let user = match user_name(name) {
             Ok(name) => load_user(ctx, &name).await?,
             Err(_) => None,
@@ -300,16 +297,8 @@ impl LogicalBackend for Userpass {
                 "user {name:?} no longer exists, not renewing"
             )));
         };
-        if !equivalent_policies(&user.token.policies, &login.policies) {
-            return Err(EngineError::InvalidRequest(
-                "policies have changed, not renewing".into(),
-            ));
-        }
-        Ok(Some(RenewalLimits {
-            ttl: user.token.ttl,
-            max_ttl: user.token.max_ttl,
-            period: user.token.period,
-        }))
+        role::check_same_policies(&user.token, login)?;
+        Ok(Some(role::current_limits(&user.token)))
     }
 }
 
