@@ -505,13 +505,9 @@ impl Engine {
         prefix: &str,
     ) -> Result<u64, EngineError> {
         let mut revoked = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let page = unsealed
-                .barrier
-                .list(crate::token::TOKEN_PREFIX, after.as_deref(), 128)
-                .await?;
-            for key in &page.keys {
+        let mut pages = unsealed.barrier.pages(crate::token::TOKEN_PREFIX, 128);
+        while let Some(keys) = pages.next_page().await? {
+            for key in &keys {
                 let Some(hash) = key.strip_prefix(crate::token::TOKEN_PREFIX) else {
                     continue;
                 };
@@ -526,10 +522,6 @@ impl Engine {
                 {
                     revoked += 1;
                 }
-            }
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
             }
         }
         Ok(revoked)
