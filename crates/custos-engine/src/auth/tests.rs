@@ -427,6 +427,11 @@ async fn bad_user_input_is_a_400_and_writes_nothing() {
             "'token_ttl' cannot be greater than 'token_max_ttl'",
         ),
         (
+            "auth/userpass/users/bob",
+            json!({"password": "x", "token_type": "batch"}),
+            "token_type \"batch\" is not supported: logins issue service tokens",
+        ),
+        (
             "auth/userpass/users/bob/password",
             json!({"password": "x"}),
             "username does not exist",
