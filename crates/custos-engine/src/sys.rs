@@ -698,21 +698,13 @@ impl Engine {
     ) -> Result<(), EngineError> {
         for _ in 0..16 {
             let mut table = MountTable::load(&unsealed.barrier).await?;
-            let revision = table.revision;
             change(&mut table)?;
-            let bytes = serde_json::to_vec(&table)
-                .map_err(|error| EngineError::Internal(format!("encoding mount table: {error}")))?;
-            let txn = custos_storage::Transaction::new()
-                .require_unchanged(mounts::MOUNTS_PATH, revision)
-                .put(mounts::MOUNTS_PATH, bytes);
-            match unsealed.barrier.commit(txn).await {
-                Ok(revision) => {
-                    table.revision = Some(revision);
-                    unsealed.set_mounts(table);
-                    return Ok(());
-                }
-                Err(EngineError::Conflict) => continue,
-                Err(error) => return Err(error),
+            if table
+                .store_at(&unsealed.barrier, mounts::MOUNTS_PATH)
+                .await?
+            {
+                unsealed.set_mounts(table);
+                return Ok(());
             }
         }
         Err(EngineError::Conflict)

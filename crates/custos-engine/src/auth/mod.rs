@@ -80,19 +80,11 @@ pub(crate) async fn load_or_create(barrier: &crate::Barrier) -> Result<MountTabl
     }
     let mut table = MountTable::empty();
     table.entries.push(token_entry()?);
-    let bytes = serde_json::to_vec(&table)
-        .map_err(|error| EngineError::Internal(format!("encoding auth table: {error}")))?;
-    let txn = custos_storage::Transaction::new()
-        .require_absent(AUTH_PATH)
-        .put(AUTH_PATH, bytes);
-    match barrier.commit(txn).await {
-        Ok(revision) => {
-            table.revision = Some(revision);
-            Ok(table)
-        }
+    if table.store_at(barrier, AUTH_PATH).await? {
+        Ok(table)
+    } else {
         // Another node wrote it first: use theirs.
-        Err(EngineError::Conflict) => MountTable::load_at(barrier, AUTH_PATH).await,
-        Err(error) => Err(error),
+        MountTable::load_at(barrier, AUTH_PATH).await
     }
 }
 
@@ -560,21 +552,10 @@ impl Engine {
     ) -> Result<(), EngineError> {
         for _ in 0..16 {
             let mut table = load_or_create(&unsealed.barrier).await?;
-            let revision = table.revision;
             change(&mut table)?;
-            let bytes = serde_json::to_vec(&table)
-                .map_err(|error| EngineError::Internal(format!("encoding auth table: {error}")))?;
-            let txn = custos_storage::Transaction::new()
-                .require_unchanged(AUTH_PATH, revision)
-                .put(AUTH_PATH, bytes);
-            match unsealed.barrier.commit(txn).await {
-                Ok(revision) => {
-                    table.revision = Some(revision);
-                    unsealed.set_auths(table);
-                    return Ok(());
-                }
-                Err(EngineError::Conflict) => continue,
-                Err(error) => return Err(error),
+            if table.store_at(&unsealed.barrier, AUTH_PATH).await? {
+                unsealed.set_auths(table);
+                return Ok(());
             }
         }
         Err(EngineError::Conflict)
