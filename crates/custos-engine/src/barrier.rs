@@ -387,6 +387,18 @@ impl Barrier {
         Ok(page)
     }
 
+    /// Walks the keys under `prefix` a page of at most `limit` keys at a time, for the loops
+    /// that visit every key without holding them all.
+    pub(crate) fn pages<'a>(&'a self, prefix: &'a str, limit: usize) -> KeyPages<'a> {
+        KeyPages {
+            barrier: self,
+            prefix,
+            limit,
+            after: None,
+            done: false,
+        }
+    }
+
     /// Seals the values of `txn` and commits it atomically.
     pub async fn commit(&self, txn: Transaction) -> Result<Revision, EngineError> {
         let puts = txn
@@ -508,5 +520,73 @@ impl Barrier {
             installed_at: keyring.installed_at(term).unwrap_or_default(),
             encryptions: self.encryptions.load(Ordering::Relaxed),
         })
+    }
+}
+
+/// The keys under a prefix, page by page ([`Barrier::pages`]). Keys written behind the walk
+/// may or may not be seen; none is seen twice.
+pub(crate) struct KeyPages<'a> {
+    barrier: &'a Barrier,
+    prefix: &'a str,
+    limit: usize,
+    after: Option<String>,
+    done: bool,
+}
+
+impl KeyPages<'_> {
+    /// The next page of keys (full keys, prefix included), or `None` after the last.
+    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<String>>, EngineError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .barrier
+            .list(self.prefix, self.after.as_deref(), self.limit)
+            .await?;
+        match page.next_after {
+            Some(next) => self.after = Some(next),
+            None => self.done = true,
+        }
+        Ok(Some(page.keys))
+    }
+}
+
+#[cfg(test)]
+mod pages_tests {
+    use std::sync::Arc;
+
+    use custos_crypto::{Keyring, RootKey};
+    use custos_storage::{MemoryStorage, Transaction};
+
+    use super::Barrier;
+
+    #[tokio::test]
+    async fn pages_visit_every_key_under_the_prefix_once() {
+        let barrier = Barrier::new(
+            Arc::new(MemoryStorage::new()),
+            RootKey::generate().expect("root key"),
+            Keyring::generate(0).expect("keyring"),
+        );
+        let mut txn = Transaction::new().put("other/x", b"x".to_vec());
+        for n in 0..7 {
+            txn = txn.put(format!("items/{n}"), b"v".to_vec());
+        }
+        barrier.commit(txn).await.expect("commit");
+
+        let mut pages = barrier.pages("items/", 3);
+        let mut sizes = Vec::new();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next_page().await.expect("page") {
+            sizes.push(page.len());
+            keys.extend(page);
+        }
+        assert_eq!(sizes, [3, 3, 1]);
+        let expected: Vec<String> = (0..7).map(|n| format!("items/{n}")).collect();
+        assert_eq!(keys, expected);
+        assert!(pages.next_page().await.expect("after the end").is_none());
+
+        let mut empty = barrier.pages("none/", 3);
+        assert_eq!(empty.next_page().await.expect("page"), Some(Vec::new()));
+        assert_eq!(empty.next_page().await.expect("page"), None);
     }
 }

@@ -141,6 +141,29 @@ impl MountTable {
         MountTable::load_at(barrier, MOUNTS_PATH).await
     }
 
+    /// Writes the table to `key` if it is still as read (absent, for a table never stored):
+    /// `Ok(false)` when another writer changed it first, to be read again. On success the
+    /// table carries its new revision.
+    pub(crate) async fn store_at(
+        &mut self,
+        barrier: &crate::Barrier,
+        key: &str,
+    ) -> Result<bool, EngineError> {
+        let bytes = serde_json::to_vec(&*self)
+            .map_err(|error| EngineError::Internal(format!("encoding table {key}: {error}")))?;
+        let txn = custos_storage::Transaction::new()
+            .require_unchanged(key, self.revision)
+            .put(key, bytes);
+        match barrier.commit(txn).await {
+            Ok(revision) => {
+                self.revision = Some(revision);
+                Ok(true)
+            }
+            Err(EngineError::Conflict) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Reads a table of this shape stored at `key` (the mount table, the auth table).
     pub(crate) async fn load_at(
         barrier: &crate::Barrier,

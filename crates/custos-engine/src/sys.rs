@@ -30,7 +30,9 @@ fn system_mount_json() -> Value {
     })
 }
 
-pub(crate) fn mount_json(entry: &MountEntry) -> Value {
+/// What `sys/mounts` and `sys/auth` report alike for an entry of their tables; each adds
+/// `options` (and `deprecation_status`) in its own way.
+pub(crate) fn entry_json(entry: &MountEntry) -> Map<String, Value> {
     let mut config = entry.config.optional_json();
     config.insert(
         "default_lease_ttl".into(),
@@ -38,22 +40,81 @@ pub(crate) fn mount_json(entry: &MountEntry) -> Value {
     );
     config.insert("force_no_cache".into(), json!(entry.config.force_no_cache));
     config.insert("max_lease_ttl".into(), json!(entry.config.max_lease_ttl));
-    json!({
-        "accessor": entry.accessor,
-        "config": config,
-        "deprecation_status": "supported",
-        "description": entry.description,
-        "external_entropy_access": false,
-        "local": entry.local,
-        // Vault reports `{}` for a mount without options (and omits them from `tune`).
-        "options": entry.options,
-        "plugin_version": "",
-        "running_plugin_version": concat!("v", env!("CARGO_PKG_VERSION"), "+builtin.custos"),
-        "running_sha256": "",
-        "seal_wrap": entry.seal_wrap,
-        "type": entry.kind,
-        "uuid": entry.uuid,
-    })
+    let mut out = Map::new();
+    out.insert("accessor".into(), json!(entry.accessor));
+    out.insert("config".into(), Value::Object(config));
+    out.insert("description".into(), json!(entry.description));
+    out.insert("external_entropy_access".into(), json!(false));
+    out.insert("local".into(), json!(entry.local));
+    out.insert("plugin_version".into(), json!(""));
+    out.insert(
+        "running_plugin_version".into(),
+        json!(concat!("v", env!("CARGO_PKG_VERSION"), "+builtin.custos")),
+    );
+    out.insert("running_sha256".into(), json!(""));
+    out.insert("seal_wrap".into(), json!(entry.seal_wrap));
+    out.insert("type".into(), json!(entry.kind));
+    out.insert("uuid".into(), json!(entry.uuid));
+    out
+}
+
+pub(crate) fn mount_json(entry: &MountEntry) -> Value {
+    let mut out = entry_json(entry);
+    out.insert("deprecation_status".into(), json!("supported"));
+    // Vault reports `{}` for a mount without options (and omits them from `tune`).
+    out.insert("options".into(), json!(entry.options));
+    Value::Object(out)
+}
+
+/// What a `tune` read of an entry reports alike for `sys/mounts` and `sys/auth`: its TTLs as
+/// they apply (zero shown as the system default), `force_no_cache`, `description` and the
+/// optional settings.
+pub(crate) fn tune_json(entry: &MountEntry) -> Map<String, Value> {
+    let mut data = entry.config.optional_json();
+    data.insert(
+        "default_lease_ttl".into(),
+        json!(effective_ttl(entry.config.default_lease_ttl)),
+    );
+    data.insert(
+        "max_lease_ttl".into(),
+        json!(effective_ttl(entry.config.max_lease_ttl)),
+    );
+    data.insert("force_no_cache".into(), json!(entry.config.force_no_cache));
+    data.insert("description".into(), json!(entry.description));
+    data
+}
+
+/// Applies a tune request's settings and `description` to an entry of either table.
+pub(crate) fn tune_entry(
+    entry: &mut MountEntry,
+    data: &Map<String, Value>,
+    description: Option<&str>,
+) -> Result<(), EngineError> {
+    entry.config = tune_config(data, entry.config.clone())?;
+    if let Some(description) = description {
+        description.clone_into(&mut entry.description);
+    }
+    Ok(())
+}
+
+/// Deletes everything a mount (or auth method) stored, page by page. Its entry is already out
+/// of its table, so nothing new lands under its prefix meanwhile.
+pub(crate) async fn delete_mount_data(
+    barrier: &std::sync::Arc<crate::Barrier>,
+    uuid: &str,
+) -> Result<(), EngineError> {
+    let storage = crate::logical::MountStorage::new(barrier.clone(), uuid);
+    loop {
+        let page = storage.list("", None, 500).await?;
+        if page.keys.is_empty() {
+            return Ok(());
+        }
+        let mut txn = custos_storage::Transaction::new();
+        for key in page.keys {
+            txn = txn.delete(key);
+        }
+        storage.commit(txn).await?;
+    }
 }
 
 pub(crate) fn string_field(
@@ -435,18 +496,7 @@ impl Engine {
         let entry = table.find(&path).ok_or_else(|| {
             EngineError::InvalidRequest(format!("cannot fetch sysview for path {path:?}"))
         })?;
-        let effective = effective_ttl;
-        let mut data = entry.config.optional_json();
-        data.insert(
-            "default_lease_ttl".into(),
-            json!(effective(entry.config.default_lease_ttl)),
-        );
-        data.insert(
-            "max_lease_ttl".into(),
-            json!(effective(entry.config.max_lease_ttl)),
-        );
-        data.insert("force_no_cache".into(), json!(entry.config.force_no_cache));
-        data.insert("description".into(), json!(entry.description));
+        let mut data = tune_json(entry);
         if !entry.options.is_empty() {
             data.insert("options".into(), json!(entry.options));
         }
@@ -513,19 +563,8 @@ impl Engine {
             return Ok(());
         };
         // The mount is gone from the table first, so nothing new is written under its prefix;
-        // then its data is deleted page by page.
-        let storage = crate::logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid);
-        loop {
-            let page = storage.list("", None, 500).await?;
-            if page.keys.is_empty() {
-                break;
-            }
-            let mut txn = custos_storage::Transaction::new();
-            for key in page.keys {
-                txn = txn.delete(key);
-            }
-            storage.commit(txn).await?;
-        }
+        // then its data is deleted.
+        delete_mount_data(&unsealed.barrier, &entry.uuid).await?;
         tracing::info!(path = %path, "mount disabled and its data deleted");
         Ok(())
     }
@@ -552,10 +591,7 @@ impl Engine {
                 .iter_mut()
                 .find(|entry| entry.path == path)
                 .ok_or_else(|| EngineError::InvalidRequest(format!("no mount at {path:?}")))?;
-            entry.config = tune_config(data, entry.config.clone())?;
-            if let Some(description) = &description {
-                entry.description = description.clone();
-            }
+            tune_entry(entry, data, description.as_deref())?;
             for (key, value) in &new_options {
                 if entry.kind == "kv" && key == "version" {
                     let current = entry.options.get("version").map(String::as_str);
@@ -662,21 +698,13 @@ impl Engine {
     ) -> Result<(), EngineError> {
         for _ in 0..16 {
             let mut table = MountTable::load(&unsealed.barrier).await?;
-            let revision = table.revision;
             change(&mut table)?;
-            let bytes = serde_json::to_vec(&table)
-                .map_err(|error| EngineError::Internal(format!("encoding mount table: {error}")))?;
-            let txn = custos_storage::Transaction::new()
-                .require_unchanged(mounts::MOUNTS_PATH, revision)
-                .put(mounts::MOUNTS_PATH, bytes);
-            match unsealed.barrier.commit(txn).await {
-                Ok(revision) => {
-                    table.revision = Some(revision);
-                    unsealed.set_mounts(table);
-                    return Ok(());
-                }
-                Err(EngineError::Conflict) => continue,
-                Err(error) => return Err(error),
+            if table
+                .store_at(&unsealed.barrier, mounts::MOUNTS_PATH)
+                .await?
+            {
+                unsealed.set_mounts(table);
+                return Ok(());
             }
         }
         Err(EngineError::Conflict)

@@ -33,67 +33,7 @@ struct WrapRecord {
     /// A wrapped `auth` block: the token a login or `auth/token/create` issued
     /// (`bao token create -wrap-ttl=...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    auth: Option<WrappedAuth>,
-}
-
-/// An issued token as a wrapping record keeps it (sealed by the barrier like every value).
-#[derive(Clone, Serialize, Deserialize)]
-struct WrappedAuth {
-    client_token: String,
-    accessor: String,
-    policies: Vec<String>,
-    token_policies: Vec<String>,
-    #[serde(default)]
-    metadata: std::collections::BTreeMap<String, String>,
-    lease_duration: u64,
-    renewable: bool,
-    orphan: bool,
-    #[serde(default)]
-    num_uses: u64,
-    #[serde(default)]
-    mfa: bool,
-}
-
-impl std::fmt::Debug for WrappedAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WrappedAuth")
-            .field("accessor", &self.accessor)
-            .finish_non_exhaustive()
-    }
-}
-
-impl From<crate::IssuedToken> for WrappedAuth {
-    fn from(auth: crate::IssuedToken) -> Self {
-        WrappedAuth {
-            client_token: auth.client_token,
-            accessor: auth.accessor,
-            policies: auth.policies,
-            token_policies: auth.token_policies,
-            metadata: auth.metadata,
-            lease_duration: auth.lease_duration,
-            renewable: auth.renewable,
-            orphan: auth.orphan,
-            num_uses: auth.num_uses,
-            mfa: auth.mfa,
-        }
-    }
-}
-
-impl From<WrappedAuth> for crate::IssuedToken {
-    fn from(auth: WrappedAuth) -> Self {
-        crate::IssuedToken {
-            client_token: auth.client_token,
-            accessor: auth.accessor,
-            policies: auth.policies,
-            token_policies: auth.token_policies,
-            metadata: auth.metadata,
-            lease_duration: auth.lease_duration,
-            renewable: auth.renewable,
-            orphan: auth.orphan,
-            num_uses: auth.num_uses,
-            mfa: auth.mfa,
-        }
-    }
+    auth: Option<crate::IssuedToken>,
 }
 
 /// The answer a wrapping record unwraps to: its data (none for a wrapped token without data),
@@ -107,7 +47,7 @@ fn unwrapped(record: WrapRecord) -> LogicalResponse {
     LogicalResponse {
         data,
         warnings: record.warnings,
-        auth: record.auth.map(Into::into),
+        auth: record.auth,
         ..LogicalResponse::default()
     }
 }
@@ -180,7 +120,7 @@ impl Engine {
             ttl,
             creation_unix_nanos: self.now().as_nanosecond(),
             creation_path: creation_path.to_owned(),
-            auth: response.auth.map(WrappedAuth::from),
+            auth: response.auth,
         };
         let bytes = serde_json::to_vec(&record).map_err(|error| {
             EngineError::Internal(format!("encoding wrapped response: {error}"))

@@ -20,6 +20,7 @@
 pub(crate) mod approle;
 pub(crate) mod cert;
 pub(crate) mod lockout;
+pub(crate) mod role;
 pub(crate) mod token_fields;
 pub(crate) mod userpass;
 
@@ -79,19 +80,11 @@ pub(crate) async fn load_or_create(barrier: &crate::Barrier) -> Result<MountTabl
     }
     let mut table = MountTable::empty();
     table.entries.push(token_entry()?);
-    let bytes = serde_json::to_vec(&table)
-        .map_err(|error| EngineError::Internal(format!("encoding auth table: {error}")))?;
-    let txn = custos_storage::Transaction::new()
-        .require_absent(AUTH_PATH)
-        .put(AUTH_PATH, bytes);
-    match barrier.commit(txn).await {
-        Ok(revision) => {
-            table.revision = Some(revision);
-            Ok(table)
-        }
+    if table.store_at(barrier, AUTH_PATH).await? {
+        Ok(table)
+    } else {
         // Another node wrote it first: use theirs.
-        Err(EngineError::Conflict) => MountTable::load_at(barrier, AUTH_PATH).await,
-        Err(error) => Err(error),
+        MountTable::load_at(barrier, AUTH_PATH).await
     }
 }
 
@@ -106,35 +99,21 @@ pub(crate) async fn reload(unsealed: &Unsealed) -> Result<(), EngineError> {
 
 /// One auth method as `sys/auth` lists it (Vault's shape).
 fn auth_json(entry: &MountEntry) -> Value {
-    let mut config = entry.config.optional_json();
-    config.insert(
-        "default_lease_ttl".into(),
-        json!(entry.config.default_lease_ttl),
-    );
-    config.insert("force_no_cache".into(), json!(entry.config.force_no_cache));
-    config.insert("max_lease_ttl".into(), json!(entry.config.max_lease_ttl));
-    config.insert("token_type".into(), json!("default-service"));
-    let mut out = json!({
-        "accessor": entry.accessor,
-        "config": config,
-        "description": entry.description,
-        "external_entropy_access": false,
-        "local": entry.local,
-        // Vault reports `null` for a method without options.
-        "options": if entry.options.is_empty() { Value::Null } else { json!(entry.options) },
-        "plugin_version": "",
-        "running_plugin_version": concat!("v", env!("CARGO_PKG_VERSION"), "+builtin.custos"),
-        "running_sha256": "",
-        "seal_wrap": entry.seal_wrap,
-        "type": entry.kind,
-        "uuid": entry.uuid,
-    });
-    if entry.kind != "token"
-        && let Some(object) = out.as_object_mut()
-    {
-        object.insert("deprecation_status".into(), json!("supported"));
+    let mut out = crate::sys::entry_json(entry);
+    if let Some(Value::Object(config)) = out.get_mut("config") {
+        config.insert("token_type".into(), json!("default-service"));
     }
-    out
+    // Vault reports `null` for a method without options.
+    let options = if entry.options.is_empty() {
+        Value::Null
+    } else {
+        json!(entry.options)
+    };
+    out.insert("options".into(), options);
+    if entry.kind != "token" {
+        out.insert("deprecation_status".into(), json!("supported"));
+    }
+    Value::Object(out)
 }
 
 /// Whether `relative` (a path below a method's mount) is one of `patterns`: exact, or with a
@@ -429,17 +408,7 @@ impl Engine {
         let entry = table.find(&path).ok_or_else(|| {
             EngineError::InvalidRequest(format!("cannot fetch sysview for path \"auth/{path}\""))
         })?;
-        let mut data = entry.config.optional_json();
-        data.insert(
-            "default_lease_ttl".into(),
-            json!(crate::sys::effective_ttl(entry.config.default_lease_ttl)),
-        );
-        data.insert(
-            "max_lease_ttl".into(),
-            json!(crate::sys::effective_ttl(entry.config.max_lease_ttl)),
-        );
-        data.insert("force_no_cache".into(), json!(entry.config.force_no_cache));
-        data.insert("description".into(), json!(entry.description));
+        let mut data = crate::sys::tune_json(entry);
         data.insert("token_type".into(), json!("default-service"));
         Ok(LogicalResponse::data(data))
     }
@@ -514,18 +483,7 @@ impl Engine {
         let revoked = self
             .revoke_tokens_under(unsealed, &format!("auth/{path}"))
             .await?;
-        let storage = crate::logical::MountStorage::new(unsealed.barrier.clone(), &entry.uuid);
-        loop {
-            let page = storage.list("", None, 500).await?;
-            if page.keys.is_empty() {
-                break;
-            }
-            let mut txn = custos_storage::Transaction::new();
-            for key in page.keys {
-                txn = txn.delete(key);
-            }
-            storage.commit(txn).await?;
-        }
+        crate::sys::delete_mount_data(&unsealed.barrier, &entry.uuid).await?;
         tracing::info!(path = %path, revoked, "auth method disabled, its tokens revoked and its data deleted");
         Ok(())
     }
@@ -539,13 +497,9 @@ impl Engine {
         prefix: &str,
     ) -> Result<u64, EngineError> {
         let mut revoked = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let page = unsealed
-                .barrier
-                .list(crate::token::TOKEN_PREFIX, after.as_deref(), 128)
-                .await?;
-            for key in &page.keys {
+        let mut pages = unsealed.barrier.pages(crate::token::TOKEN_PREFIX, 128);
+        while let Some(keys) = pages.next_page().await? {
+            for key in &keys {
                 let Some(hash) = key.strip_prefix(crate::token::TOKEN_PREFIX) else {
                     continue;
                 };
@@ -560,10 +514,6 @@ impl Engine {
                 {
                     revoked += 1;
                 }
-            }
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
             }
         }
         Ok(revoked)
@@ -589,11 +539,7 @@ impl Engine {
                         "cannot fetch sysview for path \"auth/{path}\""
                     ))
                 })?;
-            entry.config = crate::sys::tune_config(data, entry.config.clone())?;
-            if let Some(description) = &description {
-                entry.description = description.clone();
-            }
-            Ok(())
+            crate::sys::tune_entry(entry, data, description.as_deref())
         })
         .await
     }
@@ -606,21 +552,10 @@ impl Engine {
     ) -> Result<(), EngineError> {
         for _ in 0..16 {
             let mut table = load_or_create(&unsealed.barrier).await?;
-            let revision = table.revision;
             change(&mut table)?;
-            let bytes = serde_json::to_vec(&table)
-                .map_err(|error| EngineError::Internal(format!("encoding auth table: {error}")))?;
-            let txn = custos_storage::Transaction::new()
-                .require_unchanged(AUTH_PATH, revision)
-                .put(AUTH_PATH, bytes);
-            match unsealed.barrier.commit(txn).await {
-                Ok(revision) => {
-                    table.revision = Some(revision);
-                    unsealed.set_auths(table);
-                    return Ok(());
-                }
-                Err(EngineError::Conflict) => continue,
-                Err(error) => return Err(error),
+            if table.store_at(&unsealed.barrier, AUTH_PATH).await? {
+                unsealed.set_auths(table);
+                return Ok(());
             }
         }
         Err(EngineError::Conflict)

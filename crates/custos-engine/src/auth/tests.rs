@@ -409,22 +409,27 @@ async fn bad_user_input_is_a_400_and_writes_nothing() {
         (
             "auth/userpass/users/bob",
             json!({"password": "x", "token_ttl": "soon"}),
-            "token_ttl \"soon\" is not a duration",
+            "error converting input \"soon\" for field \"token_ttl\": expected a duration such as \"3h\" or a number of seconds",
         ),
         (
             "auth/userpass/users/bob",
             json!({"password": "x", "token_num_uses": -1}),
-            "token_num_uses must be a non-negative integer",
+            "token_num_uses cannot be negative",
         ),
         (
             "auth/userpass/users/bob",
             json!({"password": "x", "token_bound_cidrs": "10.0.0.0/99"}),
-            "invalid CIDR block \"10.0.0.0/99\"",
+            "invalid CIDR block \"10.0.0.0/99\" in token_bound_cidrs",
         ),
         (
             "auth/userpass/users/bob",
             json!({"password": "x", "token_ttl": 10, "token_max_ttl": 5}),
-            "\"token_ttl\" cannot be greater than \"token_max_ttl\"",
+            "'token_ttl' cannot be greater than 'token_max_ttl'",
+        ),
+        (
+            "auth/userpass/users/bob",
+            json!({"password": "x", "token_type": "batch"}),
+            "token_type \"batch\" is not supported: logins issue service tokens",
         ),
         (
             "auth/userpass/users/bob/password",

@@ -12,17 +12,27 @@ use crate::{EngineError, TokenGrant};
 /// when the role is written rather than silently issued as service tokens.
 const TOKEN_TYPES: [&str; 3] = ["default", "service", "default-service"];
 
-/// The token settings of a role, as stored.
+/// The token settings of a role, as stored. Absent fields decode to their defaults; the
+/// `token_*` aliases read the flat shape userpass stored before it shared these fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct TokenFields {
+    #[serde(alias = "token_policies")]
     pub(crate) policies: Vec<String>,
     /// Canonical CIDR blocks (`10.0.0.0/8`), parsed when written.
+    #[serde(alias = "token_bound_cidrs")]
     pub(crate) bound_cidrs: Vec<String>,
+    #[serde(alias = "token_ttl")]
     pub(crate) ttl: u64,
+    #[serde(alias = "token_max_ttl")]
     pub(crate) max_ttl: u64,
+    #[serde(alias = "token_explicit_max_ttl")]
     pub(crate) explicit_max_ttl: u64,
+    #[serde(alias = "token_period")]
     pub(crate) period: u64,
+    #[serde(alias = "token_num_uses")]
     pub(crate) num_uses: u64,
+    #[serde(alias = "token_no_default_policy")]
     pub(crate) no_default_policy: bool,
     pub(crate) token_type: String,
 }
@@ -218,11 +228,10 @@ pub(crate) fn cidr_list(field: &str, value: &Value) -> Result<Vec<Cidr>, EngineE
     string_list(field, value)?
         .iter()
         .map(|block| {
-            block.parse::<Cidr>().map_err(|error| {
-                EngineError::InvalidRequest(format!(
-                    "invalid CIDR block {block:?} in {field}: {error}"
-                ))
-            })
+            // The parse error names the block: "invalid CIDR block \"10.0.0.0/99\"".
+            block
+                .parse::<Cidr>()
+                .map_err(|error| EngineError::InvalidRequest(format!("{error} in {field}")))
         })
         .collect()
 }

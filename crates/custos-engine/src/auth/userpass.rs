@@ -18,15 +18,16 @@ use std::sync::LazyLock;
 
 use custos_storage::{Revision, Transaction};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
+use crate::EngineError;
+use crate::auth::role;
+use crate::auth::token_fields::TokenFields;
 use crate::logical::{
     LogicalBackend, LogicalRequest, LogicalResponse, LoginRenewal, MountContext, Operation,
-    RenewalLimits, equivalent_policies,
+    RenewalLimits,
 };
-use crate::sys::{bool_field, string_list_field, ttl_field};
-use crate::{EngineError, TokenGrant};
 
 pub(crate) use totp::TotpEnrolment;
 
@@ -49,142 +50,13 @@ static HASHING: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
 /// logs anyone in.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$uwNV2Z4yE67Zer4ihy0BMg$dhAlpvoid8/wliHeZ/ZfXUOBrAKhJrKcnJSXjRqk5fg";
 
-/// The token parameters of a user (Vault's `tokenutil` fields).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub(crate) struct TokenParams {
-    #[serde(default)]
-    pub(crate) token_policies: Vec<String>,
-    /// The policies were set with the old `policies` field, which reads report too.
-    #[serde(default)]
-    pub(crate) legacy_policies: bool,
-    #[serde(default)]
-    pub(crate) token_ttl: u64,
-    #[serde(default)]
-    pub(crate) token_max_ttl: u64,
-    #[serde(default)]
-    pub(crate) token_explicit_max_ttl: u64,
-    #[serde(default)]
-    pub(crate) token_period: u64,
-    #[serde(default)]
-    pub(crate) token_num_uses: u64,
-    #[serde(default)]
-    pub(crate) token_no_default_policy: bool,
-    #[serde(default)]
-    pub(crate) token_bound_cidrs: Vec<String>,
-}
-
-impl TokenParams {
-    /// Applies the token fields present in `data` (absent ones keep their value).
-    pub(crate) fn update(&mut self, data: &Map<String, Value>) -> Result<(), EngineError> {
-        if let Some(policies) = string_list_field(data, "token_policies")? {
-            self.token_policies = clean_policies(policies);
-            self.legacy_policies = false;
-        } else if let Some(policies) = string_list_field(data, "policies")? {
-            self.token_policies = clean_policies(policies);
-            self.legacy_policies = true;
-        }
-        for (name, slot) in [
-            ("token_ttl", &mut self.token_ttl),
-            ("token_max_ttl", &mut self.token_max_ttl),
-            ("token_explicit_max_ttl", &mut self.token_explicit_max_ttl),
-            ("token_period", &mut self.token_period),
-        ] {
-            if let Some(seconds) = ttl_field(data, name)? {
-                *slot = seconds;
-            }
-        }
-        if let Some(uses) = count_field(data, "token_num_uses")? {
-            self.token_num_uses = uses;
-        }
-        if let Some(flag) = bool_field(data, "token_no_default_policy")? {
-            self.token_no_default_policy = flag;
-        }
-        if let Some(blocks) = string_list_field(data, "token_bound_cidrs")? {
-            let blocks: Vec<String> = blocks.into_iter().filter(|b| !b.is_empty()).collect();
-            for block in &blocks {
-                block
-                    .parse::<custos_core::Cidr>()
-                    .map_err(|error| EngineError::InvalidRequest(error.to_string()))?;
-            }
-            self.token_bound_cidrs = blocks;
-        }
-        if self.token_max_ttl != 0 && self.token_ttl > self.token_max_ttl {
-            return Err(EngineError::InvalidRequest(
-                "\"token_ttl\" cannot be greater than \"token_max_ttl\"".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Vault's read shape of the token fields.
-    pub(crate) fn to_json(&self, out: &mut Map<String, Value>) {
-        out.insert("token_bound_cidrs".into(), json!(self.token_bound_cidrs));
-        out.insert(
-            "token_explicit_max_ttl".into(),
-            json!(self.token_explicit_max_ttl),
-        );
-        out.insert("token_max_ttl".into(), json!(self.token_max_ttl));
-        out.insert(
-            "token_no_default_policy".into(),
-            json!(self.token_no_default_policy),
-        );
-        out.insert("token_num_uses".into(), json!(self.token_num_uses));
-        out.insert("token_period".into(), json!(self.token_period));
-        out.insert("token_policies".into(), json!(self.token_policies));
-        out.insert("token_strictly_bind_ip".into(), json!(false));
-        out.insert("token_ttl".into(), json!(self.token_ttl));
-        out.insert("token_type".into(), json!("default"));
-        if self.legacy_policies {
-            out.insert("policies".into(), json!(self.token_policies));
-        }
-    }
-
-    /// The grant a successful login asks for.
-    pub(crate) fn grant(&self) -> Result<TokenGrant, EngineError> {
-        let bound_cidrs = self
-            .token_bound_cidrs
-            .iter()
-            .map(|block| {
-                block
-                    .parse::<custos_core::Cidr>()
-                    .map_err(|error| EngineError::Internal(format!("stored CIDR: {error}")))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(TokenGrant {
-            policies: self.token_policies.clone(),
-            no_default_policy: self.token_no_default_policy,
-            ttl: self.token_ttl,
-            max_ttl: self.token_max_ttl,
-            period: self.token_period,
-            explicit_max_ttl: self.token_explicit_max_ttl,
-            num_uses: self.token_num_uses,
-            renewable: true,
-            bound_cidrs,
-            ..TokenGrant::default()
-        })
-    }
-}
-
-fn clean_policies(policies: Vec<String>) -> Vec<String> {
-    let mut policies: Vec<String> = policies
-        .into_iter()
-        .map(|policy| policy.trim().to_lowercase())
-        .filter(|policy| !policy.is_empty())
-        .collect();
-    policies.sort();
-    policies.dedup();
-    policies
-}
-
-/// A non-negative integer field (a number or its text).
-fn count_field(data: &Map<String, Value>, name: &str) -> Result<Option<u64>, EngineError> {
-    let invalid = || EngineError::InvalidRequest(format!("{name} must be a non-negative integer"));
-    match data.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(number)) => number.as_u64().map(Some).ok_or_else(invalid),
-        Some(Value::String(text)) if text.is_empty() => Ok(None),
-        Some(Value::String(text)) => text.parse().map(Some).map_err(|_| invalid()),
-        Some(_) => Err(invalid()),
+/// Whether a user's policies now come from the old `policies` field: `token_policies` wins
+/// when both are given; a write naming neither keeps what was.
+fn legacy_policies(data: &Map<String, Value>, current: bool) -> bool {
+    if data.contains_key("token_policies") {
+        false
+    } else {
+        data.contains_key("policies") || current
     }
 }
 
@@ -193,8 +65,14 @@ fn count_field(data: &Map<String, Value>, name: &str) -> Result<Option<u64>, Eng
 pub(crate) struct UserEntry {
     /// argon2id PHC string.
     pub(crate) password_hash: String,
+    /// The token settings, stored flat beside the hash. Entries written before the settings
+    /// were shared with the other auth methods named them `token_ttl` and so on; they decode
+    /// through the fields' aliases.
     #[serde(flatten)]
-    pub(crate) token: TokenParams,
+    pub(crate) token: TokenFields,
+    /// The policies were set with the old `policies` field, which reads report too.
+    #[serde(default)]
+    pub(crate) legacy_policies: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) totp: Option<TotpEnrolment>,
 }
@@ -203,6 +81,7 @@ impl std::fmt::Debug for UserEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserEntry")
             .field("token", &self.token)
+            .field("legacy_policies", &self.legacy_policies)
             .field("totp_enrolled", &self.totp.is_some())
             .finish_non_exhaustive()
     }
@@ -408,11 +287,7 @@ impl LogicalBackend for Userpass {
         ctx: &MountContext,
         login: &LoginRenewal,
     ) -> Result<Option<RenewalLimits>, EngineError> {
-        let name = login
-            .metadata
-            .get("username")
-            .map(String::as_str)
-            .unwrap_or_default();
+        let name = role::login_metadata(login, "username");
         let user = match user_name(name) {
             Ok(name) => load_user(ctx, &name).await?,
             Err(_) => None,
@@ -422,16 +297,8 @@ impl LogicalBackend for Userpass {
                 "user {name:?} no longer exists, not renewing"
             )));
         };
-        if !equivalent_policies(&user.token.token_policies, &login.policies) {
-            return Err(EngineError::InvalidRequest(
-                "policies have changed, not renewing".into(),
-            ));
-        }
-        Ok(Some(RenewalLimits {
-            ttl: user.token.token_ttl,
-            max_ttl: user.token.token_max_ttl,
-            period: user.token.token_period,
-        }))
+        role::check_same_policies(&user.token, login)?;
+        Ok(Some(role::current_limits(&user.token)))
     }
 }
 
@@ -466,7 +333,10 @@ async fn read_user(ctx: &MountContext, name: &str) -> Result<Option<LogicalRespo
         return Ok(None);
     };
     let mut data = Map::new();
-    entry.token.to_json(&mut data);
+    entry.token.render(&mut data);
+    if entry.legacy_policies {
+        data.insert("policies".into(), data["token_policies"].clone());
+    }
     Ok(Some(LogicalResponse::data(data)))
 }
 
@@ -487,6 +357,12 @@ async fn write_user(
         .map(|(entry, _)| entry.token.clone())
         .unwrap_or_default();
     token.update(data)?;
+    let legacy_policies = legacy_policies(
+        data,
+        existing
+            .as_ref()
+            .is_some_and(|(entry, _)| entry.legacy_policies),
+    );
     let password_hash = match (password, &existing) {
         (Some(password), _) => hash(password).await?,
         (None, Some((entry, _))) => entry.password_hash.clone(),
@@ -495,6 +371,7 @@ async fn write_user(
     let entry = UserEntry {
         password_hash,
         token,
+        legacy_policies,
         totp: existing.as_ref().and_then(|(entry, _)| entry.totp.clone()),
     };
     store_user(ctx, name, &entry, existing.map(|(_, revision)| revision)).await?;
@@ -537,6 +414,7 @@ async fn set_policies(
         return Err(EngineError::InvalidRequest("missing token_policies".into()));
     }
     entry.token.update(&only_policies)?;
+    entry.legacy_policies = legacy_policies(&only_policies, entry.legacy_policies);
     store_user(ctx, name, &entry, Some(revision)).await?;
     Ok(LogicalResponse::no_content())
 }
@@ -575,13 +453,12 @@ async fn login(
     } else if !matched {
         return Err(EngineError::InvalidRequest(INVALID_CREDENTIALS.into()));
     }
-    let mut grant = entry.token.grant()?;
     let label = ctx
         .mount_path
         .trim_start_matches("auth/")
         .trim_end_matches('/')
         .replace('/', "-");
-    grant.display_name = format!("{label}-{name}");
+    let mut grant = entry.token.grant(format!("{label}-{name}"))?;
     grant.metadata = BTreeMap::from([("username".to_owned(), name)]);
     grant.mfa = mfa;
     Ok(LogicalResponse::login(grant))
@@ -600,6 +477,38 @@ mod tests {
         assert!(DUMMY_HASH.starts_with(&params), "{DUMMY_HASH}");
         assert_eq!(DUMMY_HASH.len(), real.len());
         assert!(!custos_crypto::verify_password(b"", DUMMY_HASH).expect("verify"));
+    }
+
+    #[test]
+    fn users_stored_in_the_old_flat_shape_still_decode() {
+        let old = serde_json::json!({
+            "password_hash": DUMMY_HASH,
+            "token_policies": ["dev"],
+            "legacy_policies": true,
+            "token_ttl": 3600,
+            "token_max_ttl": 7200,
+            "token_explicit_max_ttl": 0,
+            "token_period": 60,
+            "token_num_uses": 2,
+            "token_no_default_policy": true,
+            "token_bound_cidrs": ["10.0.0.0/8"],
+        });
+        let entry: UserEntry = serde_json::from_value(old).expect("old entry");
+        assert_eq!(entry.token.policies, ["dev"]);
+        assert!(entry.legacy_policies);
+        assert_eq!(
+            (entry.token.ttl, entry.token.max_ttl, entry.token.period),
+            (3600, 7200, 60)
+        );
+        assert_eq!(entry.token.num_uses, 2);
+        assert!(entry.token.no_default_policy);
+        assert_eq!(entry.token.bound_cidrs, ["10.0.0.0/8"]);
+        assert_eq!(entry.token.token_type, "default");
+
+        let again: UserEntry = serde_json::from_slice(&serde_json::to_vec(&entry).expect("encode"))
+            .expect("new entry");
+        assert_eq!(again.token, entry.token);
+        assert!(again.legacy_policies);
     }
 
     #[tokio::test]

@@ -186,20 +186,24 @@ pub struct TokenGrant {
     pub path: String,
 }
 
-/// Vault's `auth` block: a freshly issued token.
-#[derive(Clone, PartialEq, Eq)]
+/// Vault's `auth` block: a freshly issued token. Serialisable so a wrapping record can keep it
+/// (behind the barrier); fields added later default when an older record is read.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedToken {
     pub client_token: String,
     pub accessor: String,
     /// All policies, `default` included.
     pub policies: Vec<String>,
     pub token_policies: Vec<String>,
+    #[serde(default)]
     pub metadata: std::collections::BTreeMap<String, String>,
     /// Seconds until it expires; 0: never.
     pub lease_duration: u64,
     pub renewable: bool,
     pub orphan: bool,
+    #[serde(default)]
     pub num_uses: u64,
+    #[serde(default)]
     pub mfa: bool,
 }
 

@@ -925,13 +925,9 @@ impl Engine {
     ) -> Result<BTreeMap<&'static str, u64>, EngineError> {
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         let now = self.now().as_second();
-        let mut after: Option<String> = None;
-        loop {
-            let page = unsealed
-                .barrier
-                .list(TOKEN_PREFIX, after.as_deref(), PAGE)
-                .await?;
-            for key in &page.keys {
+        let mut pages = unsealed.barrier.pages(TOKEN_PREFIX, PAGE);
+        while let Some(keys) = pages.next_page().await? {
+            for key in &keys {
                 let Some(hash) = key.strip_prefix(TOKEN_PREFIX) else {
                     continue;
                 };
@@ -946,18 +942,10 @@ impl Engine {
                     *counts.entry("expired_revoked").or_default() += 1;
                 }
             }
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
-            }
         }
-        let mut after: Option<String> = None;
-        loop {
-            let page = unsealed
-                .barrier
-                .list(ACCESSOR_PREFIX, after.as_deref(), PAGE)
-                .await?;
-            for key in &page.keys {
+        let mut pages = unsealed.barrier.pages(ACCESSOR_PREFIX, PAGE);
+        while let Some(keys) = pages.next_page().await? {
+            for key in &keys {
                 let Some(plain) = unsealed.barrier.get(key).await? else {
                     continue;
                 };
@@ -984,18 +972,10 @@ impl Engine {
                     *counts.entry("accessor_indexes_removed").or_default() += 1;
                 }
             }
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
-            }
         }
-        let mut after: Option<String> = None;
-        loop {
-            let page = unsealed
-                .barrier
-                .list(PARENT_PREFIX, after.as_deref(), PAGE)
-                .await?;
-            for key in &page.keys {
+        let mut pages = unsealed.barrier.pages(PARENT_PREFIX, PAGE);
+        while let Some(keys) = pages.next_page().await? {
+            for key in &keys {
                 let Some((parent, child)) = key
                     .strip_prefix(PARENT_PREFIX)
                     .and_then(|rest| rest.split_once('/'))
@@ -1022,10 +1002,6 @@ impl Engine {
                     .await?;
                 *counts.entry("orphaned_links_removed").or_default() += 1;
             }
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
-            }
         }
         Ok(counts)
     }
@@ -1036,22 +1012,14 @@ impl Engine {
         unsealed: &Unsealed,
     ) -> Result<Vec<String>, EngineError> {
         let mut accessors = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = unsealed
-                .barrier
-                .list(ACCESSOR_PREFIX, after.as_deref(), PAGE)
-                .await?;
-            for key in &page.keys {
+        let mut pages = unsealed.barrier.pages(ACCESSOR_PREFIX, PAGE);
+        while let Some(keys) = pages.next_page().await? {
+            for key in &keys {
                 if let Some(plain) = unsealed.barrier.get(key).await?
                     && let Ok(index) = serde_json::from_slice::<AccessorIndex>(&plain.value)
                 {
                     accessors.push(index.accessor);
                 }
-            }
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
             }
         }
         accessors.sort();

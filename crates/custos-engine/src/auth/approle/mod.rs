@@ -25,6 +25,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::auth::role;
 use crate::auth::token_fields::{
     TokenFields, cidr_list, cidrs_within, count, display_prefix, seconds, stored_cidrs, strings,
 };
@@ -45,7 +46,6 @@ pub(crate) const INVALID_CREDENTIALS: &str = "invalid role or secret ID";
 /// Vault's limit on role ids and secret ids (stored only as hashes, so any length fits).
 const MAX_INPUT_BYTES: usize = 4096;
 /// Role names are storage keys: kept well below the storage key limit.
-const MAX_NAME_BYTES: usize = 512;
 /// How often a login retries spending a use that another login changed under it.
 const CAS_ATTEMPTS: usize = 16;
 /// Deletes per transaction when a role's secret ids are purged or tidied.
@@ -358,11 +358,7 @@ impl LogicalBackend for AppRole {
         ctx: &MountContext,
         login: &LoginRenewal,
     ) -> Result<Option<RenewalLimits>, EngineError> {
-        let name = login
-            .metadata
-            .get("role_name")
-            .map(String::as_str)
-            .unwrap_or_default();
+        let name = role::login_metadata(login, "role_name");
         if name.is_empty() {
             return Err(invalid("failed to fetch role_name during renewal"));
         }
@@ -371,11 +367,7 @@ impl LogicalBackend for AppRole {
                 "role {name:?} does not exist during renewal"
             )));
         };
-        Ok(Some(RenewalLimits {
-            ttl: role.token.ttl,
-            max_ttl: role.token.max_ttl,
-            period: role.token.period,
-        }))
+        Ok(Some(role::current_limits(&role.token)))
     }
 }
 
@@ -412,24 +404,8 @@ fn encode_limited(
     Ok(bytes)
 }
 
-/// Role names as Vault allows them: word characters, `-`, `.` and `@`, starting and ending with
-/// a word character.
 fn check_role_name(name: &str) -> Result<(), EngineError> {
-    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let valid = !name.is_empty()
-        && name.len() <= MAX_NAME_BYTES
-        && name
-            .chars()
-            .all(|c| word(c) || matches!(c, '-' | '.' | '@'))
-        && name.starts_with(word)
-        && name.ends_with(word);
-    if valid {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "invalid role name {name:?}: use at most {MAX_NAME_BYTES} letters, digits, '_', '-', '.' and '@', starting and ending with a letter, digit or '_'"
-        )))
-    }
+    role::check_role_name("role", name)
 }
 
 fn role_key(name: &str) -> String {

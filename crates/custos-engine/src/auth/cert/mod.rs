@@ -24,16 +24,16 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 use crate::EngineError;
+use crate::auth::role;
 use crate::auth::token_fields::{TokenFields, display_prefix, string_list, strings};
 use crate::kv::{decode, list_children, parse_bool, unsupported};
 use crate::logical::{
     LogicalBackend, LogicalRequest, LogicalResponse, LoginRenewal, MountContext, MountStorage,
-    Operation, RenewalLimits, equivalent_policies,
+    Operation, RenewalLimits,
 };
 
 const CERT_PREFIX: &str = "cert/";
 /// Role names are storage keys: kept well below the storage key limit.
-const MAX_NAME_BYTES: usize = 512;
 /// Vault's answers, which clients and scripts match on.
 pub(crate) const NO_CERTIFICATE: &str = "no client certificate found";
 pub(crate) const UNTRUSTED: &str = "invalid certificate or no client certificate supplied";
@@ -133,24 +133,14 @@ impl LogicalBackend for CertAuth {
         ctx: &MountContext,
         login: &LoginRenewal,
     ) -> Result<Option<RenewalLimits>, EngineError> {
-        let name = login
-            .metadata
-            .get("cert_name")
-            .map(String::as_str)
-            .unwrap_or_default();
+        let name = role::login_metadata(login, "cert_name");
         let Some(role) = load_role(&ctx.storage, name).await? else {
             return Err(invalid(format!(
                 "certificate role {name:?} no longer exists, not renewing"
             )));
         };
-        if !equivalent_policies(&role.token.policies, &login.policies) {
-            return Err(invalid("policies have changed, not renewing"));
-        }
-        Ok(Some(RenewalLimits {
-            ttl: role.token.ttl,
-            max_ttl: role.token.max_ttl,
-            period: role.token.period,
-        }))
+        role::check_same_policies(&role.token, login)?;
+        Ok(Some(role::current_limits(&role.token)))
     }
 }
 
@@ -162,23 +152,8 @@ fn role_key(name: &str) -> String {
     format!("{CERT_PREFIX}{name}")
 }
 
-/// Role names: word characters, `-`, `.` and `@`, as AppRole's.
 fn check_name(name: &str) -> Result<(), EngineError> {
-    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let valid = !name.is_empty()
-        && name.len() <= MAX_NAME_BYTES
-        && name
-            .chars()
-            .all(|c| word(c) || matches!(c, '-' | '.' | '@'))
-        && name.starts_with(word)
-        && name.ends_with(word);
-    if valid {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "invalid certificate role name {name:?}: use at most {MAX_NAME_BYTES} letters, digits, '_', '-', '.' and '@', starting and ending with a letter, digit or '_'"
-        )))
-    }
+    role::check_role_name("certificate role", name)
 }
 
 async fn load_role(storage: &MountStorage, name: &str) -> Result<Option<CertRole>, EngineError> {
