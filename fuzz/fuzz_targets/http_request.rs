@@ -1,5 +1,5 @@
 //! Fuzzes the HTTP layer's parsers of what a client sends: the JSON shape pre-scan of bodies,
-//! `X-Vault-Index`, `X-Vault-Wrap-TTL`, path decoding and path cleaning. None may panic; an index
+//! `X-Vault-Index`, `X-Vault-Wrap-TTL`, `X-Forwarded-For`, path decoding and path cleaning. None may panic; an index
 //! this node writes must read back; a cleaned path must be clean and never gain a `..` segment.
 #![no_main]
 
@@ -8,6 +8,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = fuzzing::body_shape_ok(data);
+    // The header's last entry names the client; with one hop skipped, the one before it.
+    if let Some(client) = fuzzing::forwarded_client(data, 1) {
+        assert!(data.contains(&b','), "one hop skipped needs two entries: {client}");
+    }
+    let _ = fuzzing::forwarded_client(data, 0);
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -31,3 +31,14 @@ pub fn percent_decode(raw_path: &str) -> Option<String> {
 pub fn wrap_ttl(value: &str) -> Option<Option<u64>> {
     crate::logical::parse_wrap_ttl(value).ok()
 }
+
+/// The client address an `X-Forwarded-For` header names, as a trusted proxy at 10.0.0.1 sends
+/// it with `hop_skips` proxies of our own to skip (`None`: the request is refused).
+pub fn forwarded_client(header: &[u8], hop_skips: usize) -> Option<std::net::IpAddr> {
+    let value = axum::http::HeaderValue::from_bytes(header).ok()?;
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("x-forwarded-for", value);
+    let mut config = crate::ForwardedFor::new(vec!["10.0.0.0/8".parse().ok()?]);
+    config.hop_skips = hop_skips;
+    crate::forwarded::resolve(&config, [10, 0, 0, 1].into(), &headers).ok()
+}
