@@ -981,6 +981,7 @@ async fn auth_method_users_and_roles_need_create_when_new() {
     for (path, kind) in [
         ("sys/auth/userpass", "userpass"),
         ("sys/auth/approle", "approle"),
+        ("sys/auth/cert", "cert"),
     ] {
         f.run(
             Operation::Update,
@@ -996,6 +997,7 @@ async fn auth_method_users_and_roles_need_create_when_new() {
         r#"
 path "auth/userpass/users/*" { capabilities = ["create"] }
 path "auth/approle/role/*" { capabilities = ["create"] }
+path "auth/cert/certs/*" { capabilities = ["create"] }
 "#,
     )
     .await
@@ -1021,5 +1023,22 @@ path "auth/approle/role/*" { capabilities = ["create"] }
     assert!(
         denied(write("auth/approle/role/WEB").await),
         "names are case-insensitive"
+    );
+    let pem = crate::auth::cert::tests::ca("onboarding CA").pem();
+    let write_cert = |path: &'static str| {
+        f.run(
+            Operation::Update,
+            path,
+            &token,
+            Some(json!({"certificate": pem.clone(), "token_policies": "default"})),
+        )
+    };
+    assert!(
+        write_cert("auth/cert/certs/web").await.is_ok(),
+        "a new role"
+    );
+    assert!(
+        denied(write_cert("auth/cert/certs/Web").await),
+        "changing needs update"
     );
 }

@@ -12,7 +12,7 @@
 //! not present the same certificate, so a stolen token is useless without the private key.
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::time::Duration;
 
@@ -76,6 +76,24 @@ pub(crate) struct CertAuth;
 
 #[async_trait::async_trait]
 impl LogicalBackend for CertAuth {
+    /// Vault's existence check for `certs/<name>`: writing a new role needs `create`,
+    /// changing one needs `update`.
+    async fn exists(
+        &self,
+        ctx: &MountContext,
+        request: &LogicalRequest,
+    ) -> Result<Option<bool>, EngineError> {
+        match request.path.trim_end_matches('/').split_once('/') {
+            Some(("certs", name)) if !name.contains('/') && check_name(name).is_ok() => Ok(Some(
+                ctx.storage
+                    .get(&role_key(&name.to_lowercase()))
+                    .await?
+                    .is_some(),
+            )),
+            _ => Ok(None),
+        }
+    }
+
     async fn handle(
         &self,
         ctx: &MountContext,

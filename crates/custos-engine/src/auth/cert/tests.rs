@@ -11,9 +11,9 @@ use crate::auth::approle::tests::{Harness, data_of, grant_of, invalid, request};
 use crate::logical::{LogicalBackend, LogicalResponse, Operation};
 use crate::{ClientCert, EngineError};
 
-type Ca = CertifiedIssuer<'static, KeyPair>;
+pub(crate) type Ca = CertifiedIssuer<'static, KeyPair>;
 
-fn ca(name: &str) -> Ca {
+pub(crate) fn ca(name: &str) -> Ca {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.distinguished_name.push(DnType::CommonName, name);
