@@ -44,7 +44,14 @@ fn parameters(
 
 fn rule(out: &mut String, rule: &PathRule) {
     comment_lines(out, &rule.comments, "");
-    let _ = writeln!(out, "path {} {{", quote(&rule.path));
+    // Parsing drops one leading slash of a pattern (as Vault does), so a pattern that still
+    // starts with one (written `//x`) gets it back, or the text would parse to another rule.
+    let pattern = if rule.path.starts_with('/') {
+        format!("/{}", rule.path)
+    } else {
+        rule.path.clone()
+    };
+    let _ = writeln!(out, "path {} {{", quote(&pattern));
     comment_lines(out, &rule.inner_comments, "  ");
     if let Some(comment) = &rule.comment {
         let _ = writeln!(out, "  comment = {}", quote(comment));

@@ -771,6 +771,18 @@ fn durations_follow_vault_syntax() {
 }
 
 #[test]
+fn a_pattern_that_keeps_a_leading_slash_formats_back_to_itself() {
+    // Parsing drops one leading slash, so `//x` is the pattern `/x`; formatting must not turn
+    // it into `x` (found by the policy_parse fuzz target).
+    let parsed = policy("p", r#"path "//x/*" { capabilities = ["read"] }"#);
+    assert_eq!(parsed.rules[0].path, "/x/*");
+    let formatted = format(&parsed);
+    let again = policy("p", &formatted);
+    assert_eq!(again.rules[0].path, "/x/*", "{formatted}");
+    assert_eq!(format(&again), formatted);
+}
+
+#[test]
 fn formatter_is_canonical_and_keeps_comments() {
     let text = r#"
 # Team A's secrets
