@@ -693,8 +693,17 @@ impl Engine {
 
     /// Runs one logical request through the pipeline: authenticate, authorise, audit, route.
     /// `Ok(None)` means nothing is at that path.
-    #[tracing::instrument(skip_all, fields(operation = ?request.operation, path = %Untrusted(&request.path)))]
     pub async fn handle(
+        &self,
+        request: Request,
+    ) -> Result<Option<logical::LogicalResponse>, EngineError> {
+        // The pipeline's state is kilobytes; the HTTP layer and tower move a request's future a
+        // few times, so it is allocated once here and only a pointer travels.
+        Box::pin(self.run_pipeline(request)).await
+    }
+
+    #[tracing::instrument(name = "handle", skip_all, fields(operation = ?request.operation, path = %Untrusted(&request.path)))]
+    async fn run_pipeline(
         &self,
         request: Request,
     ) -> Result<Option<logical::LogicalResponse>, EngineError> {
