@@ -141,6 +141,24 @@ mod tests {
     }
 
     #[test]
+    fn networks_for_the_seal_guard_hold_their_addresses() {
+        let private = cidr("10.0.0.0/8");
+        assert!(private.contains(ip("10.1.2.3")));
+        assert!(!private.contains(ip("11.0.0.1")));
+        assert!(!private.contains(ip("::1")));
+        assert!(private.contains(ip("::ffff:10.9.9.9")));
+        let loopback6 = cidr("::1/128");
+        assert!(loopback6.contains(ip("::1")));
+        assert!(!loopback6.contains(ip("::2")));
+        assert!(cidr("0.0.0.0/0").contains(ip("203.0.113.9")));
+        let host = cidr("127.0.0.1");
+        assert_eq!(host.to_string(), "127.0.0.1/32");
+        assert!(host.contains(ip("127.0.0.1")));
+        assert!(!host.contains(ip("127.0.0.2")));
+        assert!("10.0.0.0/-1".parse::<Cidr>().is_err());
+    }
+
+    #[test]
     fn bad_blocks_are_refused() {
         for bad in [
             "",

@@ -22,7 +22,7 @@ pub use body::{
 };
 pub use error::ApiError;
 pub use forwarded::ForwardedFor;
-pub use guard::{Network, RATE_LIMIT_ADDRESSES, RateLimiter};
+pub use guard::{RATE_LIMIT_ADDRESSES, RateLimiter};
 pub use listener::{PeerInfo, ServeOptions, serve};
 pub use routes::{Access, ExplicitRoute, explicit_routes};
 pub use tls::{TlsError, TlsFiles, server_tls_config};
@@ -60,7 +60,7 @@ pub struct AppState {
     /// Request body bytes held in memory at once, across all requests.
     pub body_budget: BodyBudget,
     /// The networks `sys/init`, `sys/unseal` and `sys/generate-root/*` answer; `None` is any.
-    pub seal_allowed_networks: Option<Arc<Vec<Network>>>,
+    pub seal_allowed_networks: Option<Arc<Vec<custos_core::Cidr>>>,
     /// Per source address, on `sys/unseal` and `sys/generate-root/*`.
     pub unseal_rate_limit: Arc<RateLimiter>,
     /// Per source address, on `sys/leaks`.

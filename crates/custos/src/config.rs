@@ -198,7 +198,7 @@ pub(crate) struct Config {
     pub(crate) max_connections: usize,
     pub(crate) body_budget_bytes: usize,
     /// `None`: any source address.
-    pub(crate) unseal_allowed_networks: Option<Vec<custos_server::Network>>,
+    pub(crate) unseal_allowed_networks: Option<Vec<custos_core::Cidr>>,
     pub(crate) unseal_rate_limit: u32,
     pub(crate) leaks_rate_limit: u32,
     /// `None`: `X-Forwarded-For` is ignored.
@@ -617,7 +617,7 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
         Some(list) => Some(
             list.iter()
                 .map(|text| {
-                    text.parse::<custos_server::Network>().map_err(|error| {
+                    text.parse::<custos_core::Cidr>().map_err(|error| {
                         anyhow::anyhow!("listener.unseal_allowed_networks: {error}")
                     })
                 })

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
-use custos_server::{ForwardedFor, Network, PeerInfo, RateLimiter};
+use custos_core::Cidr;
+use custos_server::{ForwardedFor, PeerInfo, RateLimiter};
 use serde_json::json;
 
 use crate::support::{Server, req, state};
@@ -22,8 +23,7 @@ fn from(address: &str) -> PeerInfo {
 fn behind_proxy(config: ForwardedFor) -> Server {
     let mut state = state();
     state.forwarded_for = Some(Arc::new(config));
-    state.seal_allowed_networks =
-        Some(Arc::new(vec!["203.0.113.0/24".parse::<Network>().unwrap()]));
+    state.seal_allowed_networks = Some(Arc::new(vec!["203.0.113.0/24".parse::<Cidr>().unwrap()]));
     Server::new(state)
 }
 

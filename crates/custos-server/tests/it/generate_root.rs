@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
-use custos_server::{Network, PeerInfo, RateLimiter};
+use custos_core::Cidr;
+use custos_server::{PeerInfo, RateLimiter};
 use serde_json::json;
 
 use crate::support::{Server, req, sorted, state, unsealed};
@@ -166,7 +167,7 @@ async fn a_sealed_server_answers_503() {
 #[tokio::test]
 async fn the_guard_and_the_body_limit_apply() {
     let mut state = state();
-    state.seal_allowed_networks = Some(Arc::new(vec!["10.0.0.0/8".parse::<Network>().unwrap()]));
+    state.seal_allowed_networks = Some(Arc::new(vec!["10.0.0.0/8".parse::<Cidr>().unwrap()]));
     state.unseal_rate_limit = Arc::new(RateLimiter::new(2));
     let server = Server::new(state);
     let _ = server.init_unsealed(1, 1).await;

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{Method, StatusCode};
-use custos_server::{BodyBudget, Network, PeerInfo, RateLimiter};
+use custos_core::Cidr;
+use custos_server::{BodyBudget, PeerInfo, RateLimiter};
 use serde_json::json;
 
 use crate::support::{Req, Server, fresh, req, sealed, state, unsealed};
@@ -284,8 +285,7 @@ async fn bodies_wait_for_the_budget_and_then_get_429() {
 #[tokio::test]
 async fn unseal_from_outside_the_allowed_networks_is_403() {
     let mut restricted = state();
-    restricted.seal_allowed_networks =
-        Some(Arc::new(vec!["10.0.0.0/8".parse::<Network>().unwrap()]));
+    restricted.seal_allowed_networks = Some(Arc::new(vec!["10.0.0.0/8".parse::<Cidr>().unwrap()]));
     let server = Server::new(restricted);
     let body = json!({ "secret_shares": 1, "secret_threshold": 1 });
     for uri in [
