@@ -376,8 +376,9 @@ fn field(data: Option<&serde_json::Map<String, Value>>, name: &str) -> Result<St
     }
 }
 
-/// An unseal key share as the API takes it: hex, else standard base64.
-fn decode_share(key: &str) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+/// An unseal key share as the API takes it (`sys/unseal`, `sys/generate-root/update`): hex,
+/// else standard base64, as Vault decodes it.
+pub fn decode_unseal_key(key: &str) -> Result<Zeroizing<Vec<u8>>, EngineError> {
     let key = key.trim();
     if let Ok(bytes) = hex::decode(key) {
         return Ok(Zeroizing::new(bytes));
@@ -427,7 +428,7 @@ impl Engine {
                 if key.is_empty() {
                     return Err(EngineError::InvalidRequest("key is required".into()));
                 }
-                let share = decode_share(&key)?;
+                let share = decode_unseal_key(&key)?;
                 update_json(
                     &self
                         .generate_root_update(&share, &nonce, request_id)

@@ -30,7 +30,7 @@ pub use barrier::{Barrier, KeyInfo, Plain};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use custos_storage::{Invalidation, Revision};
 pub use error::EngineError;
-pub use generate_root::{OTP_LENGTH, RootGenerationStatus, xor_with_otp};
+pub use generate_root::{OTP_LENGTH, RootGenerationStatus, decode_unseal_key, xor_with_otp};
 pub use index::{read_fresh, track_commits};
 pub use leaks::MAX_LEAKS_PER_REPORT;
 pub use mounts::{MountConfig, MountEntry};

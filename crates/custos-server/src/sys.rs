@@ -198,18 +198,6 @@ pub(crate) async fn init(
         .into_response())
 }
 
-/// Decodes an unseal key the way Vault does: hex first, then standard base64.
-fn decode_key(key: &str) -> Result<Zeroizing<Vec<u8>>, ApiError> {
-    let key = key.trim();
-    if let Ok(bytes) = hex::decode(key) {
-        return Ok(Zeroizing::new(bytes));
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(key)
-        .map(Zeroizing::new)
-        .map_err(|_| ApiError::InvalidRequest("'key' must be a valid hex or base64 string".into()))
-}
-
 /// `PUT /v1/sys/unseal`. Resets and failures are logged with the source address.
 pub(crate) async fn unseal(
     State(state): State<Shared>,
@@ -222,11 +210,11 @@ pub(crate) async fn unseal(
         UnsealInput::Reset
     } else {
         match key.as_deref() {
-            Some(key) if !key.is_empty() => match decode_key(key) {
+            Some(key) if !key.is_empty() => match custos_engine::decode_unseal_key(key) {
                 Ok(bytes) => UnsealInput::Key(bytes),
                 Err(error) => {
                     tracing::warn!(%source, %error, "unseal key refused");
-                    return Err(error);
+                    return Err(error.into());
                 }
             },
             _ => {
@@ -320,7 +308,7 @@ pub(crate) async fn generate_root_update(
             "'key' must be specified in request body as JSON".into(),
         ));
     }
-    let bytes = decode_key(&key).inspect_err(|error| {
+    let bytes = custos_engine::decode_unseal_key(&key).inspect_err(|error| {
         tracing::warn!(%source, %error, "root generation key refused");
     })?;
     match state
