@@ -619,20 +619,12 @@ impl Engine {
     /// `sys/rotate`: installs a new data key term.
     #[tracing::instrument(skip_all)]
     pub async fn rotate(&self, token: Option<&str>) -> Result<KeyInfo, EngineError> {
-        self.rotate_from(token, &Connection::default()).await
+        self.rotate_at("sys/rotate", token, &Connection::default())
+            .await
     }
 
-    /// [`Engine::rotate`] for a request that came on `connection`.
-    pub async fn rotate_from(
-        &self,
-        token: Option<&str>,
-        connection: &Connection,
-    ) -> Result<KeyInfo, EngineError> {
-        self.rotate_at("sys/rotate", token, connection).await
-    }
-
-    /// [`Engine::rotate_from`] reached at `path` (`sys/rotate` or its alias
-    /// `sys/rotate/keyring`), which the caller's policies are asked about, as Vault asks them
+    /// [`Engine::rotate`] for a request that came on `connection` to `path` (`sys/rotate` or
+    /// its alias `sys/rotate/keyring`), which the caller's policies are asked about, as Vault asks them
     /// about the path requested.
     pub async fn rotate_at(
         &self,

@@ -880,12 +880,14 @@ async fn seal_life_cycle_calls_see_the_connection_address() {
     };
     assert!(
         f.engine
-            .rotate_from(Some(&token), &from("10.0.0.9"))
+            .rotate_at("sys/rotate", Some(&token), &from("10.0.0.9"))
             .await
             .is_ok()
     );
     assert!(denied(
-        f.engine.rotate_from(Some(&token), &from("192.0.2.9")).await
+        f.engine
+            .rotate_at("sys/rotate", Some(&token), &from("192.0.2.9"))
+            .await
     ));
     assert!(
         denied(f.engine.rotate(Some(&token)).await),
