@@ -716,6 +716,27 @@ async fn write_role_id(
     Ok(Some(LogicalResponse::no_content()))
 }
 
+/// Parses a numeric field (`count`, `seconds`), naming it in errors.
+type FieldParser = fn(&str, &Value) -> Result<u64, EngineError>;
+
+/// A secret id's own `num_uses` or `ttl` (parsed by `parse`), which may only narrow the role's
+/// `limit` (0: none); absent, the role's value.
+fn within_role_limit(
+    value: Option<Value>,
+    (name, parse): (&str, FieldParser),
+    limit: u64,
+    too_high: &str,
+) -> Result<u64, EngineError> {
+    let Some(value) = value else {
+        return Ok(limit);
+    };
+    let own = parse(name, &value)?;
+    if limit > 0 && (own == 0 || own > limit) {
+        return Err(invalid(too_high));
+    }
+    Ok(own)
+}
+
 /// Secret-id metadata: a JSON object of strings, given as an object or as a string holding
 /// one, or as `key=value` pairs separated by commas.
 fn parse_metadata(value: &Value) -> Result<BTreeMap<String, String>, EngineError> {
@@ -789,32 +810,18 @@ async fn generate_secret_id(
             token_cidrs.iter().map(Cidr::to_string).collect::<Vec<_>>()
         )));
     }
-    let num_uses = match field("num_uses") {
-        Some(value) => {
-            let num_uses = count("num_uses", &value)?;
-            let limit = role.secret_id_num_uses;
-            if limit > 0 && (num_uses == 0 || num_uses > limit) {
-                return Err(invalid(
-                    "num_uses cannot be higher than the role's secret_id_num_uses",
-                ));
-            }
-            num_uses
-        }
-        None => role.secret_id_num_uses,
-    };
-    let ttl = match field("ttl") {
-        Some(value) => {
-            let ttl = seconds("ttl", &value)?;
-            let limit = role.secret_id_ttl;
-            if limit > 0 && (ttl == 0 || ttl > limit) {
-                return Err(invalid(
-                    "ttl cannot be longer than the role's secret_id_ttl",
-                ));
-            }
-            ttl
-        }
-        None => role.secret_id_ttl,
-    };
+    let num_uses = within_role_limit(
+        field("num_uses"),
+        ("num_uses", count),
+        role.secret_id_num_uses,
+        "num_uses cannot be higher than the role's secret_id_num_uses",
+    )?;
+    let ttl = within_role_limit(
+        field("ttl"),
+        ("ttl", seconds),
+        role.secret_id_ttl,
+        "ttl cannot be longer than the role's secret_id_ttl",
+    )?;
     let metadata = match field("metadata") {
         Some(value) => parse_metadata(&value)?,
         None => BTreeMap::new(),
