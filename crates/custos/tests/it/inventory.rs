@@ -224,3 +224,33 @@ async fn reading_the_inventory_needs_read_on_sys_inventory() {
         .unwrap();
     assert_eq!(status.as_u16(), 400, "{}", String::from_utf8_lossy(&bytes));
 }
+
+/// A clean stop flushes what the inventory gathered: after a restart (SQLite on disk), the use
+/// is still there, read from storage by a process that never saw it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_keeps_the_inventory() {
+    let pki = support::TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = pki.write_config(dir.path(), false, &support::sqlite_storage(dir.path()));
+    let log = dir.path().join("server.log");
+    let mut server = support::TestServer::with_config(&config, &log);
+    let anonymous = pki.client(&server.address, None, false);
+    let (keys, root_token) = support::init(&anonymous, 1, 1).await;
+    support::unseal(&anonymous, &keys).await;
+    let root = pki.client(&server.address, Some(&root_token), false);
+    let (token, accessor) = new_token(&root, &["app"]).await;
+    let user = pki.client(&server.address, Some(&token), false);
+    call(&user, Method::GET, "auth/token/lookup-self", Value::Null).await;
+    call(&user, Method::GET, "auth/token/lookup-self", Value::Null).await;
+
+    assert!(server.terminate().success(), "SIGTERM should exit cleanly");
+    drop(server);
+    let server = support::TestServer::with_config(&config, &log);
+    let anonymous = pki.client(&server.address, None, false);
+    support::unseal(&anonymous, &keys).await;
+    let root = pki.client(&server.address, Some(&root_token), false);
+    let answer = call(&root, Method::GET, "sys/inventory?kind=token", Value::Null).await;
+    let entry = credential(&answer["data"], &accessor).unwrap_or_else(|| panic!("{answer}"));
+    assert_eq!(entry["requests"], 2, "{entry}");
+    assert_eq!(sorted(entry, "addresses", "address"), ["127.0.0.1"]);
+}
