@@ -433,8 +433,9 @@ pub(crate) struct LoginCredential<'a> {
 pub(crate) struct Inventory {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
-    /// Records a flush could not write; the next flush tries them first.
-    pending: Mutex<Vec<Record>>,
+    /// Records a flush could not write, merged by credential, so a long storage outage holds
+    /// one record per credential; the next flush tries them first.
+    pending: Mutex<HashMap<CredentialId, Record>>,
 }
 
 impl Default for Inventory {
@@ -524,7 +525,9 @@ impl Inventory {
 
     /// Takes everything not flushed yet (the shards are left empty).
     fn drain(&self) -> Vec<Record> {
-        let mut records = std::mem::take(&mut *lock(&self.pending));
+        let mut records: Vec<Record> = std::mem::take(&mut *lock(&self.pending))
+            .into_values()
+            .collect();
         for shard in &self.shards {
             let taken = std::mem::take(&mut *lock(shard));
             records.extend(taken.tokens.into_iter().map(|(accessor, usage)| {
@@ -547,7 +550,7 @@ impl Inventory {
 
     /// A copy of everything not flushed yet, for reads.
     pub(crate) fn snapshot(&self) -> Vec<Record> {
-        let mut records = lock(&self.pending).clone();
+        let mut records: Vec<Record> = lock(&self.pending).values().cloned().collect();
         for shard in &self.shards {
             let shard = lock(shard);
             records.extend(shard.tokens.iter().map(|(accessor, usage)| {
@@ -570,7 +573,15 @@ impl Inventory {
 
     /// Gives records a flush could not write back, for the next flush.
     fn keep(&self, records: impl IntoIterator<Item = Record>) {
-        lock(&self.pending).extend(records);
+        let mut pending = lock(&self.pending);
+        for record in records {
+            match pending.get_mut(&record.credential) {
+                Some(kept) => kept.merge(record),
+                None => {
+                    pending.insert(record.credential.clone(), record);
+                }
+            }
+        }
     }
 }
 

@@ -657,3 +657,99 @@ async fn reading_the_inventory_needs_a_policy_that_grants_it() {
         "{refused:?}"
     );
 }
+
+/// Memory storage that refuses commits touching the inventory while `down` is set.
+#[derive(Default)]
+struct InventoryOutage {
+    inner: MemoryStorage,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Storage for InventoryOutage {
+    fn backend_name(&self) -> &'static str {
+        "inventory-outage"
+    }
+
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<custos_storage::Entry>, custos_storage::StorageError> {
+        self.inner.get(key).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<custos_storage::ListPage, custos_storage::StorageError> {
+        self.inner.list(prefix, after, limit).await
+    }
+
+    async fn commit(
+        &self,
+        txn: custos_storage::Transaction,
+    ) -> Result<custos_storage::Revision, custos_storage::StorageError> {
+        let touches_inventory = txn.ops.iter().any(|op| match op {
+            custos_storage::Op::Put(key, _) | custos_storage::Op::Delete(key) => {
+                key.starts_with(INVENTORY_PREFIX)
+            }
+        });
+        if touches_inventory && self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(custos_storage::StorageError::unavailable(
+                "inventory outage",
+                "the test took storage down",
+            ));
+        }
+        self.inner.commit(txn).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_flush_keeps_its_records_for_the_next_one() {
+    let storage = Arc::new(InventoryOutage::default());
+    let clock = Arc::new(FakeClock::new(Timestamp::from_second(START).expect("time")));
+    let engine = Engine::new(storage.clone(), clock.clone());
+    engine
+        .dev_init(Some(Zeroizing::new(ROOT.to_owned())))
+        .await
+        .expect("dev init");
+    let answer = engine
+        .handle(
+            Request::new(Operation::Update, "auth/token/create")
+                .token(ROOT)
+                .data(json!({"policies": ["app"]})),
+        )
+        .await
+        .expect("create")
+        .expect("answer");
+    let auth = answer.auth.expect("auth");
+    storage
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    // Three failed flushes with use in between: nothing is lost, nothing counted twice.
+    for address in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+        Env::use_token(&engine, &auth.client_token, connection(address, "a")).await;
+        assert!(matches!(
+            engine.flush_inventory().await,
+            Err(EngineError::Unavailable(_))
+        ));
+    }
+    assert_eq!(
+        engine.inner.inventory.snapshot().len(),
+        2,
+        "one record per credential (the root token and the new one)"
+    );
+    storage
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(engine.flush_inventory().await.expect("flush").written, 2);
+    let credentials = Env::inventory_on(&engine, &[]).await;
+    let entry = find(&credentials, "token", &auth.accessor).expect("record");
+    assert_eq!(entry["requests"], 3);
+    assert_eq!(
+        values(entry, "addresses", "address"),
+        ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    );
+}
