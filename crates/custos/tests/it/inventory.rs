@@ -254,3 +254,40 @@ async fn a_clean_stop_keeps_the_inventory() {
     assert_eq!(entry["requests"], 2, "{entry}");
     assert_eq!(sorted(entry, "addresses", "address"), ["127.0.0.1"]);
 }
+
+/// Two nodes on one PostgreSQL database: a token used once on each, with its own user agent,
+/// shows both uses on either node once the other has flushed (every 5 seconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_count_the_same_token_together() {
+    let Some(cluster) =
+        crate::cluster::Cluster::start("two_nodes_count_the_same_token_together", 2).await
+    else {
+        return;
+    };
+    let (token, accessor) = new_token(&cluster.root(0), &["app"]).await;
+    for (node, agent) in [(0, "agent-on-a"), (1, "agent-on-b")] {
+        let (status, _, _) = cluster
+            .client(node, Some(&token))
+            .raw_with_headers(
+                Method::GET,
+                "auth/token/lookup-self",
+                &[("User-Agent", agent)],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(status.as_u16(), 200);
+    }
+    for node in [0, 1] {
+        let root = cluster.root(node);
+        crate::cluster::eventually(&format!("both uses on node {node}"), || async {
+            let answer = call(&root, Method::GET, "sys/inventory?kind=token", Value::Null).await;
+            credential(&answer["data"], &accessor).is_some_and(|entry| {
+                entry["requests"] == 2
+                    && sorted(entry, "user_agents", "user_agent") == ["agent-on-a", "agent-on-b"]
+            })
+        })
+        .await;
+    }
+    cluster.finish().await;
+}
