@@ -753,3 +753,16 @@ async fn a_failed_flush_keeps_its_records_for_the_next_one() {
         ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
     );
 }
+
+#[tokio::test]
+async fn help_describes_the_inventory() {
+    let env = env().await;
+    let help = env
+        .engine
+        .help(Some(ROOT), &Connection::default(), "sys/inventory")
+        .await
+        .expect("help");
+    let text = help["help"].as_str().expect("help text");
+    assert!(text.contains("Matching Route: ^inventory$"), "{text}");
+    assert!(text.contains("unused_since"), "{text}");
+}
