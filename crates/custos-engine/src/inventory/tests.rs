@@ -766,3 +766,85 @@ async fn help_describes_the_inventory() {
     assert!(text.contains("Matching Route: ^inventory$"), "{text}");
     assert!(text.contains("unused_since"), "{text}");
 }
+
+#[test]
+fn a_certificate_login_is_recorded_by_its_fingerprint() {
+    let inventory = Inventory::default();
+    let grant = crate::TokenGrant {
+        display_name: "cert-web".into(),
+        policies: vec!["web".into()],
+        bound_cert_fingerprint: Some("ab".repeat(32)),
+        metadata: [("cert_name".to_owned(), "web".to_owned())].into(),
+        ..crate::TokenGrant::default()
+    };
+    let connection = connection("10.0.0.9", "curl/8");
+    for now in [START, START + 7] {
+        inventory.record_login(
+            &LoginCredential {
+                method_type: "cert",
+                mount: "cert/",
+                grant: &grant,
+                connection: &connection,
+            },
+            now,
+        );
+    }
+    // A method the inventory does not know is ignored.
+    inventory.record_login(
+        &LoginCredential {
+            method_type: "oidc",
+            mount: "oidc/",
+            grant: &grant,
+            connection: &connection,
+        },
+        START,
+    );
+    let records = inventory.snapshot();
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert_eq!(record.credential.kind, CredentialKind::Cert);
+    assert_eq!(record.credential.id, "ab".repeat(32));
+    assert_eq!(record.credential.mount, "cert/");
+    assert_eq!((record.first_seen, record.last_seen), (START, START + 7));
+    assert_eq!(record.requests, 2);
+    assert_eq!(record.display_name, "cert-web");
+    assert_eq!(record.policies, ["web"]);
+}
+
+#[test]
+fn concurrent_requests_are_all_counted() {
+    let inventory = Arc::new(Inventory::default());
+    let entries: Vec<TokenEntry> = (0..4)
+        .map(|n| TokenEntry {
+            accessor: format!("accessor-{n}"),
+            policies: vec!["app".into()],
+            ..TokenEntry::default()
+        })
+        .collect();
+    let entries = Arc::new(entries);
+    let threads: Vec<_> = (0..8)
+        .map(|thread| {
+            let inventory = inventory.clone();
+            let entries = entries.clone();
+            std::thread::spawn(move || {
+                let connection = connection(&format!("10.0.0.{thread}"), "a");
+                for request in 0..1000 {
+                    inventory.record_token(&entries[request % 4], &connection, START);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("thread");
+    }
+    let records = inventory.drain();
+    assert_eq!(records.len(), 4);
+    for record in &records {
+        assert_eq!(record.requests, 2000, "{}", record.credential.id);
+        assert_eq!(record.addresses.items.len(), 8);
+    }
+    assert!(
+        inventory.snapshot().is_empty(),
+        "a drain empties the shards"
+    );
+}
