@@ -106,6 +106,11 @@ const SYS_SEAL: Topic = Topic {
     synopsis: "The seal life cycle of the server.",
     description: "seal-status, init, unseal and seal as in Vault; key-status and rotate manage the barrier's encryption keys.",
 };
+const SYS_INVENTORY: Topic = Topic {
+    route: "^inventory$",
+    synopsis: "Who uses which credential, from where.",
+    description: "GET lists every credential (token accessor, AppRole role and secret id, userpass user, certificate) with its first and last use, requests, source addresses, user agents and certificate fingerprints, and every live token, used or not. Filters: unused_since (RFC 3339 or 720h, 30d), min_addresses, auth_method, policy, kind; pages: limit, after. See docs/inventory.md.",
+};
 const SYS_OTHER: Topic = Topic {
     route: "^.*$",
     synopsis: "The system backend: mounts, seal life cycle, health, response wrapping and custos's own endpoints.",
@@ -133,6 +138,7 @@ fn sys_topic(relative: &str) -> Topic {
         "auth" => SYS_AUTH,
         "health" => SYS_HEALTH,
         "wrapping" => SYS_WRAPPING,
+        "inventory" => SYS_INVENTORY,
         "seal-status" | "seal" | "unseal" | "init" | "leader" | "key-status" | "rotate" => SYS_SEAL,
         _ => SYS_OTHER,
     }

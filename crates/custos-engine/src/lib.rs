@@ -11,6 +11,7 @@ mod error;
 mod generate_root;
 mod help;
 mod index;
+mod inventory;
 pub mod kv;
 mod leaks;
 pub mod logical;
@@ -32,6 +33,9 @@ pub use custos_storage::{Invalidation, Revision};
 pub use error::EngineError;
 pub use generate_root::{OTP_LENGTH, RootGenerationStatus, decode_unseal_key, xor_with_otp};
 pub use index::{read_fresh, track_commits};
+pub use inventory::{
+    CredentialKind, InventoryFlush, MAX_ADDRESSES, MAX_CERT_FINGERPRINTS, MAX_USER_AGENTS,
+};
 pub use leaks::MAX_LEAKS_PER_REPORT;
 pub use mounts::{MountConfig, MountEntry};
 pub use pipeline::{
@@ -192,6 +196,8 @@ struct Inner {
     follower: mirror::Follower,
     /// Failed-login counters of this node (`auth::lockout`).
     lockout: auth::lockout::Lockout,
+    /// Credential usage not flushed to storage yet (`inventory`).
+    inventory: inventory::Inventory,
 }
 
 /// Limits the engine enforces: on requests, on the use of a data key, on waiting.
@@ -273,6 +279,7 @@ impl Engine {
                 seal_config: RwLock::new(None),
                 follower: mirror::Follower::default(),
                 lockout: auth::lockout::Lockout::default(),
+                inventory: inventory::Inventory::default(),
             }),
         }
     }
@@ -724,6 +731,12 @@ impl Engine {
         // Authenticate first, so an anonymous caller learns nothing, not even that a path is
         // malformed.
         let mut authenticated = self.authenticate_request(&unsealed, &request).await?;
+        // Memory only (a shard lock and a few counters); flushed later.
+        self.inner.inventory.record_token(
+            &authenticated.entry,
+            &request.connection,
+            self.now().as_second(),
+        );
         let caller = authenticated.caller.clone();
         pipeline::validate_path(&request.path)?;
         let request_id = request.request_id.clone();

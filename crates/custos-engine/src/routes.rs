@@ -247,6 +247,7 @@ pub const ROUTES: &[Route] = &[
         Policy,
         "sys/remount/status/example",
     ),
+    own("sys/inventory", &[Read], Policy, "sys/inventory"),
     own(
         "sys/posture/secrets",
         &[Read],

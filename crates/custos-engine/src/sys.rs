@@ -411,6 +411,12 @@ impl Engine {
                 _ => Err(EngineError::MethodNotAllowed),
             };
         }
+        if rest == "inventory" {
+            return match operation {
+                Operation::Read => self.read_inventory(unsealed, &request).await.map(Some),
+                _ => Err(EngineError::MethodNotAllowed),
+            };
+        }
         if rest == "posture/secrets" {
             return match operation {
                 Operation::Read => self.secrets_posture(unsealed, &request).await.map(Some),

@@ -8,6 +8,7 @@ mod dotenv;
 mod dotenv_cmd;
 mod generate_root_cmd;
 mod generic_cmd;
+mod inventory_cmd;
 mod kv_client;
 mod kv_cmd;
 mod login_cmd;
@@ -63,6 +64,8 @@ enum Command {
     Delete(generic_cmd::DeleteArgs),
     /// Read and write KV secrets, as `vault kv` does (exit code 2 when a secret is missing).
     Kv(kv_cmd::KvArgs),
+    // The help text comes from `InventoryArgs`' own doc comment.
+    Inventory(inventory_cmd::InventoryArgs),
     /// Manage ACL policies: write, read, list, delete, fmt (offline), explain.
     Policy(policy_cmd::PolicyArgs),
     /// Run a command with secrets as environment variables; they are never written to disk.
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
             Command::List(args) => generic_cmd::list(args).await,
             Command::Delete(args) => generic_cmd::delete(args).await,
             Command::Kv(args) => kv_cmd::run(args).await,
+            Command::Inventory(args) => inventory_cmd::run(args).await,
             Command::Policy(args) => policy_cmd::run(args).await,
             Command::Run(args) => run_cmd::run(args).await,
             Command::Export(args) => dotenv_cmd::export(args).await,

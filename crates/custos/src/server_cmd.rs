@@ -214,6 +214,39 @@ fn follow_changes(changes: ChangeFeed, engine: &Engine) {
     });
 }
 
+/// How often the client inventory's in-memory usage is written to storage: what a crash loses.
+const INVENTORY_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Flushes the client inventory every [`INVENTORY_FLUSH_INTERVAL`] (`docs/inventory.md`).
+fn flush_inventory_periodically(engine: &Engine) {
+    let flusher = engine.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(INVENTORY_FLUSH_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            flush_inventory_once(&flusher).await;
+        }
+    });
+}
+
+/// One inventory flush. Sealed, the engine keeps what it holds for a flush after unsealing; a
+/// storage failure keeps it for the next one. Neither stops the server.
+async fn flush_inventory_once(engine: &Engine) {
+    match engine.flush_inventory().await {
+        Ok(flush) => {
+            if flush.written > 0 {
+                tracing::debug!(written = flush.written, "inventory flushed");
+            }
+        }
+        Err(custos_engine::EngineError::Sealed) => {}
+        Err(error) => {
+            tracing::warn!(error = %error, "inventory flush failed; its records are kept for the next one");
+        }
+    }
+}
+
 /// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -271,6 +304,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(changes) = opened.changes {
         follow_changes(changes, &engine);
     }
+    flush_inventory_periodically(&engine);
 
     let listener = tokio::net::TcpListener::bind(config.address)
         .await
@@ -295,6 +329,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         print_dev_banner(&api_address, &output);
     }
 
+    let flusher = engine.clone();
     let mut state = AppState::new(engine);
     state.max_request_bytes = config.max_request_bytes;
     state.request_timeout = config.request_timeout;
@@ -322,6 +357,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Scripts and tests wait for this exact line; keep its shape.
     println!("custos: listening on {api_address}");
     custos_server::serve(listener, app, options, shutdown_signal()).await?;
+    // What the inventory gathered since the last flush is written once more before exiting.
+    flush_inventory_once(&flusher).await;
     tracing::info!("custos server stopped");
     Ok(())
 }

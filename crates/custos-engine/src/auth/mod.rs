@@ -290,6 +290,7 @@ impl Engine {
         let context = self.method_context(unsealed, &method.entry);
         let request = crate::pipeline::to_logical(request, &context.mount_path);
         let subject = method.backend.login_subject(&request);
+        let connection = request.connection.clone();
         let attempt = lockout::Attempt {
             address: request.connection.remote_addr,
             accessor: &method.entry.accessor,
@@ -318,6 +319,15 @@ impl Engine {
                 ));
             }
             apply_mount_ttls(grant, &method.entry.config);
+            self.inner.inventory.record_login(
+                &crate::inventory::LoginCredential {
+                    method_type: &method.entry.kind,
+                    mount: &method.entry.path,
+                    grant,
+                    connection: &connection,
+                },
+                self.now().as_second(),
+            );
         }
         self.issue_granted(unsealed, answer, &path).await.map(Some)
     }

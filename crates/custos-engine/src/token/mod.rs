@@ -184,6 +184,9 @@ pub struct TokenGrant {
     pub mfa: bool,
     /// The path that created the token, e.g. `auth/userpass/login/alice` (set by the pipeline).
     pub path: String,
+    /// The accessor of the AppRole secret id the login spent (never the secret id), for the
+    /// client inventory; not kept with the token.
+    pub secret_id_accessor: Option<String>,
 }
 
 /// Vault's `auth` block: a freshly issued token. Serialisable so a wrapping record can keep it

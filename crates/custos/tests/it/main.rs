@@ -16,6 +16,7 @@ mod differential;
 mod forwarded;
 mod hardening;
 mod hvac;
+mod inventory;
 mod kv_cli;
 mod lifecycle;
 mod outage;

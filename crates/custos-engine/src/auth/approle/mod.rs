@@ -1083,11 +1083,13 @@ async fn login(
     };
     let mut metadata = BTreeMap::new();
     let mut token_cidrs = Vec::new();
+    let mut secret_id_accessor = None;
     match secret_id {
         Some(secret_id) if role.bind_secret_id => {
             let entry = spend_secret_id(ctx, &role, &secret_id, address, &check_role_cidrs).await?;
             metadata = entry.metadata;
             token_cidrs = entry.token_bound_cidrs;
+            secret_id_accessor = Some(entry.accessor);
         }
         // Without a secret id the role id and the address are the whole credential: a refusal
         // for the address must not tell that the role id was right.
@@ -1099,6 +1101,7 @@ async fn login(
         grant.bound_cidrs = stored_cidrs(&token_cidrs)?;
     }
     grant.metadata = metadata;
+    grant.secret_id_accessor = secret_id_accessor;
     Ok(LogicalResponse::login(grant))
 }
 
