@@ -772,10 +772,14 @@ fn rotated_name(path: &Path) -> Option<PathBuf> {
     })
 }
 
-/// The newest file [`rotated_name`] made for `path`, by name (the names sort by time).
+/// The newest file [`rotated_name`] made for `path`: the latest time stamp, then the highest
+/// counter.
 fn newest_rotated(path: &Path) -> Option<PathBuf> {
     let stem = path.file_stem()?.to_string_lossy().into_owned();
-    let extension = path.extension().map(|ext| format!(".{}", ext.to_string_lossy()));
+    let extension = path
+        .extension()
+        .map(|ext| format!(".{}", ext.to_string_lossy()))
+        .unwrap_or_default();
     let directory = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
@@ -784,15 +788,18 @@ fn newest_rotated(path: &Path) -> Option<PathBuf> {
     std::fs::read_dir(directory)
         .ok()?
         .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|candidate| {
-            candidate.file_name().is_some_and(|name| {
-                let name = name.to_string_lossy();
-                name.starts_with(&prefix)
-                    && extension.as_deref().is_none_or(|extension| name.ends_with(extension))
-                    && name.as_bytes().get(prefix.len()).is_some_and(u8::is_ascii_digit)
-            })
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stamp = name.strip_prefix(&prefix)?.strip_suffix(&extension)?;
+            let (stamp, counter) = match stamp.split_once('-') {
+                Some((stamp, counter)) => (stamp, counter.parse::<u32>().ok()?),
+                None => (stamp, 0),
+            };
+            let well_formed = stamp.len() == "20261128T101500.123Z".len()
+                && stamp.starts_with(|c: char| c.is_ascii_digit())
+                && stamp.ends_with('Z');
+            well_formed.then(|| ((stamp.to_owned(), counter), entry.path()))
         })
         .max()
+        .map(|(_, path)| path)
 }
-

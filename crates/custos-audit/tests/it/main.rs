@@ -1,0 +1,3 @@
+//! Integration tests of `custos-audit`: file devices written and read back by `verify`.
+
+mod device;
