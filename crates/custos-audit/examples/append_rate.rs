@@ -29,9 +29,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ("fsync".to_owned(), fsync.clone()),
         ]),
     )?;
-    let signer: custos_audit::Signer = Arc::new(|payload: &[u8]| {
-        format!("hmac-sha256:{}", custos_crypto::sha256_hex(payload))
-    });
+    let signer: custos_audit::Signer =
+        Arc::new(|payload: &[u8]| format!("hmac-sha256:{}", custos_crypto::sha256_hex(payload)));
     let device = Arc::new(FileDevice::open("file/", options, Some(signer))?);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -61,7 +60,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         elapsed.as_secs_f64(),
         RECORDS as f64 / elapsed.as_secs_f64(),
         bytes / report.lines,
-        if report.problem.is_none() { "intact" } else { "BROKEN" }
+        if report.problem.is_none() {
+            "intact"
+        } else {
+            "BROKEN"
+        }
     );
     Ok(())
 }

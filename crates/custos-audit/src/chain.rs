@@ -180,7 +180,10 @@ pub(crate) struct Fields<'a> {
 /// Whether `hash` has the shape `sha256:` + 64 lower-case hex digits.
 pub(crate) fn is_hash(hash: &str) -> bool {
     hash.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -206,7 +209,10 @@ mod tests {
             lines[0],
             format!(r#"{{"seq":7,"prev_hash":"{GENESIS_HASH}","type":"request"}}"#)
         );
-        assert_eq!(lines[1], format!(r#"{{"seq":8,"prev_hash":"{GENESIS_HASH}"}}"#));
+        assert_eq!(
+            lines[1],
+            format!(r#"{{"seq":8,"prev_hash":"{GENESIS_HASH}"}}"#)
+        );
         for line in lines {
             serde_json::from_str::<serde_json::Value>(line).unwrap();
         }
@@ -246,6 +252,9 @@ mod tests {
     fn time_has_nanoseconds() {
         let time = now_rfc3339();
         assert_eq!(time.len(), "2026-11-28T10:15:00.123456789Z".len(), "{time}");
-        assert!(jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%.fZ", &time).is_ok() || time.parse::<jiff::Timestamp>().is_ok());
+        assert!(
+            jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%.fZ", &time).is_ok()
+                || time.parse::<jiff::Timestamp>().is_ok()
+        );
     }
 }

@@ -18,9 +18,9 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use crate::AuditError;
 use crate::chain::{self, Checkpoint, CheckpointReason, Fields, GENESIS_HASH};
 use crate::options::{FileOptions, FsyncPolicy, Output};
-use crate::AuditError;
 
 /// Signs a checkpoint payload, returning `hmac-sha256:<hex>` (the engine derives the key from
 /// the device's HMAC key).
@@ -226,7 +226,9 @@ impl Writer {
                 Some(command) => command,
                 None => match self.deadline() {
                     Some(deadline) => {
-                        match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                        match receiver
+                            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                        {
                             Ok(command) => command,
                             Err(RecvTimeoutError::Timeout) => {
                                 self.tick();
@@ -427,7 +429,13 @@ impl Writer {
         Ok(())
     }
 
-    fn push_checkpoint(&self, buffer: &mut Vec<u8>, seq: u64, prev_hash: &str, reason: CheckpointReason) {
+    fn push_checkpoint(
+        &self,
+        buffer: &mut Vec<u8>,
+        seq: u64,
+        prev_hash: &str,
+        reason: CheckpointReason,
+    ) {
         let time = chain::now_rfc3339();
         let mut checkpoint = Checkpoint {
             device: &self.device,
@@ -453,7 +461,8 @@ impl Writer {
 
     /// Writes one checkpoint line on its own, once the sink is ready.
     fn checkpoint(&mut self, reason: CheckpointReason) -> Result<(), AuditError> {
-        self.ready().map_err(|error| self.io_error("open", &error))?;
+        self.ready()
+            .map_err(|error| self.io_error("open", &error))?;
         self.write_checkpoint(reason)
     }
 
@@ -541,7 +550,8 @@ impl Writer {
             return self.ready().map_err(|error| self.io_error("open", &error));
         }
         self.checkpoint(reason)?;
-        self.sync_now().map_err(|error| self.io_error("sync", &error))?;
+        self.sync_now()
+            .map_err(|error| self.io_error("sync", &error))?;
         if let Sink::File(open) = std::mem::replace(&mut self.sink, Sink::Closed) {
             self.sink = Sink::Detached(open.path);
         }
@@ -550,10 +560,10 @@ impl Writer {
 
     /// Size rotation: a `rotate` checkpoint, the file renamed beside itself, a fresh file.
     fn rotate(&mut self) {
-        if let Err(error) = self
-            .checkpoint(CheckpointReason::Rotate)
-            .and_then(|()| self.sync_now().map_err(|error| self.io_error("sync", &error)))
-        {
+        if let Err(error) = self.checkpoint(CheckpointReason::Rotate).and_then(|()| {
+            self.sync_now()
+                .map_err(|error| self.io_error("sync", &error))
+        }) {
             tracing::error!(device = %self.device, error = %error, "audit rotation failed");
             return;
         }
@@ -567,7 +577,9 @@ impl Writer {
                     tracing::error!(device = %self.device, error = %error, "cannot rename the audit file");
                 }
             }
-            None => tracing::error!(device = %self.device, "no free name to rotate the audit file to"),
+            None => {
+                tracing::error!(device = %self.device, "no free name to rotate the audit file to")
+            }
         }
         drop(open);
         self.sink = Sink::Detached(path);
@@ -613,13 +625,12 @@ fn open_file(device: &str, path: &Path, mode: Option<u32>) -> Result<OpenFile, A
     if let Some(mode) = mode {
         options.mode(mode);
     }
-    let file = options.open(path).map_err(|error| io_error("open", error))?;
+    let file = options
+        .open(path)
+        .map_err(|error| io_error("open", error))?;
     let metadata = file.metadata().map_err(|error| io_error("stat", error))?;
     if !metadata.is_file() {
-        return Err(io_error(
-            "open",
-            io::Error::other("not a regular file"),
-        ));
+        return Err(io_error("open", io::Error::other("not a regular file")));
     }
     Ok(OpenFile {
         file,
@@ -663,7 +674,12 @@ fn continue_chain(
     open: &mut OpenFile,
 ) -> Result<(u64, String), AuditError> {
     close_torn_line(open).map_err(|error| match error {
-        AuditError::Io { action, path, source, .. } => AuditError::Io {
+        AuditError::Io {
+            action,
+            path,
+            source,
+            ..
+        } => AuditError::Io {
             device: device.to_owned(),
             action,
             path,
@@ -753,7 +769,9 @@ fn line_before(file: &File, end: u64) -> io::Result<Option<(u64, Vec<u8>)>> {
 /// `audit.log` → `audit-20261128T101500.123Z.log` beside it (a counter is added if taken).
 fn rotated_name(path: &Path) -> Option<PathBuf> {
     let stem = path.file_stem()?.to_string_lossy().into_owned();
-    let extension = path.extension().map(|ext| ext.to_string_lossy().into_owned());
+    let extension = path
+        .extension()
+        .map(|ext| ext.to_string_lossy().into_owned());
     let stamp = jiff::Timestamp::now()
         .strftime("%Y%m%dT%H%M%S%.3fZ")
         .to_string();

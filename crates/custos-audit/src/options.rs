@@ -130,9 +130,10 @@ impl FileOptions {
         };
         let checkpoint_records = match options.get("checkpoint_records") {
             None => 1000,
-            Some(text) => text.trim().parse().map_err(|_| {
-                invalid(format!("checkpoint_records {text:?} is not a number"))
-            })?,
+            Some(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| invalid(format!("checkpoint_records {text:?} is not a number")))?,
         };
         if output == Output::Stdout && max_file_size.is_some() {
             return Err(invalid("max_file_size cannot apply to stdout".to_owned()));
@@ -202,8 +203,8 @@ mod tests {
 
     #[test]
     fn defaults_follow_vault() {
-        let resolved = FileOptions::from_options("file/", &options(&[("file_path", "/x/a.log")]))
-            .unwrap();
+        let resolved =
+            FileOptions::from_options("file/", &options(&[("file_path", "/x/a.log")])).unwrap();
         assert_eq!(resolved.output, Output::File(PathBuf::from("/x/a.log")));
         assert_eq!(resolved.mode, Some(0o600));
         assert_eq!(resolved.fsync, FsyncPolicy::Batched);
@@ -253,9 +254,18 @@ mod tests {
         check(&[("file_path", "a"), ("colour", "red")], "\"colour\"");
         check(&[("file_path", "a"), ("mode", "rw")], "mode");
         check(&[("file_path", "a"), ("fsync", "sometimes")], "fsync");
-        check(&[("file_path", "a"), ("max_file_size", "big")], "max_file_size");
-        check(&[("file_path", "a"), ("fsync_interval", "0")], "fsync_interval");
-        check(&[("file_path", "stdout"), ("max_file_size", "1MiB")], "stdout");
+        check(
+            &[("file_path", "a"), ("max_file_size", "big")],
+            "max_file_size",
+        );
+        check(
+            &[("file_path", "a"), ("fsync_interval", "0")],
+            "fsync_interval",
+        );
+        check(
+            &[("file_path", "stdout"), ("max_file_size", "1MiB")],
+            "stdout",
+        );
     }
 
     #[test]

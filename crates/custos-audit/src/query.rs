@@ -177,18 +177,90 @@ mod tests {
         assert!(Filter::default().matches(&record));
         let now: Timestamp = "2026-11-28T12:00:00Z".parse().unwrap();
         let cases: Vec<(Filter, bool)> = vec![
-            (Filter { since: parse_time("2h", now), ..Filter::default() }, true),
-            (Filter { since: parse_time("1h", now), ..Filter::default() }, false),
-            (Filter { until: parse_time("2026-11-28T10:00:00Z", now), ..Filter::default() }, false),
-            (Filter { path_prefix: Some("secret/".into()), ..Filter::default() }, true),
-            (Filter { path_prefix: Some("sys/".into()), ..Filter::default() }, false),
-            (Filter { accessor: Some("hmac-sha256:ab".into()), ..Filter::default() }, true),
-            (Filter { accessor: Some("hmac-sha256:cd".into()), ..Filter::default() }, false),
-            (Filter { remote_address: Some("10.0.0.8".into()), ..Filter::default() }, false),
-            (Filter { operation: Some("read".into()), ..Filter::default() }, true),
-            (Filter { outcome: Some(Outcome::Ok), ..Filter::default() }, true),
-            (Filter { outcome: Some(Outcome::Error), ..Filter::default() }, false),
-            (Filter { kind: Some("request".into()), ..Filter::default() }, false),
+            (
+                Filter {
+                    since: parse_time("2h", now),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    since: parse_time("1h", now),
+                    ..Filter::default()
+                },
+                false,
+            ),
+            (
+                Filter {
+                    until: parse_time("2026-11-28T10:00:00Z", now),
+                    ..Filter::default()
+                },
+                false,
+            ),
+            (
+                Filter {
+                    path_prefix: Some("secret/".into()),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    path_prefix: Some("sys/".into()),
+                    ..Filter::default()
+                },
+                false,
+            ),
+            (
+                Filter {
+                    accessor: Some("hmac-sha256:ab".into()),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    accessor: Some("hmac-sha256:cd".into()),
+                    ..Filter::default()
+                },
+                false,
+            ),
+            (
+                Filter {
+                    remote_address: Some("10.0.0.8".into()),
+                    ..Filter::default()
+                },
+                false,
+            ),
+            (
+                Filter {
+                    operation: Some("read".into()),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    outcome: Some(Outcome::Ok),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    outcome: Some(Outcome::Error),
+                    ..Filter::default()
+                },
+                false,
+            ),
+            (
+                Filter {
+                    kind: Some("request".into()),
+                    ..Filter::default()
+                },
+                false,
+            ),
         ];
         for (filter, expected) in cases {
             assert_eq!(filter.matches(&record), expected, "{filter:?}");
@@ -199,7 +271,10 @@ mod tests {
     fn checkpoints_only_when_asked() {
         let checkpoint = json!({"type": "checkpoint", "reason": "close", "device": "file/"});
         assert!(!Filter::default().matches(&checkpoint));
-        let asked = Filter { kind: Some("checkpoint".into()), ..Filter::default() };
+        let asked = Filter {
+            kind: Some("checkpoint".into()),
+            ..Filter::default()
+        };
         assert!(asked.matches(&checkpoint));
         assert_eq!(Row::of(&checkpoint).operation, "close");
     }

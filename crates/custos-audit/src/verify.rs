@@ -305,10 +305,9 @@ impl Verifier {
             ));
         }
         if self.unsigned > 0 {
-            self.report.warnings.push(format!(
-                "{} checkpoints carry no signature",
-                self.unsigned
-            ));
+            self.report
+                .warnings
+                .push(format!("{} checkpoints carry no signature", self.unsigned));
         }
         self.report
     }
@@ -324,7 +323,14 @@ impl Verifier {
         &mut self.report.files[last]
     }
 
-    fn fail(&mut self, kind: ProblemKind, file: usize, line: u64, seq: Option<u64>, message: String) {
+    fn fail(
+        &mut self,
+        kind: ProblemKind,
+        file: usize,
+        line: u64,
+        seq: Option<u64>,
+        message: String,
+    ) {
         if self.report.problem.is_some() {
             return;
         }
@@ -344,8 +350,8 @@ impl Verifier {
 
     /// Reads a line's chain fields and checks a checkpoint's own fields.
     fn parse(&mut self, file: usize, line: u64, bytes: &[u8]) -> Result<Entry, String> {
-        let fields: Fields<'_> =
-            serde_json::from_slice(bytes).map_err(|error| format!("not a chain record: {error}"))?;
+        let fields: Fields<'_> = serde_json::from_slice(bytes)
+            .map_err(|error| format!("not a chain record: {error}"))?;
         if !chain::is_hash(&fields.prev_hash) {
             return Err("prev_hash is not sha256:<64 hex digits>".to_owned());
         }
@@ -359,9 +365,11 @@ impl Verifier {
                 .as_deref()
                 .and_then(CheckpointReason::parse)
                 .ok_or("a checkpoint without a known reason")?;
-            let (Some(time), Some(device), Some(records)) =
-                (fields.time.as_deref(), fields.device.as_deref(), fields.records)
-            else {
+            let (Some(time), Some(device), Some(records)) = (
+                fields.time.as_deref(),
+                fields.device.as_deref(),
+                fields.records,
+            ) else {
                 return Err("a checkpoint without time, device or records".to_owned());
             };
             if records != fields.seq - 1 {
@@ -567,7 +575,11 @@ pub fn feed_file(
 ) -> io::Result<()> {
     let file = File::open(path)?;
     verifier.begin_file(&path.display().to_string());
-    feed_reader(verifier, BufReader::with_capacity(256 * 1024, file), on_bytes)
+    feed_reader(
+        verifier,
+        BufReader::with_capacity(256 * 1024, file),
+        on_bytes,
+    )
 }
 
 /// Reads lines from `reader` into `verifier` (the file must have been begun).

@@ -7,7 +7,13 @@ use crate::chain::{Checkpoint, line_hash, push_record};
 
 /// A chain of `records` records with a checkpoint after every `every` of them (0: none) and,
 /// when `closed`, a closing checkpoint at the end; each line without its newline.
-fn chain_from(first_seq: u64, first_prev: &str, records: usize, every: usize, closed: bool) -> Vec<Vec<u8>> {
+fn chain_from(
+    first_seq: u64,
+    first_prev: &str,
+    records: usize,
+    every: usize,
+    closed: bool,
+) -> Vec<Vec<u8>> {
     let mut lines = Vec::new();
     let mut seq = first_seq;
     let mut prev = first_prev.to_owned();
@@ -33,7 +39,11 @@ fn chain_from(first_seq: u64, first_prev: &str, records: usize, every: usize, cl
                 seq,
                 prev_hash: &prev,
                 time: "2026-11-28T10:01:00.000000000Z",
-                reason: if last { CheckpointReason::Close } else { CheckpointReason::Count },
+                reason: if last {
+                    CheckpointReason::Close
+                } else {
+                    CheckpointReason::Count
+                },
                 signature: Some("hmac-sha256:00"),
             }
             .push(&mut buffer);
@@ -74,16 +84,26 @@ fn an_intact_chain_verifies() {
     assert_eq!(report.checkpoints, 2);
     assert_eq!(report.signed.len(), 2);
     assert_eq!(report.uncovered, 5);
-    assert!(report.warnings[0].contains("5 records after the last checkpoint (seq 22)"), "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("5 records after the last checkpoint (seq 22)"),
+        "{:?}",
+        report.warnings
+    );
 }
 
 #[test]
 fn each_kind_of_damage_is_named() {
     let lines = chain(6, 0);
     let mut altered = lines.clone();
-    altered[2] = String::from_utf8(altered[2].clone()).unwrap().replace("read", "list").into_bytes();
+    altered[2] = String::from_utf8(altered[2].clone())
+        .unwrap()
+        .replace("read", "list")
+        .into_bytes();
     let found = problem(&altered);
-    assert_eq!((found.kind, found.line, found.seq), (ProblemKind::Altered, 3, Some(3)));
+    assert_eq!(
+        (found.kind, found.line, found.seq),
+        (ProblemKind::Altered, 3, Some(3))
+    );
 
     let mut removed = lines.clone();
     removed.remove(3);
@@ -112,9 +132,19 @@ fn a_torn_last_line_is_truncation_unless_live() {
     let report = verify_bytes(&bytes, VerifyOptions::default());
     let found = report.problem.unwrap();
     assert_eq!((found.kind, found.line), (ProblemKind::Truncated, 4));
-    let live = verify_bytes(&bytes, VerifyOptions { live: true, ..VerifyOptions::default() });
+    let live = verify_bytes(
+        &bytes,
+        VerifyOptions {
+            live: true,
+            ..VerifyOptions::default()
+        },
+    );
     assert_eq!(live.problem, None);
-    assert!(live.warnings.iter().any(|warning| warning.contains("no newline")));
+    assert!(
+        live.warnings
+            .iter()
+            .any(|warning| warning.contains("no newline"))
+    );
 }
 
 #[test]
@@ -123,7 +153,9 @@ fn a_torn_line_closed_by_a_newline_is_malformed() {
     let mut bytes = joined(&lines[..2]);
     bytes.extend_from_slice(b"{\"seq\":3,\"pr\n");
     bytes.extend_from_slice(&joined(&lines[2..]));
-    let found = verify_bytes(&bytes, VerifyOptions::default()).problem.unwrap();
+    let found = verify_bytes(&bytes, VerifyOptions::default())
+        .problem
+        .unwrap();
     assert_eq!((found.kind, found.line), (ProblemKind::Malformed, 3));
 }
 
@@ -162,7 +194,10 @@ fn files_must_link_and_earlier_files_must_be_closed() {
     // An archive must be closed.
     let open = directory.path().join("c.log");
     std::fs::write(&open, joined(&chain(2, 0))).unwrap();
-    let closed = VerifyOptions { closed: true, ..VerifyOptions::default() };
+    let closed = VerifyOptions {
+        closed: true,
+        ..VerifyOptions::default()
+    };
     assert_eq!(
         verify_files(&[open], closed).unwrap().problem.unwrap().kind,
         ProblemKind::Truncated
@@ -174,7 +209,11 @@ fn a_chain_may_start_late_with_a_warning() {
     let lines = chain(5, 0);
     let report = verify(&lines[2..]);
     assert_eq!(report.problem, None);
-    assert!(report.warnings[0].contains("starts at seq 3"), "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("starts at seq 3"),
+        "{:?}",
+        report.warnings
+    );
 }
 
 proptest! {

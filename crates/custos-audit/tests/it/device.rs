@@ -42,7 +42,14 @@ fn lines(path: &Path) -> Vec<serde_json::Value> {
 }
 
 fn intact(files: &[PathBuf]) -> Report {
-    let report = verify_files(files, VerifyOptions { closed: true, ..VerifyOptions::default() }).unwrap();
+    let report = verify_files(
+        files,
+        VerifyOptions {
+            closed: true,
+            ..VerifyOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(report.problem, None, "{report:?}");
     report
 }
@@ -56,7 +63,12 @@ async fn group_commit_keeps_the_chain_and_each_callers_order() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("audit.log");
     let device = Arc::new(
-        FileDevice::open("file/", options(&path, &[("checkpoint_records", "100")]), Some(test_signer())).unwrap(),
+        FileDevice::open(
+            "file/",
+            options(&path, &[("checkpoint_records", "100")]),
+            Some(test_signer()),
+        )
+        .unwrap(),
     );
     let mut tasks = Vec::new();
     for task in 0..64 {
@@ -77,7 +89,10 @@ async fn group_commit_keeps_the_chain_and_each_callers_order() {
 
     let report = intact(&[path.clone()]);
     let written = lines(&path);
-    let records: Vec<&serde_json::Value> = written.iter().filter(|line| line["type"] == "request").collect();
+    let records: Vec<&serde_json::Value> = written
+        .iter()
+        .filter(|line| line["type"] == "request")
+        .collect();
     assert_eq!(records.len(), 64 * 50);
     assert_eq!(report.checkpoints, 64 * 50 / 100 + 1);
     // The head was the line before the closing checkpoint.
@@ -95,7 +110,10 @@ async fn group_commit_keeps_the_chain_and_each_callers_order() {
     for checkpoint in &report.signed {
         assert_eq!(
             checkpoint.signature,
-            format!("hmac-sha256:{}", custos_crypto::sha256_hex(checkpoint.payload.as_bytes()))
+            format!(
+                "hmac-sha256:{}",
+                custos_crypto::sha256_hex(checkpoint.payload.as_bytes())
+            )
         );
     }
 }
@@ -104,7 +122,8 @@ async fn group_commit_keeps_the_chain_and_each_callers_order() {
 async fn rotation_keeps_one_chain_across_files() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("audit.log");
-    let device = FileDevice::open("file/", options(&path, &[("max_file_size", "4KiB")]), None).unwrap();
+    let device =
+        FileDevice::open("file/", options(&path, &[("max_file_size", "4KiB")]), None).unwrap();
     for n in 0..100 {
         device.append(record(n)).await.unwrap();
     }
@@ -113,7 +132,10 @@ async fn rotation_keeps_one_chain_across_files() {
     assert!(files.len() >= 3, "{files:?}");
     for rotated in &files[..files.len() - 1] {
         let name = rotated.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.starts_with("audit-") && name.ends_with("Z.log"), "{name}");
+        assert!(
+            name.starts_with("audit-") && name.ends_with("Z.log"),
+            "{name}"
+        );
         assert_eq!(lines(rotated).last().unwrap()["reason"], "rotate");
     }
     assert_eq!(files.last().unwrap(), &path);
@@ -125,7 +147,9 @@ async fn rotation_keeps_one_chain_across_files() {
     let device = FileDevice::open("file/", options(&path, &[]), None).unwrap();
     device.append(record(0)).await.unwrap();
     device.close().await;
-    let newest_rotated = lines(&files[files.len() - 2]).last().unwrap()["seq"].as_u64().unwrap();
+    let newest_rotated = lines(&files[files.len() - 2]).last().unwrap()["seq"]
+        .as_u64()
+        .unwrap();
     assert_eq!(lines(&path)[0]["seq"].as_u64(), Some(newest_rotated + 1));
     let mut files = files;
     *files.last_mut().unwrap() = path;
@@ -145,7 +169,10 @@ async fn a_restart_continues_the_chain() {
     let report = intact(&[path.clone()]);
     assert_eq!(report.last_seq, Some(9));
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 #[tokio::test]
@@ -162,8 +189,15 @@ async fn a_torn_tail_is_closed_and_reported_never_merged() {
     assert_eq!(device.head().unwrap().0, 2);
     device.append(record(2)).await.unwrap();
     device.close().await;
-    let problem = verify_files(&[path.clone()], VerifyOptions::default()).unwrap().problem.unwrap();
-    assert_eq!((problem.kind, problem.line), (ProblemKind::Malformed, 3), "{problem}");
+    let problem = verify_files(&[path.clone()], VerifyOptions::default())
+        .unwrap()
+        .problem
+        .unwrap();
+    assert_eq!(
+        (problem.kind, problem.line),
+        (ProblemKind::Malformed, 3),
+        "{problem}"
+    );
     // The record after the torn bytes links to the last good line.
     let text = std::fs::read_to_string(&path).unwrap();
     let fourth: serde_json::Value = serde_json::from_str(text.lines().nth(3).unwrap()).unwrap();
@@ -176,7 +210,12 @@ async fn a_file_that_is_not_a_chain_is_refused() {
     let path = directory.path().join("audit.log");
     std::fs::write(&path, "{\"time\":\"x\"}\n").unwrap();
     let error = FileDevice::open("file/", options(&path, &[]), None).unwrap_err();
-    assert!(error.to_string().contains("does not end with a custos audit record"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("does not end with a custos audit record"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -207,7 +246,8 @@ async fn a_replaced_directory_fails_closed_then_recovers_without_a_hole() {
     let aside = root.path().join("logs.aside");
     std::fs::create_dir(&directory).unwrap();
     let path = directory.join("audit.log");
-    let device = FileDevice::open("file/", options(&path, &[("fsync", "every_write")]), None).unwrap();
+    let device =
+        FileDevice::open("file/", options(&path, &[("fsync", "every_write")]), None).unwrap();
     device.append(record(1)).await.unwrap();
 
     std::fs::rename(&directory, &aside).unwrap();
@@ -234,7 +274,8 @@ async fn a_replaced_directory_fails_closed_then_recovers_without_a_hole() {
 async fn records_that_are_not_objects_fail_alone() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("audit.log");
-    let device = FileDevice::open("file/", options(&path, &[("fsync", "os_buffered")]), None).unwrap();
+    let device =
+        FileDevice::open("file/", options(&path, &[("fsync", "os_buffered")]), None).unwrap();
     let (bad, good) = tokio::join!(device.append(b"[1]".to_vec()), device.append(record(1)));
     assert!(bad.is_err());
     good.unwrap();
@@ -249,7 +290,10 @@ async fn interval_checkpoints_cover_quiet_devices() {
     let path = directory.path().join("audit.log");
     let device = FileDevice::open(
         "file/",
-        options(&path, &[("checkpoint_interval", "50ms"), ("checkpoint_records", "0")]),
+        options(
+            &path,
+            &[("checkpoint_interval", "50ms"), ("checkpoint_records", "0")],
+        ),
         Some(test_signer()),
     )
     .unwrap();
