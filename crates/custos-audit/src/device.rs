@@ -311,11 +311,11 @@ impl Writer {
     }
 
     fn sync(&mut self) {
-        if let Sink::File(open) = &self.sink {
-            if let Err(error) = open.file.sync_data() {
-                tracing::error!(device = %self.device, error = %error, "audit file sync failed");
-                return;
-            }
+        if let Sink::File(open) = &self.sink
+            && let Err(error) = open.file.sync_data()
+        {
+            tracing::error!(device = %self.device, error = %error, "audit file sync failed");
+            return;
         }
         self.dirty = false;
         self.last_sync = Instant::now();

@@ -87,7 +87,7 @@ async fn group_commit_keeps_the_chain_and_each_callers_order() {
     device.close().await;
     assert!(device.append(record(0)).await.is_err());
 
-    let report = intact(&[path.clone()]);
+    let report = intact(std::slice::from_ref(&path));
     let written = lines(&path);
     let records: Vec<&serde_json::Value> = written
         .iter()
@@ -166,7 +166,7 @@ async fn a_restart_continues_the_chain() {
         device.append(record(round + 10)).await.unwrap();
         drop(device); // Drop closes too.
     }
-    let report = intact(&[path.clone()]);
+    let report = intact(std::slice::from_ref(&path));
     assert_eq!(report.last_seq, Some(9));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -189,7 +189,7 @@ async fn a_torn_tail_is_closed_and_reported_never_merged() {
     assert_eq!(device.head().unwrap().0, 2);
     device.append(record(2)).await.unwrap();
     device.close().await;
-    let problem = verify_files(&[path.clone()], VerifyOptions::default())
+    let problem = verify_files(std::slice::from_ref(&path), VerifyOptions::default())
         .unwrap()
         .problem
         .unwrap();
@@ -261,7 +261,7 @@ async fn a_replaced_directory_fails_closed_then_recovers_without_a_hole() {
     std::fs::rename(&aside, &directory).unwrap();
     device.append(record(2)).await.unwrap();
     device.close().await;
-    let report = intact(&[path.clone()]);
+    let report = intact(std::slice::from_ref(&path));
     let paths: Vec<String> = lines(&path)
         .iter()
         .filter_map(|line| line["request"]["path"].as_str().map(str::to_owned))
