@@ -2,6 +2,7 @@
 //! every record, checkpoint records, and the canonical checkpoint payload the server signs.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 
 use serde::Deserialize;
 
@@ -115,7 +116,8 @@ pub(crate) fn push_record(
 /// Writes `{"seq":N,"prev_hash":"…"` without a separator after it.
 fn push_prefix(buffer: &mut Vec<u8>, seq: u64, prev_hash: &str) {
     buffer.extend_from_slice(b"{\"seq\":");
-    buffer.extend_from_slice(seq.to_string().as_bytes());
+    // Writing into a Vec cannot fail, and `write!` formats without an intermediate String.
+    let _ = write!(buffer, "{seq}");
     buffer.extend_from_slice(b",\"prev_hash\":\"");
     buffer.extend_from_slice(prev_hash.as_bytes());
     buffer.push(b'"');

@@ -724,7 +724,16 @@ fn last_line_state(
         let (start, bytes) = line;
         if !bytes.is_empty() {
             match serde_json::from_slice::<Fields<'_>>(&bytes) {
-                Ok(fields) => return Ok(Some((fields.seq, chain::line_hash(&bytes)))),
+                Ok(fields) if fields.seq < u64::MAX / 2 => {
+                    return Ok(Some((fields.seq, chain::line_hash(&bytes))));
+                }
+                Ok(fields) => {
+                    return Err(AuditError::NotAChain {
+                        device: device.to_owned(),
+                        path: path.display().to_string(),
+                        message: format!("seq {} is out of range", fields.seq),
+                    });
+                }
                 Err(error) => {
                     if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
                         return Err(AuditError::NotAChain {

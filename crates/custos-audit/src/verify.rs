@@ -355,8 +355,8 @@ impl Verifier {
         if !chain::is_hash(&fields.prev_hash) {
             return Err("prev_hash is not sha256:<64 hex digits>".to_owned());
         }
-        if fields.seq == 0 {
-            return Err("seq 0 is never written".to_owned());
+        if fields.seq == 0 || fields.seq == u64::MAX {
+            return Err(format!("seq {} is never written", fields.seq));
         }
         let mut closing = false;
         if fields.kind.as_deref() == Some("checkpoint") {

@@ -205,6 +205,23 @@ fn files_must_link_and_earlier_files_must_be_closed() {
 }
 
 #[test]
+fn extreme_sequence_numbers_are_judged_without_overflow() {
+    let other = format!("sha256:{}", "1".repeat(64));
+    let line = |seq: u64| format!(r#"{{"seq":{seq},"prev_hash":"{other}"}}"#);
+    for seqs in [
+        [u64::MAX - 2, u64::MAX - 1, u64::MAX - 1],
+        [u64::MAX - 1, 1, u64::MAX - 1],
+        [u64::MAX - 1, u64::MAX, 3],
+    ] {
+        let bytes: String = seqs.iter().map(|seq| line(*seq) + "\n").collect();
+        let report = verify_bytes(bytes.as_bytes(), VerifyOptions::default());
+        assert!(report.problem.is_some(), "{seqs:?}");
+    }
+    let found = verify(&[line(u64::MAX).into_bytes()]).problem.unwrap();
+    assert_eq!(found.kind, ProblemKind::Malformed);
+}
+
+#[test]
 fn a_chain_may_start_late_with_a_warning() {
     let lines = chain(5, 0);
     let report = verify(&lines[2..]);
