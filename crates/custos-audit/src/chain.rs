@@ -254,9 +254,6 @@ mod tests {
     fn time_has_nanoseconds() {
         let time = now_rfc3339();
         assert_eq!(time.len(), "2026-11-28T10:15:00.123456789Z".len(), "{time}");
-        assert!(
-            jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%.fZ", &time).is_ok()
-                || time.parse::<jiff::Timestamp>().is_ok()
-        );
+        assert!(time.parse::<jiff::Timestamp>().is_ok(), "{time}");
     }
 }
