@@ -80,23 +80,8 @@ impl FileDevice {
                 (Sink::File(open), seq, last_hash)
             }
         };
-        let head = Arc::new(Mutex::new((seq > 0).then(|| (seq, last_hash.clone()))));
-        let now = Instant::now();
-        let writer = Writer {
-            device: device.to_owned(),
-            options,
-            signer,
-            sink,
-            seq,
-            last_hash,
-            records_since_checkpoint: 0,
-            last_checkpoint: now,
-            dirty: false,
-            last_sync: now,
-            repair: None,
-            head: Arc::clone(&head),
-            buffer: Vec::new(),
-        };
+        let writer = Writer::new(device, options, signer, sink, seq, last_hash);
+        let head = Arc::clone(&writer.head);
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("audit {device}"))
@@ -219,6 +204,32 @@ struct Writer {
 type Waiting = (Vec<u8>, oneshot::Sender<Result<(), AuditError>>);
 
 impl Writer {
+    fn new(
+        device: &str,
+        options: FileOptions,
+        signer: Option<Signer>,
+        sink: Sink,
+        seq: u64,
+        last_hash: String,
+    ) -> Writer {
+        let now = Instant::now();
+        Writer {
+            device: device.to_owned(),
+            options,
+            signer,
+            sink,
+            seq,
+            head: Arc::new(Mutex::new((seq > 0).then(|| (seq, last_hash.clone())))),
+            last_hash,
+            records_since_checkpoint: 0,
+            last_checkpoint: now,
+            dirty: false,
+            last_sync: now,
+            repair: None,
+            buffer: Vec::new(),
+        }
+    }
+
     fn run(mut self, receiver: &mpsc::Receiver<Command>) {
         let mut held: Option<Command> = None;
         loop {
@@ -346,7 +357,8 @@ impl Writer {
         let mut buffer = std::mem::take(&mut self.buffer);
         buffer.clear();
         let mut seq = self.seq;
-        let mut last_hash = std::mem::take(&mut self.last_hash);
+        // The state advances only once the batch is written; until then it stays as it was.
+        let mut last_hash = self.last_hash.clone();
         let mut since_checkpoint = self.records_since_checkpoint;
         let mut checkpointed = false;
         let mut accepted = Vec::with_capacity(batch.len());
@@ -372,7 +384,6 @@ impl Writer {
                 checkpointed = true;
             }
         }
-        let previous_hash = std::mem::replace(&mut self.last_hash, last_hash);
         let outcome = if buffer.is_empty() {
             Ok(())
         } else {
@@ -380,6 +391,7 @@ impl Writer {
         };
         match outcome {
             Ok(()) => {
+                self.last_hash = last_hash;
                 self.commit(seq, checkpointed, since_checkpoint);
                 let synced = if self.options.fsync == FsyncPolicy::EveryWrite {
                     self.sync_now()
@@ -399,7 +411,6 @@ impl Writer {
                 }
             }
             Err(error) => {
-                self.last_hash = previous_hash;
                 for reply in accepted {
                     let _ = reply.send(Err(self.io_error("write", &error)));
                 }
@@ -829,4 +840,115 @@ fn newest_rotated(path: &Path) -> Option<PathBuf> {
         })
         .max()
         .map(|(_, path)| path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::verify::{VerifyOptions, verify_files};
+
+    fn send(writer: &mut Writer, record: &str) -> Result<(), AuditError> {
+        let (reply, mut answer) = oneshot::channel();
+        writer.write_batch(vec![(record.as_bytes().to_vec(), reply)]);
+        answer.try_recv().unwrap()
+    }
+
+    fn file_mut(writer: &mut Writer) -> &mut File {
+        match &mut writer.sink {
+            Sink::File(open) => &mut open.file,
+            _ => panic!("no open file"),
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_never_linked_to() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("audit.log");
+        let options = FileOptions::from_options(
+            "file/",
+            &BTreeMap::from([("file_path".to_owned(), path.display().to_string())]),
+        )
+        .unwrap();
+        let open = open_file("file/", &path, options.mode).unwrap();
+        let mut writer = Writer::new(
+            "file/",
+            options,
+            None,
+            Sink::File(open),
+            0,
+            GENESIS_HASH.to_owned(),
+        );
+        send(&mut writer, r#"{"n":1}"#).unwrap();
+
+        // The same file through a read-only descriptor: every write fails.
+        *file_mut(&mut writer) = File::open(&path).unwrap();
+        assert!(send(&mut writer, r#"{"n":2}"#).is_err());
+        assert!(send(&mut writer, r#"{"n":3}"#).is_err());
+        assert_eq!(writer.seq, 1);
+        assert_eq!(
+            writer.head.lock().unwrap().as_ref().map(|head| head.0),
+            Some(1)
+        );
+
+        *file_mut(&mut writer) = OpenOptions::new().append(true).open(&path).unwrap();
+        send(&mut writer, r#"{"n":4}"#).unwrap();
+        writer.close();
+        let report = verify_files(
+            &[path.clone()],
+            VerifyOptions {
+                closed: true,
+                ..VerifyOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(report.problem, None, "{report:?}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let numbers: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.split(r#""n":"#).nth(1))
+            .collect();
+        assert_eq!(numbers, ["1}", "4}"]);
+        assert_eq!(report.last_seq, Some(3));
+    }
+
+    #[test]
+    fn a_half_written_batch_is_cut_off_before_the_next() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("audit.log");
+        let options = FileOptions::from_options(
+            "file/",
+            &BTreeMap::from([("file_path".to_owned(), path.display().to_string())]),
+        )
+        .unwrap();
+        let open = open_file("file/", &path, options.mode).unwrap();
+        let mut writer = Writer::new(
+            "file/",
+            options,
+            None,
+            Sink::File(open),
+            0,
+            GENESIS_HASH.to_owned(),
+        );
+        send(&mut writer, r#"{"n":1}"#).unwrap();
+        // What a write that failed half-way leaves, when cutting it off failed too.
+        let before = std::fs::metadata(&path).unwrap().len();
+        file_mut(&mut writer)
+            .write_all(br#"{"seq":2,"prev_ha"#)
+            .unwrap();
+        writer.repair = Some(before);
+        send(&mut writer, r#"{"n":2}"#).unwrap();
+        writer.close();
+        let report = verify_files(
+            &[path.clone()],
+            VerifyOptions {
+                closed: true,
+                ..VerifyOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(report.problem, None, "{report:?}");
+        assert_eq!(report.last_seq, Some(3));
+    }
 }
