@@ -896,7 +896,7 @@ mod tests {
         send(&mut writer, r#"{"n":4}"#).unwrap();
         writer.close();
         let report = verify_files(
-            &[path.clone()],
+            std::slice::from_ref(&path),
             VerifyOptions {
                 closed: true,
                 ..VerifyOptions::default()
@@ -941,7 +941,7 @@ mod tests {
         send(&mut writer, r#"{"n":2}"#).unwrap();
         writer.close();
         let report = verify_files(
-            &[path.clone()],
+            std::slice::from_ref(&path),
             VerifyOptions {
                 closed: true,
                 ..VerifyOptions::default()
