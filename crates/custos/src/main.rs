@@ -1,6 +1,7 @@
 //! The `custos` binary: the composition root. It alone reads the environment and files, picks a
 //! storage backend, installs the log subscriber and chooses exit codes.
 
+mod audit_cmd;
 mod auth_cmd;
 mod config;
 mod connection;
@@ -76,6 +77,8 @@ enum Command {
     Import(dotenv_cmd::ImportArgs),
     // The help text comes from `ScanArgs`' own doc comment.
     Scan(scan_cmd::ScanArgs),
+    /// Verify and search audit files (exit code 0 intact, 1 tampering found, 2 error).
+    Audit(audit_cmd::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
                 eprintln!("custos: error: {error:#}");
                 ExitCode::from(2)
             })),
+            Command::Audit(args) => Ok(audit_cmd::run(args).await),
         }
     });
     match result {
