@@ -122,6 +122,9 @@ impl Request {
 }
 
 /// One audited event: the request, and then its outcome.
+///
+/// The fields after `alert` are what audit devices' records are made of; they borrow from the
+/// request being served, so an event costs no copy. [`AuditEvent::new`] leaves them empty.
 #[derive(Clone, Debug)]
 pub struct AuditEvent<'a> {
     pub request_id: &'a str,
@@ -133,6 +136,80 @@ pub struct AuditEvent<'a> {
     /// Set on a record that needs a human's attention, such as a root token reported as
     /// leaked; it says what happened and never holds a secret. The alerts issue sends these on.
     pub alert: Option<String>,
+    /// The token the request presented (hashed in records), valid or not.
+    pub token: Option<&'a str>,
+    /// The token's details, once it authenticated.
+    pub auth: Option<AuditAuth<'a>>,
+    /// The request's body (its strings hashed in records).
+    pub data: Option<&'a Map<String, Value>>,
+    /// The connection the request came on.
+    pub connection: Option<&'a Connection>,
+    /// `X-Vault-Wrap-TTL`, in seconds.
+    pub wrap_ttl: Option<u64>,
+    /// The answer, on the response event of a request that succeeded.
+    pub response: Option<&'a LogicalResponse>,
+    /// The error, on the response event of a request that failed.
+    pub error: Option<&'a EngineError>,
+}
+
+impl<'a> AuditEvent<'a> {
+    /// An event with only its identity: no token, body, connection or outcome.
+    pub fn new(
+        request_id: &'a str,
+        operation: Operation,
+        path: &'a str,
+        caller: &'a str,
+    ) -> AuditEvent<'a> {
+        AuditEvent {
+            request_id,
+            operation,
+            path,
+            caller,
+            outcome: None,
+            alert: None,
+            token: None,
+            auth: None,
+            data: None,
+            connection: None,
+            wrap_ttl: None,
+            response: None,
+            error: None,
+        }
+    }
+
+    /// The event of `request`: its id, operation, path, token, body, connection and wrap TTL.
+    pub fn of_request(request: &'a Request, caller: &'a str) -> AuditEvent<'a> {
+        AuditEvent {
+            token: request.token.as_deref(),
+            data: request.data.as_ref(),
+            connection: Some(&request.connection),
+            wrap_ttl: request.wrap_ttl,
+            ..AuditEvent::new(
+                &request.request_id,
+                request.operation,
+                &request.path,
+                caller,
+            )
+        }
+    }
+}
+
+/// What records show of the token that made a request (Vault's `auth` block).
+#[derive(Clone, Copy, Debug)]
+pub struct AuditAuth<'a> {
+    /// The token's accessor (hashed in records unless `hmac_accessor=false`).
+    pub accessor: &'a str,
+    pub display_name: &'a str,
+    pub policies: &'a [String],
+    pub metadata: Option<&'a BTreeMap<String, String>>,
+    /// `service` (the only kind custos issues).
+    pub token_type: &'a str,
+    /// The token's TTL in seconds; 0: none.
+    pub ttl: u64,
+    /// When the token was issued, in nanoseconds since the epoch.
+    pub issue_time_nanos: i128,
+    /// Uses left after this one; 0: unlimited.
+    pub remaining_uses: u64,
 }
 
 /// Where audit records go. A failing sink fails the request (no audit, no service).

@@ -282,3 +282,17 @@ impl From<TokenEntry> for Caller {
         }
     }
 }
+
+/// What audit records show of the token `entry` (Vault's `auth` block).
+pub(crate) fn audit_auth(entry: &TokenEntry) -> crate::AuditAuth<'_> {
+    crate::AuditAuth {
+        accessor: &entry.accessor,
+        display_name: &entry.display_name,
+        policies: &entry.policies,
+        metadata: entry.meta.as_ref(),
+        token_type: "service",
+        ttl: entry.ttl,
+        issue_time_nanos: entry.issue_time_nanos,
+        remaining_uses: entry.num_uses,
+    }
+}
