@@ -1,8 +1,10 @@
 //! The one request pipeline every logical request goes through:
 //! authenticate → authorise → audit → route to the mount (or to `sys/`) → audit the answer.
 //!
-//! Authorisation is the ACL of the caller's policies (`policy/`); audit is a seam: [`AuditSink`]
-//! is a trait, whose default records nothing until the audit issue replaces it.
+//! Authorisation is the ACL of the caller's policies (`policy/`). Audit goes two ways: every
+//! [`AuditEvent`] goes to the [`AuditSink`] (a seam for tests and alerts; [`NoAudit`] by default),
+//! and request and response records go to the audit devices (`audit/`), which fail the request
+//! when none can write.
 
 use std::collections::BTreeMap;
 
@@ -218,7 +220,7 @@ pub trait AuditSink: Send + Sync + 'static {
     async fn record(&self, event: &AuditEvent<'_>) -> Result<(), EngineError>;
 }
 
-/// Records nothing: the sink until audit devices exist.
+/// Records nothing: the default sink (audit devices are configured apart, `AuditConfig`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoAudit;
 

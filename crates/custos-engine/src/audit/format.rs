@@ -338,10 +338,16 @@ pub(crate) fn request_fragment(
         .token
         .filter(|token| !token.is_empty())
         .map(|token| how.string(token));
+    // So is the caller's accessor.
+    let caller_accessor = event
+        .auth
+        .as_ref()
+        .map(|auth| accessor(device, hmac, auth.accessor))
+        .filter(|accessor| !accessor.is_empty());
     let auth = match &event.auth {
         Some(auth) => AuthBlock {
             client_token: client_token.clone(),
-            accessor: Some(accessor(device, hmac, auth.accessor)).filter(|a| !a.is_empty()),
+            accessor: caller_accessor.clone(),
             display_name: Some(auth.display_name),
             policies: Some(auth.policies),
             token_policies: Some(auth.policies),
@@ -356,13 +362,12 @@ pub(crate) fn request_fragment(
                 .and_then(|time| time.round(jiff::Unit::Second).ok())
                 .map(|time| time.to_string()),
         },
-        None => AuthBlock::default(),
+        // No caller: Vault writes the zero token type.
+        None => AuthBlock {
+            token_type: Some("default"),
+            ..AuthBlock::default()
+        },
     };
-    let client_token_accessor = event
-        .auth
-        .as_ref()
-        .map(|auth| accessor(device, hmac, auth.accessor))
-        .filter(|accessor| !accessor.is_empty());
     let connection = event.connection;
     let request = RequestBlock {
         id: event.request_id,
@@ -372,7 +377,7 @@ pub(crate) fn request_fragment(
         mount_accessor: mount.accessor.as_deref(),
         mount_class: mount.class,
         client_token,
-        client_token_accessor,
+        client_token_accessor: caller_accessor,
         namespace: Namespace { id: "root" },
         path: event.path,
         data: event.data.map(|map| HashedMap {

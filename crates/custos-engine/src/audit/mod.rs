@@ -694,6 +694,9 @@ impl Engine {
             Outcome::Answer(_) => None,
         };
         self.inner.audit.record(&event).await?;
+        if trail.devices.is_empty() {
+            return Ok(());
+        }
         // A device disabled while the request ran (this request may be the one disabling it)
         // is no longer asked; one closed by sealing still is, and fails.
         let mut trail = trail;
