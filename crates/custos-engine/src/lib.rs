@@ -40,7 +40,8 @@ pub use index::{read_fresh, track_commits};
 pub use leaks::MAX_LEAKS_PER_REPORT;
 pub use mounts::{MountConfig, MountEntry};
 pub use pipeline::{
-    AuditAuth, AuditEvent, AuditSink, ClientCert, Connection, MAX_PATH_LEN, NoAudit, Request, validate_path,
+    AuditAuth, AuditEvent, AuditSink, ClientCert, Connection, MAX_PATH_LEN, NoAudit, Request,
+    validate_path,
 };
 pub use token::{Caller, IssuedToken, TokenGrant};
 pub use untrusted::{MAX_LOGGED_CHARS, Untrusted};

@@ -228,12 +228,7 @@ pub const ROUTES: &[Route] = &[
     ),
     // Audit devices (`audit/endpoints.rs`).
     own("sys/audit", &[Read], Sudo, "sys/audit"),
-    own(
-        "sys/audit/*",
-        &[Update, Delete],
-        Sudo,
-        "sys/audit/example",
-    ),
+    own("sys/audit/*", &[Update, Delete], Sudo, "sys/audit/example"),
     own(
         "sys/audit-hash/*",
         &[Update],

@@ -183,10 +183,7 @@ fn hash(
             "the \"input\" parameter is empty".into(),
         ));
     }
-    let device = unsealed
-        .audit
-        .device(path)
-        .ok_or_else(|| unknown(path))?;
+    let device = unsealed.audit.device(path).ok_or_else(|| unknown(path))?;
     Ok(Some(object(json!({ "hash": device.hash(&input) }))))
 }
 
@@ -204,10 +201,7 @@ fn verify(
     path: &str,
     data: &Map<String, Value>,
 ) -> Result<Option<LogicalResponse>, EngineError> {
-    let device = unsealed
-        .audit
-        .device(path)
-        .ok_or_else(|| unknown(path))?;
+    let device = unsealed.audit.device(path).ok_or_else(|| unknown(path))?;
     let checkpoints = match data.get("checkpoints") {
         Some(Value::Array(checkpoints)) => checkpoints,
         _ => {

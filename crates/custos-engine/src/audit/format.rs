@@ -302,7 +302,11 @@ fn certificate_serial(der: &[u8]) -> Option<String> {
 
 /// A big-endian unsigned integer in decimal.
 fn decimal(bytes: &[u8]) -> String {
-    let mut number: Vec<u8> = bytes.iter().copied().skip_while(|byte| *byte == 0).collect();
+    let mut number: Vec<u8> = bytes
+        .iter()
+        .copied()
+        .skip_while(|byte| *byte == 0)
+        .collect();
     let mut digits = Vec::new();
     while !number.is_empty() {
         let mut remainder = 0u32;
@@ -432,8 +436,7 @@ pub(crate) fn response_record(
         hmac,
         non_hmac: &response.mount.non_hmac_response_keys,
     };
-    let (answer, error): (Option<&LogicalResponse>, Option<&EngineError>) = match response.outcome
-    {
+    let (answer, error): (Option<&LogicalResponse>, Option<&EngineError>) = match response.outcome {
         Outcome::Answer(answer) => (answer, None),
         Outcome::Failed(error) => (None, Some(error)),
     };

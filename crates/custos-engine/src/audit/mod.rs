@@ -309,7 +309,12 @@ const CHECKPOINT_KEY_LABEL: &[u8] = b"custos audit checkpoint key";
 impl Device {
     /// A device with its salt; not opened yet. A device whose options the engine refuses is
     /// kept (so `sys/audit` shows it and it can be disabled) but never opens.
-    pub(crate) fn new(spec: DeviceSpec, declared: bool, salt: &[u8], allow_log_raw: bool) -> Device {
+    pub(crate) fn new(
+        spec: DeviceSpec,
+        declared: bool,
+        salt: &[u8],
+        allow_log_raw: bool,
+    ) -> Device {
         let (format, factory_options, unusable) = match Format::parse(&spec.options, allow_log_raw)
         {
             Ok((format, rest)) => (format, rest, None),
@@ -351,7 +356,6 @@ impl Device {
             .and_then(|hex_tag| hex::decode(hex_tag).ok())
             .is_some_and(|tag| self.checkpoint.verify(payload, &tag))
     }
-
 
     /// Opens the output through `factory`; a failure is logged and leaves the device closed
     /// (records then fail on it until an attempt succeeds).
@@ -534,8 +538,10 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
         }
         return outputs;
     }
-    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> =
-        futures.into_iter().map(|future| Some(Box::pin(future))).collect();
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = futures
+        .into_iter()
+        .map(|future| Some(Box::pin(future)))
+        .collect();
     let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
     std::future::poll_fn(|context| {
         let mut done = true;

@@ -164,7 +164,10 @@ impl Broker {
     /// The devices of an unsealing: the declared ones, then the stored ones, each with its
     /// salt, opened. Fails only on storage trouble and on a stored device that has a declared
     /// one's path; a device that cannot be opened is logged and fails requests instead.
-    pub(crate) async fn open(barrier: &Barrier, config: AuditConfig) -> Result<Broker, EngineError> {
+    pub(crate) async fn open(
+        barrier: &Barrier,
+        config: AuditConfig,
+    ) -> Result<Broker, EngineError> {
         let stored = AuditTable::load(barrier).await?;
         let mut devices = Vec::new();
         for declared in &config.declared {
@@ -186,7 +189,12 @@ impl Broker {
                 )));
             }
             let salt = salt(barrier, &spec.path).await?;
-            devices.push(Arc::new(Device::new(spec, true, &salt, config.allow_log_raw)));
+            devices.push(Arc::new(Device::new(
+                spec,
+                true,
+                &salt,
+                config.allow_log_raw,
+            )));
         }
         for entry in &stored.entries {
             let salt = salt(barrier, &entry.path).await?;
@@ -274,7 +282,11 @@ impl Broker {
 
     /// Enables a device over the API (`sys/audit/<path>`): opened first, then stored, so a
     /// device that cannot be opened is refused and never stored.
-    pub(crate) async fn enable(&self, barrier: &Barrier, spec: DeviceSpec) -> Result<(), EngineError> {
+    pub(crate) async fn enable(
+        &self,
+        barrier: &Barrier,
+        spec: DeviceSpec,
+    ) -> Result<(), EngineError> {
         if !self.config.allow_api_creation {
             return Err(EngineError::InvalidRequest(
                 "cannot enable audit device via API; use declarative, config-based audit device management instead".into(),

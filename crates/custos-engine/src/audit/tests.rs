@@ -193,7 +193,12 @@ impl Fixture {
     }
 
     fn clear(&self, path: &str) {
-        self.factory.device(path).records.lock().expect("lock").clear();
+        self.factory
+            .device(path)
+            .records
+            .lock()
+            .expect("lock")
+            .clear();
     }
 
     /// Every record of `path` as one string, to search for secrets in clear.
@@ -268,13 +273,19 @@ async fn kv_write_and_read_records_are_shaped_like_vaults() {
         json!({"data": {"password": "hunter2-planted", "port": 5432}}),
     )
     .await;
-    f.root(Operation::Read, "secret/data/app", Value::Null).await;
+    f.root(Operation::Read, "secret/data/app", Value::Null)
+        .await;
     let records = f.records("file/");
     let app = about(&records, "secret/data/app");
     assert_eq!(app.len(), 4, "{records:?}");
     let (request, response) = (app[0], app[1]);
     assert_eq!(request["type"], "request");
-    assert!(request["time"].as_str().expect("time").starts_with("2025-01-15T10:00:00"));
+    assert!(
+        request["time"]
+            .as_str()
+            .expect("time")
+            .starts_with("2025-01-15T10:00:00")
+    );
     assert!(is_hmac(&request["auth"]["client_token"]));
     assert!(is_hmac(&request["auth"]["accessor"]));
     assert_eq!(request["auth"]["policies"], json!(["root"]));
@@ -285,7 +296,12 @@ async fn kv_write_and_read_records_are_shaped_like_vaults() {
     assert_eq!(block["mount_point"], "secret/");
     assert_eq!(block["mount_type"], "kv");
     assert_eq!(block["mount_class"], "secret");
-    assert!(block["mount_accessor"].as_str().expect("accessor").starts_with("kv_"));
+    assert!(
+        block["mount_accessor"]
+            .as_str()
+            .expect("accessor")
+            .starts_with("kv_")
+    );
     assert_eq!(block["namespace"], json!({"id": "root"}));
     assert_eq!(block["client_token"], request["auth"]["client_token"]);
     assert!(is_hmac(&block["client_token_accessor"]));
@@ -293,7 +309,10 @@ async fn kv_write_and_read_records_are_shaped_like_vaults() {
     assert_eq!(block["data"]["data"]["port"], 5432, "numbers stay");
     assert!(block["id"].as_str().is_some_and(|id| !id.is_empty()));
     assert_eq!(response["type"], "response");
-    assert_eq!(response["request"], request["request"], "the same request block");
+    assert_eq!(
+        response["request"], request["request"],
+        "the same request block"
+    );
     assert_eq!(response["response"]["status"], 200);
     assert_eq!(response["response"]["mount_type"], "kv");
     assert!(response.get("error").is_none());
@@ -321,8 +340,12 @@ async fn kv_write_and_read_records_are_shaped_like_vaults() {
 #[tokio::test]
 async fn a_login_hashes_the_password_and_the_issued_token() {
     let f = fixture().await;
-    f.root(Operation::Update, "sys/auth/userpass", json!({"type": "userpass"}))
-        .await;
+    f.root(
+        Operation::Update,
+        "sys/auth/userpass",
+        json!({"type": "userpass"}),
+    )
+    .await;
     f.root(
         Operation::Update,
         "auth/userpass/users/alice",
@@ -333,7 +356,12 @@ async fn a_login_hashes_the_password_and_the_issued_token() {
     let mut login = Request::new(Operation::Update, "auth/userpass/login/alice")
         .data(json!({"password": "correct horse planted"}));
     login.request_id = "login-1".into();
-    let answer = f.engine.handle(login).await.expect("login").expect("answer");
+    let answer = f
+        .engine
+        .handle(login)
+        .await
+        .expect("login")
+        .expect("answer");
     let issued = answer.auth.expect("a token").client_token;
     let records = f.records("file/");
     let login = about(&records, "auth/userpass/login/alice");
@@ -343,7 +371,10 @@ async fn a_login_hashes_the_password_and_the_issued_token() {
     assert_eq!(login[0]["request"]["mount_class"], "auth");
     assert_eq!(login[0]["request"]["mount_point"], "auth/userpass/");
     let auth = &login[1]["response"]["auth"];
-    assert_eq!(auth["client_token"], json!(f.audit_hash("file", &issued).await));
+    assert_eq!(
+        auth["client_token"],
+        json!(f.audit_hash("file", &issued).await)
+    );
     assert!(is_hmac(&auth["accessor"]));
     assert_eq!(auth["policies"], json!(["default"]));
     let text = f.all_text("file/");
@@ -355,7 +386,11 @@ async fn a_login_hashes_the_password_and_the_issued_token() {
 async fn a_created_token_is_hashed_in_the_response_auth() {
     let f = fixture().await;
     let answer = f
-        .root(Operation::Update, "auth/token/create", json!({"policies": ["default"]}))
+        .root(
+            Operation::Update,
+            "auth/token/create",
+            json!({"policies": ["default"]}),
+        )
         .await
         .expect("answer");
     let issued = answer.auth.expect("auth").client_token;
@@ -380,7 +415,12 @@ async fn a_wrapped_response_hashes_the_wrapping_token() {
     .await;
     let mut request = Request::new(Operation::Read, "secret/data/app").token(&f.root);
     request.wrap_ttl = Some(300);
-    let answer = f.engine.handle(request).await.expect("read").expect("answer");
+    let answer = f
+        .engine
+        .handle(request)
+        .await
+        .expect("read")
+        .expect("answer");
     let wrap = answer.wrap_info.expect("wrapped");
     let records = f.records("file/");
     let read = about(&records, "secret/data/app")
@@ -389,7 +429,10 @@ async fn a_wrapped_response_hashes_the_wrapping_token() {
         .expect("the read's response");
     assert_eq!(read["request"]["wrap_ttl"], 300);
     let info = &read["response"]["wrap_info"];
-    assert_eq!(info["token"], json!(f.audit_hash("file", &wrap.token).await));
+    assert_eq!(
+        info["token"],
+        json!(f.audit_hash("file", &wrap.token).await)
+    );
     assert!(is_hmac(&info["accessor"]));
     assert_eq!(info["ttl"], 300);
     assert_eq!(info["creation_path"], "secret/data/app");
@@ -411,7 +454,9 @@ async fn a_wrapped_response_hashes_the_wrapping_token() {
 async fn a_denied_request_and_a_bad_token_are_audited_with_their_errors() {
     let f = fixture().await;
     let token = f.token(&["default"]).await;
-    let denied = f.run(Operation::Read, "secret/data/app", &token, None).await;
+    let denied = f
+        .run(Operation::Read, "secret/data/app", &token, None)
+        .await;
     assert!(matches!(denied, Err(EngineError::PermissionDenied)));
     let bogus = "hvs.planted-bogus-token";
     let refused = f.run(Operation::Read, "secret/data/app", bogus, None).await;
@@ -448,7 +493,8 @@ async fn non_hmac_keys_of_the_mount_stay_in_clear() {
         json!({"data": {"visible": "clear-in", "shown": "clear-out", "hidden": "secret-in"}}),
     )
     .await;
-    f.root(Operation::Read, "secret/data/app", Value::Null).await;
+    f.root(Operation::Read, "secret/data/app", Value::Null)
+        .await;
     let records = f.records("file/");
     let app = about(&records, "secret/data/app");
     let written = &app[0]["request"]["data"]["data"];
@@ -543,7 +589,10 @@ async fn unsupported_options_are_refused() {
                 Some(json!({"type": "file", "options": options})),
             )
             .await;
-        assert!(matches!(refused, Err(EngineError::InvalidRequest(_))), "{options}");
+        assert!(
+            matches!(refused, Err(EngineError::InvalidRequest(_))),
+            "{options}"
+        );
     }
     let unknown_type = f
         .run(
@@ -553,7 +602,9 @@ async fn unsupported_options_are_refused() {
             Some(json!({"type": "socket"})),
         )
         .await;
-    assert!(matches!(unknown_type, Err(EngineError::InvalidRequest(message)) if message.contains("socket")));
+    assert!(
+        matches!(unknown_type, Err(EngineError::InvalidRequest(message)) if message.contains("socket"))
+    );
     let taken = f
         .run(
             Operation::Update,
@@ -562,7 +613,9 @@ async fn unsupported_options_are_refused() {
             Some(json!({"type": "file"})),
         )
         .await;
-    assert!(matches!(taken, Err(EngineError::InvalidRequest(message)) if message == "path already in use"));
+    assert!(
+        matches!(taken, Err(EngineError::InvalidRequest(message)) if message == "path already in use")
+    );
 }
 
 #[tokio::test]
@@ -578,15 +631,23 @@ async fn a_failing_device_fails_the_request_closed_until_it_recovers() {
             Some(json!({"data": {"password": "never-written"}})),
         )
         .await;
-    assert!(matches!(write, Err(EngineError::AuditUnavailable)), "{write:?}");
+    assert!(
+        matches!(write, Err(EngineError::AuditUnavailable)),
+        "{write:?}"
+    );
     assert_eq!(
         EngineError::AuditUnavailable.to_string(),
         "audit log unavailable: request refused"
     );
     device.failing.store(false, Ordering::SeqCst);
-    let read = f.run(Operation::Read, "secret/data/app", &f.root, None).await;
+    let read = f
+        .run(Operation::Read, "secret/data/app", &f.root, None)
+        .await;
     assert!(
-        matches!(&read, Ok(None) | Err(EngineError::NotFound(_))) || read.as_ref().is_ok_and(|answer| answer.as_ref().is_some_and(|answer| answer.missing)),
+        matches!(&read, Ok(None) | Err(EngineError::NotFound(_)))
+            || read
+                .as_ref()
+                .is_ok_and(|answer| answer.as_ref().is_some_and(|answer| answer.missing)),
         "the secret was not written: {read:?}"
     );
     f.root(
@@ -604,11 +665,12 @@ async fn a_failing_device_fails_the_request_closed_until_it_recovers() {
 
 #[tokio::test]
 async fn one_working_device_of_several_is_enough() {
-    let f = fixture_with(|factory| {
-        config(factory, vec![spec("file/", &[]), spec("second/", &[])])
-    })
-    .await;
-    f.factory.device("file/").failing.store(true, Ordering::SeqCst);
+    let f = fixture_with(|factory| config(factory, vec![spec("file/", &[]), spec("second/", &[])]))
+        .await;
+    f.factory
+        .device("file/")
+        .failing
+        .store(true, Ordering::SeqCst);
     f.root(
         Operation::Update,
         "secret/data/app",
@@ -616,16 +678,25 @@ async fn one_working_device_of_several_is_enough() {
     )
     .await;
     assert_eq!(about(&f.records("second/"), "secret/data/app").len(), 2);
-    f.factory.device("second/").failing.store(true, Ordering::SeqCst);
-    let refused = f.run(Operation::Read, "secret/data/app", &f.root, None).await;
+    f.factory
+        .device("second/")
+        .failing
+        .store(true, Ordering::SeqCst);
+    let refused = f
+        .run(Operation::Read, "secret/data/app", &f.root, None)
+        .await;
     assert!(matches!(refused, Err(EngineError::AuditUnavailable)));
 }
 
 #[tokio::test]
 async fn without_devices_nothing_is_required() {
     let f = fixture_with(|factory| config(factory, Vec::new())).await;
-    f.root(Operation::Update, "secret/data/app", json!({"data": {"k": "v"}}))
-        .await;
+    f.root(
+        Operation::Update,
+        "secret/data/app",
+        json!({"data": {"k": "v"}}),
+    )
+    .await;
     assert!(f.factory.devices.lock().expect("lock").is_empty());
 }
 
@@ -684,8 +755,10 @@ async fn the_list_shows_every_device_and_config_devices_cannot_be_disabled() {
         refused,
         Err(EngineError::InvalidRequest(message)) if message == "cannot disable configuration-managed audit device"
     ));
-    f.root(Operation::Delete, "sys/audit/nowhere", Value::Null).await;
-    f.root(Operation::Delete, "sys/audit/api", Value::Null).await;
+    f.root(Operation::Delete, "sys/audit/nowhere", Value::Null)
+        .await;
+    f.root(Operation::Delete, "sys/audit/api", Value::Null)
+        .await;
     assert_eq!(f.factory.device("api/").closes.load(Ordering::SeqCst), 1);
     let list = f
         .root(Operation::Read, "sys/audit", Value::Null)
@@ -695,7 +768,13 @@ async fn the_list_shows_every_device_and_config_devices_cannot_be_disabled() {
         .expect("data");
     assert!(list.get("api/").is_none());
     // Its salt went with it.
-    assert!(f.storage.get("audit/salt/api").await.expect("get").is_none());
+    assert!(
+        f.storage
+            .get("audit/salt/api")
+            .await
+            .expect("get")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -709,12 +788,22 @@ async fn audit_endpoints_need_sudo() {
         (Operation::Delete, "sys/audit/file"),
     ] {
         let denied = f.run(operation, path, &token, Some(json!({}))).await;
-        assert!(matches!(denied, Err(EngineError::PermissionDenied)), "{path}");
+        assert!(
+            matches!(denied, Err(EngineError::PermissionDenied)),
+            "{path}"
+        );
     }
     let empty = f
-        .run(Operation::Update, "sys/audit-hash/file", &f.root, Some(json!({})))
+        .run(
+            Operation::Update,
+            "sys/audit-hash/file",
+            &f.root,
+            Some(json!({})),
+        )
         .await;
-    assert!(matches!(empty, Err(EngineError::InvalidRequest(message)) if message == "the \"input\" parameter is empty"));
+    assert!(
+        matches!(empty, Err(EngineError::InvalidRequest(message)) if message == "the \"input\" parameter is empty")
+    );
     let unknown = f
         .run(
             Operation::Update,
@@ -723,7 +812,9 @@ async fn audit_endpoints_need_sudo() {
             Some(json!({"input": "x"})),
         )
         .await;
-    assert!(matches!(unknown, Err(EngineError::InvalidRequest(message)) if message == "unknown audit backend \"nowhere/\""));
+    assert!(
+        matches!(unknown, Err(EngineError::InvalidRequest(message)) if message == "unknown audit backend \"nowhere/\"")
+    );
 }
 
 #[tokio::test]
@@ -750,8 +841,12 @@ async fn salts_survive_sealing_and_devices_close_and_reopen() {
 #[tokio::test]
 async fn checkpoint_signatures_are_verified_but_never_made_for_callers() {
     let f = fixture().await;
-    f.root(Operation::Update, "secret/data/app", json!({"data": {"k": "v"}}))
-        .await;
+    f.root(
+        Operation::Update,
+        "secret/data/app",
+        json!({"data": {"k": "v"}}),
+    )
+    .await;
     let signer = f
         .factory
         .device("file/")
@@ -786,7 +881,11 @@ async fn checkpoint_signatures_are_verified_but_never_made_for_callers() {
     assert_eq!(answer["valid"], json!([true, false, false, false]));
     let head = &answer["head"];
     assert!(head["seq"].as_u64().is_some_and(|seq| seq > 0));
-    assert!(head["hash"].as_str().is_some_and(|hash| hash.starts_with("sha256:")));
+    assert!(
+        head["hash"]
+            .as_str()
+            .is_some_and(|hash| hash.starts_with("sha256:"))
+    );
 }
 
 #[tokio::test]
@@ -800,7 +899,11 @@ async fn a_device_that_cannot_open_at_unseal_fails_requests_until_it_opens() {
     f.factory.refuse.store(false, Ordering::SeqCst);
     // Opening is retried at most once a second.
     tokio::time::sleep(super::RETRY_INTERVAL + std::time::Duration::from_millis(50)).await;
-    assert!(f.run(Operation::Read, "sys/audit", &f.root, None).await.is_ok());
+    assert!(
+        f.run(Operation::Read, "sys/audit", &f.root, None)
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -842,9 +945,15 @@ async fn the_device_table_is_mirrored_to_another_engine() {
         .expect("hash on the other node")
         .expect("answer");
     assert_eq!(answer.data.expect("data")["hash"], json!(hash), "one salt");
-    let records = other_factory.device("api/").records.lock().expect("lock").clone();
+    let records = other_factory
+        .device("api/")
+        .records
+        .lock()
+        .expect("lock")
+        .clone();
     assert_eq!(about(&records, "sys/audit-hash/api").len(), 2);
-    f.root(Operation::Delete, "sys/audit/api", Value::Null).await;
+    f.root(Operation::Delete, "sys/audit/api", Value::Null)
+        .await;
     other.reconcile();
     let request = Request::new(Operation::Read, "sys/audit").token(&f.root);
     let list = other
@@ -855,5 +964,8 @@ async fn the_device_table_is_mirrored_to_another_engine() {
         .data
         .expect("data");
     assert!(list.is_empty(), "{list:?}");
-    assert_eq!(other_factory.device("api/").closes.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        other_factory.device("api/").closes.load(Ordering::SeqCst),
+        1
+    );
 }
