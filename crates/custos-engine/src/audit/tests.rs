@@ -969,3 +969,50 @@ async fn the_device_table_is_mirrored_to_another_engine() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_leak_report_is_audited_with_the_reported_token_hashed() {
+    let f = fixture().await;
+    let leaked = f.token(&["default"]).await;
+    let mut request = Request::new(Operation::Update, "sys/leaks")
+        .data(json!({"leaks": [{"token": leaked, "url": "file:///repo/.env:3"}]}));
+    request.request_id = "leak-1".into();
+    f.engine.handle(request).await.expect("report");
+    let records = f.records("file/");
+    let leaks = about(&records, "sys/leaks");
+    assert_eq!(leaks.len(), 2, "{records:?}");
+    assert_eq!(
+        leaks[0]["request"]["data"]["leaks"][0]["token"],
+        json!(f.audit_hash("file", &leaked).await)
+    );
+    assert_eq!(leaks[0]["auth"], json!({"token_type": "default"}));
+    assert_eq!(leaks[1]["response"]["status"], 200);
+    assert!(!f.all_text("file/").contains(&leaked));
+}
+
+#[tokio::test]
+async fn list_answers_can_be_elided() {
+    let f = fixture_with(|factory| {
+        config(
+            factory,
+            vec![spec("file/", &[("elide_list_responses", "true")])],
+        )
+    })
+    .await;
+    for name in ["a", "b", "c"] {
+        f.root(
+            Operation::Update,
+            &format!("secret/data/{name}"),
+            json!({"data": {"k": "v"}}),
+        )
+        .await;
+    }
+    let answer = f
+        .root(Operation::List, "secret/metadata/", Value::Null)
+        .await
+        .expect("answer");
+    assert_eq!(answer.data.expect("data")["keys"], json!(["a", "b", "c"]));
+    let records = f.records("file/");
+    let list = about(&records, "secret/metadata/");
+    assert_eq!(list[1]["response"]["data"]["keys"], 3, "{records:?}");
+}
