@@ -818,7 +818,10 @@ impl Engine {
         request: &Request,
         error: EngineError,
     ) -> EngineError {
-        let event = AuditEvent::of_request(request, "");
+        let event = AuditEvent {
+            error: Some(&error),
+            ..AuditEvent::of_request(request, "")
+        };
         let written = match self.audit_request(unsealed, &event).await {
             Ok(trail) => {
                 self.audit_response(unsealed, trail, &event, audit::Outcome::Failed(&error))

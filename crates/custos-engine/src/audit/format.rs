@@ -405,15 +405,24 @@ pub(crate) fn request_fragment(
     Ok(out)
 }
 
-/// A request record from its time and fragment.
-pub(crate) fn request_record(time: &str, fragment: &[u8]) -> Vec<u8> {
+/// A request record from its time and fragment, with the error that refused the request
+/// before it could run (a token that did not authenticate), as Vault writes it.
+pub(crate) fn request_record(
+    time: &str,
+    fragment: &[u8],
+    error: Option<&EngineError>,
+) -> Result<Vec<u8>, EngineError> {
     let mut out = Vec::with_capacity(fragment.len() + 64);
     out.extend_from_slice(b"{\"time\":\"");
     out.extend_from_slice(time.as_bytes());
     out.extend_from_slice(b"\",\"type\":\"request\",");
     out.extend_from_slice(fragment);
+    if let Some(error) = error {
+        out.extend_from_slice(b",\"error\":");
+        encode(&mut out, &error.to_string())?;
+    }
     out.push(b'}');
-    out
+    Ok(out)
 }
 
 /// What a response record says besides the request's fragment.

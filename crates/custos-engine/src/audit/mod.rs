@@ -671,7 +671,7 @@ impl Engine {
         unsealed
             .audit
             .write_all(&trail.devices, |_, fragment| {
-                Ok(format::request_record(&time, fragment))
+                format::request_record(&time, fragment, event.error)
             })
             .await?;
         Ok(trail)

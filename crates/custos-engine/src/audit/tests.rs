@@ -473,6 +473,11 @@ async fn a_denied_request_and_a_bad_token_are_audited_with_their_errors() {
         json!(f.audit_hash("file", bogus).await)
     );
     assert_eq!(app[2]["auth"], json!({"token_type": "default"}));
+    assert_eq!(
+        app[2]["error"], "permission denied",
+        "as Vault, on the request record"
+    );
+    assert!(app[0].get("error").is_none());
     assert_eq!(app[3]["error"], "permission denied");
     assert_eq!(app[3]["response"]["status"], 403);
     assert!(!f.all_text("file/").contains(bogus));
