@@ -127,7 +127,8 @@ impl Request {
 ///
 /// The fields after `alert` are what audit devices' records are made of; they borrow from the
 /// request being served, so an event costs no copy. [`AuditEvent::new`] leaves them empty.
-#[derive(Clone, Debug)]
+/// Its `Debug` shows neither the token nor the body nor the answer.
+#[derive(Clone)]
 pub struct AuditEvent<'a> {
     pub request_id: &'a str,
     pub operation: Operation,
@@ -152,6 +153,22 @@ pub struct AuditEvent<'a> {
     pub response: Option<&'a LogicalResponse>,
     /// The error, on the response event of a request that failed.
     pub error: Option<&'a EngineError>,
+}
+
+impl std::fmt::Debug for AuditEvent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditEvent")
+            .field("request_id", &self.request_id)
+            .field("operation", &self.operation)
+            .field("path", &crate::Untrusted(self.path))
+            .field("caller", &self.caller)
+            .field("outcome", &self.outcome)
+            .field("alert", &self.alert)
+            .field("has_token", &self.token.is_some())
+            .field("auth", &self.auth)
+            .field("wrap_ttl", &self.wrap_ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> AuditEvent<'a> {

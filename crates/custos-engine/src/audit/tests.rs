@@ -1021,3 +1021,15 @@ async fn list_answers_can_be_elided() {
     let list = about(&records, "secret/metadata/");
     assert_eq!(list[1]["response"]["data"]["keys"], 3, "{records:?}");
 }
+
+#[test]
+fn an_event_debug_shows_no_token_or_body() {
+    let request = Request::new(Operation::Update, "secret/data/app")
+        .token("planted-token")
+        .data(json!({"password": "planted-password"}));
+    let event = crate::AuditEvent::of_request(&request, "test");
+    let shown = format!("{event:?}");
+    assert!(shown.contains("secret/data/app"), "{shown}");
+    assert!(!shown.contains("planted-token"), "{shown}");
+    assert!(!shown.contains("planted-password"), "{shown}");
+}
