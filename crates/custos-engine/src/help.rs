@@ -106,6 +106,11 @@ const SYS_SEAL: Topic = Topic {
     synopsis: "The seal life cycle of the server.",
     description: "seal-status, init, unseal and seal as in Vault; key-status and rotate manage the barrier's encryption keys.",
 };
+const SYS_AUDIT: Topic = Topic {
+    route: "^(audit|audit-hash|audit-verify)(?:/(?P<path>.+?))?$",
+    synopsis: "List, enable and disable audit devices; hash a value as a device's records show it.",
+    description: "GET /sys/audit lists the devices; PUT/POST /sys/audit/<path> enables one (type, description, options, local) when the configuration allows it; DELETE disables it (not one declared in the configuration); POST /sys/audit-hash/<path> {\"input\"} answers its HMAC under the device's key; POST /sys/audit-verify/<path> checks checkpoint signatures. All need sudo.",
+};
 const SYS_OTHER: Topic = Topic {
     route: "^.*$",
     synopsis: "The system backend: mounts, seal life cycle, health, response wrapping and custos's own endpoints.",
@@ -133,6 +138,7 @@ fn sys_topic(relative: &str) -> Topic {
         "auth" => SYS_AUTH,
         "health" => SYS_HEALTH,
         "wrapping" => SYS_WRAPPING,
+        "audit" | "audit-hash" | "audit-verify" => SYS_AUDIT,
         "seal-status" | "seal" | "unseal" | "init" | "leader" | "key-status" | "rotate" => SYS_SEAL,
         _ => SYS_OTHER,
     }
