@@ -747,11 +747,9 @@ impl Engine {
             }
         };
         let caller = authenticated.caller.clone();
-        pipeline::validate_path(&request.path)?;
         let request_id = request.request_id.clone();
         let path = request.path.clone();
         let operation = request.operation;
-        let wrap_ttl = request.wrap_ttl.map(wrapping::check_ttl).transpose()?;
         let event = AuditEvent {
             auth: Some(token::audit_auth(&authenticated.entry)),
             ..AuditEvent::of_request(&request, &caller.display_name)
@@ -759,8 +757,11 @@ impl Engine {
         // The request is recorded before it runs; a record no device wrote stops it here.
         let trail = self.audit_request(&unsealed, &event).await?;
         let event = AuditEvent::new(&request_id, operation, &path, &caller.display_name);
-        // Authorised after the request record, so a denied request is audited too.
+        // Checked and authorised after the request record, so a malformed or denied request is
+        // audited too.
         let result = async {
+            pipeline::validate_path(&path)?;
+            let wrap_ttl = request.wrap_ttl.map(wrapping::check_ttl).transpose()?;
             let acl_operation = self.acl_operation(&unsealed, &caller, &request).await?;
             let decision = self.authorize(&unsealed, &caller, &request, acl_operation)?;
             authenticated.sudo = decision.sudo;

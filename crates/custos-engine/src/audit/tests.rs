@@ -1033,3 +1033,21 @@ fn an_event_debug_shows_no_token_or_body() {
     assert!(!shown.contains("planted-token"), "{shown}");
     assert!(!shown.contains("planted-password"), "{shown}");
 }
+
+#[tokio::test]
+async fn a_malformed_path_is_audited_with_its_error() {
+    let f = fixture().await;
+    let refused = f
+        .run(Operation::Read, "secret/data/a/../b", &f.root, None)
+        .await;
+    assert!(matches!(refused, Err(EngineError::InvalidRequest(_))));
+    let records = f.records("file/");
+    let bad = about(&records, "secret/data/a/../b");
+    assert_eq!(bad.len(), 2, "{records:?}");
+    assert_eq!(bad[1]["response"]["status"], 400);
+    assert!(
+        bad[1]["error"]
+            .as_str()
+            .is_some_and(|error| error.starts_with("invalid path"))
+    );
+}
