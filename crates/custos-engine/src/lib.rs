@@ -751,7 +751,7 @@ impl Engine {
         let path = request.path.clone();
         let operation = request.operation;
         let event = AuditEvent {
-            auth: Some(token::audit_auth(&authenticated.entry)),
+            auth: Some(token::audit_auth(&authenticated.entry, &authenticated.hash)),
             ..AuditEvent::of_request(&request, &caller.display_name)
         };
         // The request is recorded before it runs; a record no device wrote stops it here.

@@ -171,6 +171,17 @@ impl std::fmt::Debug for AuditEvent<'_> {
     }
 }
 
+impl std::fmt::Debug for AuditAuth<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditAuth")
+            .field("accessor", &self.accessor)
+            .field("display_name", &self.display_name)
+            .field("policies", &self.policies)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> AuditEvent<'a> {
     /// An event with only its identity: no token, body, connection or outcome.
     pub fn new(
@@ -214,7 +225,7 @@ impl<'a> AuditEvent<'a> {
 }
 
 /// What records show of the token that made a request (Vault's `auth` block).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct AuditAuth<'a> {
     /// The token's accessor (hashed in records unless `hmac_accessor=false`).
     pub accessor: &'a str,
@@ -229,6 +240,9 @@ pub struct AuditAuth<'a> {
     pub issue_time_nanos: i128,
     /// Uses left after this one; 0: unlimited.
     pub remaining_uses: u64,
+    /// The engine's keyed hash of the token (its storage key): devices cache the caller's
+    /// hashes under it. Never written to a record; empty: do not cache.
+    pub token_key: &'a str,
 }
 
 /// Where audit records go. A failing sink fails the request (no audit, no service).

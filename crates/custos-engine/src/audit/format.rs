@@ -80,11 +80,15 @@ struct Hashing<'a> {
     hmac: Option<&'a PreparedHmac>,
     /// Values under these keys stay in clear.
     non_hmac: &'a [String],
+    /// The hash of the empty string, made once per device (empty values are common: KV's
+    /// `deletion_time`).
+    empty: &'a str,
 }
 
 impl Hashing<'_> {
     fn string(&self, value: &str) -> String {
         match self.hmac {
+            Some(_) if value.is_empty() => self.empty.to_owned(),
             Some(hmac) => hmac_string(hmac, value),
             None => value.to_owned(),
         }
@@ -95,11 +99,20 @@ impl Hashing<'_> {
     }
 }
 
-fn hmac_string(hmac: &PreparedHmac, value: &str) -> String {
-    let mut out = String::with_capacity(12 + 64);
-    out.push_str("hmac-sha256:");
-    out.push_str(&hmac.sign_hex(value.as_bytes()));
-    out
+/// `"hmac-sha256:" + hex(HMAC(value))`, written byte by byte into one allocation (this runs for
+/// every string of every record).
+pub(crate) fn hmac_string(hmac: &PreparedHmac, value: &str) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    const PREFIX: &[u8] = b"hmac-sha256:";
+    let tag = hmac.sign(value.as_bytes());
+    let mut out = Vec::with_capacity(PREFIX.len() + 2 * tag.len());
+    out.extend_from_slice(PREFIX);
+    for byte in tag {
+        out.push(DIGITS[usize::from(byte >> 4)]);
+        out.push(DIGITS[usize::from(byte & 0x0f)]);
+    }
+    // Only ASCII was written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Whether `text` is an RFC 3339 timestamp (Vault leaves those in clear: creation and
@@ -336,18 +349,37 @@ pub(crate) fn request_fragment(
     let how = Hashing {
         hmac,
         non_hmac: &mount.non_hmac_request_keys,
+        empty: &device.empty_hash,
     };
-    // The caller's token is hashed once, for both blocks.
-    let client_token = event
-        .token
-        .filter(|token| !token.is_empty())
-        .map(|token| how.string(token));
-    // So is the caller's accessor.
-    let caller_accessor = event
+    // The caller's token and accessor are hashed once, for both blocks; an authenticated
+    // caller's come from the device's cache when it made a request lately.
+    let cached = event
         .auth
         .as_ref()
-        .map(|auth| accessor(device, hmac, auth.accessor))
-        .filter(|accessor| !accessor.is_empty());
+        .filter(|auth| hmac.is_some() && !auth.token_key.is_empty())
+        .and_then(|auth| device.cached_caller(auth.token_key));
+    let (client_token, caller_accessor) = match cached {
+        Some((token, accessor)) => (Some(token), Some(Cow::Owned(accessor))),
+        None => {
+            let client_token = event
+                .token
+                .filter(|token| !token.is_empty())
+                .map(|token| how.string(token));
+            let caller_accessor = event
+                .auth
+                .as_ref()
+                .map(|auth| accessor(device, hmac, auth.accessor))
+                .filter(|accessor| !accessor.is_empty());
+            if let (Some(auth), Some(token), Some(accessor)) =
+                (event.auth.as_ref(), &client_token, &caller_accessor)
+                && hmac.is_some()
+                && !auth.token_key.is_empty()
+            {
+                device.cache_caller(auth.token_key, token, accessor);
+            }
+            (client_token, caller_accessor)
+        }
+    };
     let auth = match &event.auth {
         Some(auth) => AuthBlock {
             client_token: client_token.clone(),
@@ -444,6 +476,7 @@ pub(crate) fn response_record(
     let how = Hashing {
         hmac,
         non_hmac: &response.mount.non_hmac_response_keys,
+        empty: &device.empty_hash,
     };
     let (answer, error): (Option<&LogicalResponse>, Option<&EngineError>) = match response.outcome {
         Outcome::Answer(answer) => (answer, None),

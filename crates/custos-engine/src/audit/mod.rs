@@ -274,6 +274,8 @@ pub(crate) struct Device {
     pub(crate) format: Format,
     /// The key string values are hashed with (the salt).
     pub(crate) salt: PreparedHmac,
+    /// The hash of the empty string under the salt.
+    pub(crate) empty_hash: String,
     /// The key checkpoints are signed with: HMAC(salt, "custos audit checkpoint key").
     checkpoint: PreparedHmac,
     /// The options the factory sees.
@@ -289,7 +291,14 @@ pub(crate) struct Device {
     failures: Mutex<(Option<Instant>, u64)>,
     /// Closed for good (sealed, disabled, shut down): never opened again.
     closed: std::sync::atomic::AtomicBool,
+    /// The hashes of recent callers' tokens and accessors, by the engine's keyed hash of the
+    /// token: most requests come from a few tokens, and two HMACs per request are a good part
+    /// of a record's cost. Holds only hashes; emptied when full.
+    callers: RwLock<std::collections::HashMap<String, (String, String)>>,
 }
+
+/// How many callers a device's cache holds before it starts over.
+const MAX_CACHED_CALLERS: usize = 4096;
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -322,11 +331,13 @@ impl Device {
         };
         let salt = PreparedHmac::new(salt);
         let checkpoint = PreparedHmac::new(&salt.sign(CHECKPOINT_KEY_LABEL));
+        let empty_hash = format::hmac_string(&salt, "");
         Device {
             spec,
             declared,
             format,
             salt,
+            empty_hash,
             checkpoint,
             factory_options,
             unusable,
@@ -334,13 +345,38 @@ impl Device {
             last_attempt: Mutex::new(None),
             failures: Mutex::new((None, 0)),
             closed: std::sync::atomic::AtomicBool::new(false),
+            callers: RwLock::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// The cached hashes of the caller whose token the engine hashes to `token_key`.
+    pub(crate) fn cached_caller(&self, token_key: &str) -> Option<(String, String)> {
+        self.callers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(token_key)
+            .cloned()
+    }
+
+    /// Remembers a caller's hashed token and accessor.
+    pub(crate) fn cache_caller(&self, token_key: &str, token: &str, accessor: &str) {
+        let mut callers = self
+            .callers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if callers.len() >= MAX_CACHED_CALLERS {
+            callers.clear();
+        }
+        callers.insert(
+            token_key.to_owned(),
+            (token.to_owned(), accessor.to_owned()),
+        );
     }
 
     /// `"hmac-sha256:<hex>"` of `value` under the device's salt: what records show in place of
     /// a secret, and what `sys/audit-hash` answers.
     pub(crate) fn hash(&self, value: &str) -> String {
-        format!("hmac-sha256:{}", self.salt.sign_hex(value.as_bytes()))
+        format::hmac_string(&self.salt, value)
     }
 
     /// The signer handed to the factory.

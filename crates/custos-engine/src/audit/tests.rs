@@ -332,6 +332,23 @@ async fn kv_write_and_read_records_are_shaped_like_vaults() {
             .is_some_and(|time| time.starts_with("2025-01-15T10:00:00")),
         "{read}"
     );
+    assert!(
+        is_hmac(&data["metadata"]["deletion_time"]),
+        "empty strings are hashed too"
+    );
+    // The second request's caller hashes come from the device's cache: the same values.
+    assert_eq!(
+        read["auth"]["client_token"],
+        request["auth"]["client_token"]
+    );
+    assert_eq!(
+        read["request"]["client_token_accessor"],
+        block["client_token_accessor"]
+    );
+    assert_eq!(
+        read["auth"]["client_token"],
+        json!(f.audit_hash("file", &f.root).await)
+    );
     let text = f.all_text("file/");
     assert!(!text.contains("hunter2-planted"));
     assert!(!text.contains(&f.root));

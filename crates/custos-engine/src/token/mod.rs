@@ -283,8 +283,9 @@ impl From<TokenEntry> for Caller {
     }
 }
 
-/// What audit records show of the token `entry` (Vault's `auth` block).
-pub(crate) fn audit_auth(entry: &TokenEntry) -> crate::AuditAuth<'_> {
+/// What audit records show of the token `entry`, whose keyed hash is `hash` (Vault's `auth`
+/// block).
+pub(crate) fn audit_auth<'a>(entry: &'a TokenEntry, hash: &'a str) -> crate::AuditAuth<'a> {
     crate::AuditAuth {
         accessor: &entry.accessor,
         display_name: &entry.display_name,
@@ -294,5 +295,6 @@ pub(crate) fn audit_auth(entry: &TokenEntry) -> crate::AuditAuth<'_> {
         ttl: entry.ttl,
         issue_time_nanos: entry.issue_time_nanos,
         remaining_uses: entry.num_uses,
+        token_key: hash,
     }
 }
