@@ -34,6 +34,8 @@ pub enum ErrorCode {
     AlreadyInitialized,
     InvalidUnsealKey,
     StorageUnavailable,
+    /// Audit devices are enabled and none could record the request: refused, nothing done.
+    AuditUnavailable,
     Timeout,
     Conflict,
     Expired,
@@ -44,7 +46,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidJson,
         ErrorCode::PayloadTooLarge,
@@ -56,6 +58,7 @@ impl ErrorCode {
         ErrorCode::AlreadyInitialized,
         ErrorCode::InvalidUnsealKey,
         ErrorCode::StorageUnavailable,
+        ErrorCode::AuditUnavailable,
         ErrorCode::Timeout,
         ErrorCode::Conflict,
         ErrorCode::Expired,
@@ -77,6 +80,7 @@ impl ErrorCode {
             ErrorCode::AlreadyInitialized => "already_initialized",
             ErrorCode::InvalidUnsealKey => "invalid_unseal_key",
             ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Expired => "secret_expired",

@@ -79,6 +79,50 @@ impl fmt::Debug for KeyedHasher {
     }
 }
 
+/// An HMAC-SHA256 key prepared once for many messages: the audit log hashes every string of
+/// every record, so rebuilding the key per message (as [`KeyedHasher`] does) would cost two
+/// extra SHA-256 blocks each time. ring keeps the key's padded inner and outer states, from
+/// which the key cannot be read back; the raw bytes are not kept.
+#[derive(Clone)]
+pub struct PreparedHmac {
+    key: hmac::Key,
+}
+
+impl PreparedHmac {
+    /// Prepares `key` (any length; HMAC hashes longer keys first).
+    pub fn new(key: &[u8]) -> PreparedHmac {
+        PreparedHmac {
+            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+        }
+    }
+
+    /// HMAC-SHA256 of `data`.
+    pub fn sign(&self, data: &[u8]) -> [u8; HASH_LEN] {
+        let tag = hmac::sign(&self.key, data);
+        let mut out = [0u8; HASH_LEN];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// HMAC-SHA256 of `data`, as 64 lower-case hex characters.
+    pub fn sign_hex(&self, data: &[u8]) -> String {
+        to_hex(&self.sign(data))
+    }
+
+    /// Whether `tag` is the HMAC of `data`, compared in constant time.
+    pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&self.key, data, tag).is_ok()
+    }
+}
+
+impl fmt::Debug for PreparedHmac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedHmac")
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
 /// SHA-256 of `data` as 64 lower-case hex characters: the public fingerprint of a credential
 /// (GitHub's secret-scanning programme calls it `token_hash`), safe to log and return.
 pub fn sha256_hex(data: &[u8]) -> String {

@@ -50,6 +50,10 @@ pub enum EngineError {
     /// number of seconds. The same answer whether or not the user exists.
     #[error("too many failed login attempts; try again later")]
     LoginLocked { retry_after_seconds: u64 },
+    /// Audit devices are enabled and none could write the request's record: the request is
+    /// refused (and did nothing). Says nothing about which device or why; the log does.
+    #[error("audit log unavailable: request refused")]
+    AuditUnavailable,
     /// Storage cannot be reached: the request fails closed and may be retried.
     #[error("storage is unavailable, try again later")]
     Unavailable(#[source] StorageError),

@@ -111,6 +111,11 @@ const SYS_INVENTORY: Topic = Topic {
     synopsis: "Who uses which credential, from where.",
     description: "GET lists every credential (token accessor, AppRole role and secret id, userpass user, certificate) with its first and last use, requests, source addresses, user agents and certificate fingerprints, and every live token, used or not. Filters: unused_since (RFC 3339 or 720h, 30d), min_addresses, auth_method, policy, kind; pages: limit, after. See docs/inventory.md.",
 };
+const SYS_AUDIT: Topic = Topic {
+    route: "^(audit|audit-hash|audit-verify)(?:/(?P<path>.+?))?$",
+    synopsis: "List, enable and disable audit devices; hash a value as a device's records show it.",
+    description: "GET /sys/audit lists the devices; PUT/POST /sys/audit/<path> enables one (type, description, options, local) when the configuration allows it; DELETE disables it (not one declared in the configuration); POST /sys/audit-hash/<path> {\"input\"} answers its HMAC under the device's key; POST /sys/audit-verify/<path> checks checkpoint signatures. All need sudo.",
+};
 const SYS_OTHER: Topic = Topic {
     route: "^.*$",
     synopsis: "The system backend: mounts, seal life cycle, health, response wrapping and custos's own endpoints.",
@@ -139,6 +144,7 @@ fn sys_topic(relative: &str) -> Topic {
         "health" => SYS_HEALTH,
         "wrapping" => SYS_WRAPPING,
         "inventory" => SYS_INVENTORY,
+        "audit" | "audit-hash" | "audit-verify" => SYS_AUDIT,
         "seal-status" | "seal" | "unseal" | "init" | "leader" | "key-status" | "rotate" => SYS_SEAL,
         _ => SYS_OTHER,
     }

@@ -309,12 +309,14 @@ impl Engine {
         self.inner
             .audit
             .record(&AuditEvent {
-                request_id,
-                operation: crate::logical::Operation::Update,
-                path: "sys/leaks",
-                caller: "leak-report",
                 outcome: Some(Ok(())),
                 alert: Some(alert),
+                ..AuditEvent::new(
+                    request_id,
+                    crate::logical::Operation::Update,
+                    "sys/leaks",
+                    "leak-report",
+                )
             })
             .await?;
         tracing::warn!(

@@ -4,6 +4,7 @@
 //! While sealed the only storage it touches is the seal configuration and the root-key-sealed
 //! keyring; everything else is reached through a [`Barrier`], which only exists after unsealing.
 
+mod audit;
 mod auth;
 mod barrier;
 mod clock;
@@ -26,6 +27,10 @@ mod token;
 mod untrusted;
 mod wrapping;
 
+pub use audit::{
+    AuditConfig, AuditDevice, AuditDeviceFactory, CheckpointSigner, DeviceSpec, NoDevices,
+    default_status,
+};
 pub use auth::{LockoutPolicy, LoginLockout};
 pub use barrier::{Barrier, KeyInfo, Plain};
 pub use clock::{Clock, FakeClock, SystemClock};
@@ -39,7 +44,8 @@ pub use inventory::{
 pub use leaks::MAX_LEAKS_PER_REPORT;
 pub use mounts::{MountConfig, MountEntry};
 pub use pipeline::{
-    AuditEvent, AuditSink, ClientCert, Connection, MAX_PATH_LEN, NoAudit, Request, validate_path,
+    AuditAuth, AuditEvent, AuditSink, ClientCert, Connection, MAX_PATH_LEN, NoAudit, Request,
+    validate_path,
 };
 pub use token::{Caller, IssuedToken, TokenGrant};
 pub use untrusted::{MAX_LOGGED_CHARS, Untrusted};
@@ -136,6 +142,8 @@ struct Unsealed {
     root_generation: std::sync::Mutex<Option<generate_root::Attempt>>,
     /// ACL policies and the sets compiled from them.
     policies: policy::PolicyStore,
+    /// The audit devices of this unsealing.
+    audit: audit::Broker,
 }
 
 impl Unsealed {
@@ -186,6 +194,8 @@ struct Inner {
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditSink>,
+    /// The audit devices to open at the next unseal, and how.
+    audit_config: RwLock<audit::AuditConfig>,
     limits: Limits,
     state: RwLock<State>,
     /// Serialises init, unseal and seal; readers never wait for it.
@@ -273,6 +283,7 @@ impl Engine {
                 storage,
                 clock,
                 audit,
+                audit_config: RwLock::new(audit::AuditConfig::default()),
                 limits,
                 state: RwLock::new(State::Sealed(Pending::default())),
                 transition: tokio::sync::Mutex::new(()),
@@ -561,6 +572,7 @@ impl Engine {
         let table = mounts::MountTable::load(&barrier).await?;
         let auths = auth::load_or_create(&barrier).await?;
         let policies = policy::open(&barrier).await?;
+        let audit = audit::Broker::open(&barrier, self.audit_config()).await?;
         Ok(Unsealed {
             barrier: Arc::new(barrier),
             token_hasher,
@@ -570,6 +582,7 @@ impl Engine {
             mirrors: mirror::Mirrors::default(),
             root_generation: std::sync::Mutex::new(None),
             policies,
+            audit,
         })
     }
 
@@ -611,6 +624,9 @@ impl Engine {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         let in_flight = Arc::strong_count(&unsealed) - 1;
+        // The devices write their closing checkpoints; a request still running fails on its
+        // next record.
+        unsealed.audit.close_all().await;
         unsealed.barrier.close();
         if in_flight > 0 {
             tracing::warn!(
@@ -729,8 +745,14 @@ impl Engine {
             request
         };
         // Authenticate first, so an anonymous caller learns nothing, not even that a path is
-        // malformed.
-        let mut authenticated = self.authenticate_request(&unsealed, &request).await?;
+        // malformed. A token that does not authenticate is audited too (as Vault does): a
+        // request record with its hash, and a response record with the error.
+        let mut authenticated = match self.authenticate_request(&unsealed, &request).await {
+            Ok(authenticated) => authenticated,
+            Err(error) => {
+                return Err(Box::pin(self.audit_refused(&unsealed, &request, error)).await);
+            }
+        };
         // Memory only (a shard lock and a few counters); flushed later.
         self.inner.inventory.record_token(
             &authenticated.entry,
@@ -738,21 +760,21 @@ impl Engine {
             self.now().as_second(),
         );
         let caller = authenticated.caller.clone();
-        pipeline::validate_path(&request.path)?;
         let request_id = request.request_id.clone();
         let path = request.path.clone();
         let operation = request.operation;
-        let wrap_ttl = request.wrap_ttl.map(wrapping::check_ttl).transpose()?;
         let event = AuditEvent {
-            request_id: &request_id,
-            operation,
-            path: &path,
-            caller: &caller.display_name,
-            outcome: None,
-            alert: None,
+            auth: Some(token::audit_auth(&authenticated.entry, &authenticated.hash)),
+            ..AuditEvent::of_request(&request, &caller.display_name)
         };
-        // Authorised inside the audited block, so a denied request is audited too.
-        self.audited(event, async {
+        // The request is recorded before it runs; a record no device wrote stops it here.
+        let trail = self.audit_request(&unsealed, &event).await?;
+        let event = AuditEvent::new(&request_id, operation, &path, &caller.display_name);
+        // Checked and authorised after the request record, so a malformed or denied request is
+        // audited too.
+        let result = async {
+            pipeline::validate_path(&path)?;
+            let wrap_ttl = request.wrap_ttl.map(wrapping::check_ttl).transpose()?;
             let acl_operation = self.acl_operation(&unsealed, &caller, &request).await?;
             let decision = self.authorize(&unsealed, &caller, &request, acl_operation)?;
             authenticated.sudo = decision.sudo;
@@ -795,8 +817,36 @@ impl Engine {
                 }
                 (_, result) => result,
             }
-        })
-        .await
+        }
+        .await;
+        self.audit_response(&unsealed, trail, &event, audit::Outcome::of(&result))
+            .await?;
+        result
+    }
+
+    /// Audits a request whose token did not authenticate, and hands back the error to answer:
+    /// the audit's own error when it could not be written.
+    async fn audit_refused(
+        &self,
+        unsealed: &Unsealed,
+        request: &Request,
+        error: EngineError,
+    ) -> EngineError {
+        let event = AuditEvent {
+            error: Some(&error),
+            ..AuditEvent::of_request(request, "")
+        };
+        let written = match self.audit_request(unsealed, &event).await {
+            Ok(trail) => {
+                self.audit_response(unsealed, trail, &event, audit::Outcome::Failed(&error))
+                    .await
+            }
+            Err(audit_error) => Err(audit_error),
+        };
+        match written {
+            Ok(()) => error,
+            Err(audit_error) => audit_error,
+        }
     }
 
     /// Turns a login's grant into a token: the answer then carries the `auth` block.
@@ -811,20 +861,6 @@ impl Engine {
             answer.auth = Some(self.issue_token(unsealed, grant).await?);
         }
         Ok(answer)
-    }
-
-    /// Records `event` (the request), runs `work`, then records its outcome. A failing audit
-    /// sink fails the request: no audit, no answer.
-    async fn audited<T>(
-        &self,
-        mut event: AuditEvent<'_>,
-        work: impl std::future::Future<Output = Result<T, EngineError>>,
-    ) -> Result<T, EngineError> {
-        self.inner.audit.record(&event).await?;
-        let result = work.await;
-        event.outcome = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
-        self.inner.audit.record(&event).await?;
-        result
     }
 
     async fn route(
@@ -972,14 +1008,10 @@ impl Engine {
     ) -> Result<Option<logical::LogicalResponse>, EngineError> {
         let path = request.path.trim_end_matches('/');
         let event = AuditEvent {
-            request_id: &request.request_id,
-            operation: request.operation,
             path,
-            caller: "wrapping-token",
-            outcome: None,
-            alert: None,
+            ..AuditEvent::of_request(&request, "wrapping-token")
         };
-        self.audited(event, async {
+        self.audited(unsealed, event, async {
             if path == "sys/wrapping/lookup" {
                 self.wrapping_lookup(unsealed, request.data.as_ref(), request.token.as_deref())
                     .await
@@ -1004,14 +1036,11 @@ impl Engine {
             return Err(EngineError::MethodNotAllowed);
         }
         let event = AuditEvent {
-            request_id: &request.request_id,
-            operation: request.operation,
             path: "sys/leaks",
-            caller: "leak-report",
-            outcome: None,
-            alert: None,
+            ..AuditEvent::of_request(&request, "leak-report")
         };
         self.audited(
+            unsealed,
             event,
             self.report_leaks(unsealed, &request.request_id, request.data.as_ref()),
         )

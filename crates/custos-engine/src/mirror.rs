@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use custos_storage::{Invalidation, Revision, Transaction};
 
-use crate::{Engine, EngineError, Unsealed, auth, barrier, mounts, policy};
+use crate::{Engine, EngineError, Unsealed, audit, auth, barrier, mounts, policy};
 
 type Reload =
     for<'a> fn(&'a Unsealed) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send + 'a>>;
@@ -67,6 +67,12 @@ fn reload_policies(
     Box::pin(policy::reload(unsealed))
 }
 
+fn reload_audit(
+    unsealed: &Unsealed,
+) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send + '_>> {
+    Box::pin(audit::reload(unsealed))
+}
+
 /// Every mirrored table. Later tables (policies, auth methods, ...) add one line here.
 pub(crate) const TABLES: &[MirroredTable] = &[
     MirroredTable {
@@ -88,6 +94,11 @@ pub(crate) const TABLES: &[MirroredTable] = &[
         name: "policies",
         prefix: policy::POLICY_PREFIX,
         reload: reload_policies,
+    },
+    MirroredTable {
+        name: "audit devices",
+        prefix: audit::AUDIT_TABLE_PATH,
+        reload: reload_audit,
     },
 ];
 

@@ -1,8 +1,10 @@
 //! The one request pipeline every logical request goes through:
 //! authenticate → authorise → audit → route to the mount (or to `sys/`) → audit the answer.
 //!
-//! Authorisation is the ACL of the caller's policies (`policy/`); audit is a seam: [`AuditSink`]
-//! is a trait, whose default records nothing until the audit issue replaces it.
+//! Authorisation is the ACL of the caller's policies (`policy/`). Audit goes two ways: every
+//! [`AuditEvent`] goes to the [`AuditSink`] (a seam for tests and alerts; [`NoAudit`] by default),
+//! and request and response records go to the audit devices (`audit/`), which fail the request
+//! when none can write.
 
 use std::collections::BTreeMap;
 
@@ -122,7 +124,11 @@ impl Request {
 }
 
 /// One audited event: the request, and then its outcome.
-#[derive(Clone, Debug)]
+///
+/// The fields after `alert` are what audit devices' records are made of; they borrow from the
+/// request being served, so an event costs no copy. [`AuditEvent::new`] leaves them empty.
+/// Its `Debug` shows neither the token nor the body nor the answer.
+#[derive(Clone)]
 pub struct AuditEvent<'a> {
     pub request_id: &'a str,
     pub operation: Operation,
@@ -133,6 +139,110 @@ pub struct AuditEvent<'a> {
     /// Set on a record that needs a human's attention, such as a root token reported as
     /// leaked; it says what happened and never holds a secret. The alerts issue sends these on.
     pub alert: Option<String>,
+    /// The token the request presented (hashed in records), valid or not.
+    pub token: Option<&'a str>,
+    /// The token's details, once it authenticated.
+    pub auth: Option<AuditAuth<'a>>,
+    /// The request's body (its strings hashed in records).
+    pub data: Option<&'a Map<String, Value>>,
+    /// The connection the request came on.
+    pub connection: Option<&'a Connection>,
+    /// `X-Vault-Wrap-TTL`, in seconds.
+    pub wrap_ttl: Option<u64>,
+    /// The answer, on the response event of a request that succeeded.
+    pub response: Option<&'a LogicalResponse>,
+    /// The error, on the response event of a request that failed.
+    pub error: Option<&'a EngineError>,
+}
+
+impl std::fmt::Debug for AuditEvent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditEvent")
+            .field("request_id", &self.request_id)
+            .field("operation", &self.operation)
+            .field("path", &crate::Untrusted(self.path))
+            .field("caller", &self.caller)
+            .field("outcome", &self.outcome)
+            .field("alert", &self.alert)
+            .field("has_token", &self.token.is_some())
+            .field("auth", &self.auth)
+            .field("wrap_ttl", &self.wrap_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for AuditAuth<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditAuth")
+            .field("accessor", &self.accessor)
+            .field("display_name", &self.display_name)
+            .field("policies", &self.policies)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> AuditEvent<'a> {
+    /// An event with only its identity: no token, body, connection or outcome.
+    pub fn new(
+        request_id: &'a str,
+        operation: Operation,
+        path: &'a str,
+        caller: &'a str,
+    ) -> AuditEvent<'a> {
+        AuditEvent {
+            request_id,
+            operation,
+            path,
+            caller,
+            outcome: None,
+            alert: None,
+            token: None,
+            auth: None,
+            data: None,
+            connection: None,
+            wrap_ttl: None,
+            response: None,
+            error: None,
+        }
+    }
+
+    /// The event of `request`: its id, operation, path, token, body, connection and wrap TTL.
+    pub fn of_request(request: &'a Request, caller: &'a str) -> AuditEvent<'a> {
+        AuditEvent {
+            token: request.token.as_deref(),
+            data: request.data.as_ref(),
+            connection: Some(&request.connection),
+            wrap_ttl: request.wrap_ttl,
+            ..AuditEvent::new(
+                &request.request_id,
+                request.operation,
+                &request.path,
+                caller,
+            )
+        }
+    }
+}
+
+/// What records show of the token that made a request (Vault's `auth` block).
+#[derive(Clone, Copy)]
+pub struct AuditAuth<'a> {
+    /// The token's accessor (hashed in records unless `hmac_accessor=false`).
+    pub accessor: &'a str,
+    pub display_name: &'a str,
+    pub policies: &'a [String],
+    pub metadata: Option<&'a BTreeMap<String, String>>,
+    /// `service` (the only kind custos issues).
+    pub token_type: &'a str,
+    /// The token's TTL in seconds; 0: none.
+    pub ttl: u64,
+    /// When the token was issued, in nanoseconds since the epoch.
+    pub issue_time_nanos: i128,
+    /// Uses left after this one; 0: unlimited.
+    pub remaining_uses: u64,
+    /// The engine's keyed hash of the token (its storage key): devices cache the caller's
+    /// hashes under it. Never written to a record; empty: do not cache.
+    pub token_key: &'a str,
 }
 
 /// Where audit records go. A failing sink fails the request (no audit, no service).
@@ -141,7 +251,7 @@ pub trait AuditSink: Send + Sync + 'static {
     async fn record(&self, event: &AuditEvent<'_>) -> Result<(), EngineError>;
 }
 
-/// Records nothing: the sink until audit devices exist.
+/// Records nothing: the default sink (audit devices are configured apart, `AuditConfig`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoAudit;
 

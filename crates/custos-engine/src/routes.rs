@@ -226,6 +226,21 @@ pub const ROUTES: &[Route] = &[
         Sudo,
         "sys/auth/scratch",
     ),
+    // Audit devices (`audit/endpoints.rs`).
+    own("sys/audit", &[Read], Sudo, "sys/audit"),
+    own("sys/audit/*", &[Update, Delete], Sudo, "sys/audit/example"),
+    own(
+        "sys/audit-hash/*",
+        &[Update],
+        Sudo,
+        "sys/audit-hash/example",
+    ),
+    own(
+        "sys/audit-verify/*",
+        &[Update],
+        Sudo,
+        "sys/audit-verify/example",
+    ),
     // Secrets engines (`sys.rs`).
     own("sys/mounts", &[Read], Policy, "sys/mounts"),
     own(

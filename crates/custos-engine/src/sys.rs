@@ -335,6 +335,9 @@ impl Engine {
         rest: &str,
         request: Request,
     ) -> Result<Option<LogicalResponse>, EngineError> {
+        if let Some(answer) = self.handle_audit(unsealed, rest, &request).await {
+            return answer;
+        }
         let operation = request.operation;
         let data = request.data.clone().unwrap_or_default();
         let rest = rest.trim_end_matches('/');

@@ -46,6 +46,100 @@ pub enum ApiError {
     Busy,
 }
 
+/// The HTTP status the server answers for `error`: what audit response records show
+/// (`custos_engine::AuditConfig::status_of`).
+pub fn engine_status(error: &EngineError) -> u16 {
+    engine_parts(error).0.as_u16()
+}
+
+/// The status, the stable code, and the message the client may see, of an engine error.
+fn engine_parts(error: &EngineError) -> (StatusCode, ErrorCode, Option<String>) {
+    use EngineError as E;
+    match error {
+        E::InvalidRequest(message) => (
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            Some(message.clone()),
+        ),
+        E::InvalidUnsealKey(message) => (
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidUnsealKey,
+            Some(message.clone()),
+        ),
+        E::PermissionDenied => (
+            StatusCode::FORBIDDEN,
+            ErrorCode::PermissionDenied,
+            Some(error.to_string()),
+        ),
+        E::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+        E::UnsupportedOperation(message) => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            Some(message.clone()),
+        ),
+        E::Expired(message) => (
+            StatusCode::NOT_FOUND,
+            ErrorCode::Expired,
+            Some(message.clone()),
+        ),
+        E::MethodNotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            Some(error.to_string()),
+        ),
+        E::NoRoute(_) => (
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            Some(error.to_string()),
+        ),
+        E::Conflict => (
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            Some(error.to_string()),
+        ),
+        E::Sealed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Sealed,
+            Some(error.to_string()),
+        ),
+        E::NotInitialized => (
+            StatusCode::BAD_REQUEST,
+            ErrorCode::NotInitialized,
+            Some(error.to_string()),
+        ),
+        E::AlreadyInitialized => (
+            StatusCode::BAD_REQUEST,
+            ErrorCode::AlreadyInitialized,
+            Some(error.to_string()),
+        ),
+        E::IndexNotReached => (
+            StatusCode::PRECONDITION_FAILED,
+            ErrorCode::IndexNotReached,
+            Some(error.to_string()),
+        ),
+        E::LoginLocked { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            Some(error.to_string()),
+        ),
+        E::Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::StorageUnavailable,
+            Some(error.to_string()),
+        ),
+        E::AuditUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::AuditUnavailable,
+            Some(error.to_string()),
+        ),
+        E::Internal(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            Some("internal error".into()),
+        ),
+    }
+}
+
 /// The full text of an internal error, kept in the response extensions for the log.
 #[derive(Clone, Debug)]
 pub(crate) struct ErrorDetail(pub(crate) String);
@@ -53,86 +147,8 @@ pub(crate) struct ErrorDetail(pub(crate) String);
 impl ApiError {
     /// The status, the stable code, and the message the client may see.
     fn parts(&self) -> (StatusCode, ErrorCode, Option<String>) {
-        use EngineError as E;
         match self {
-            ApiError::Engine(error) => match error {
-                E::InvalidRequest(message) => (
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::InvalidRequest,
-                    Some(message.clone()),
-                ),
-                E::InvalidUnsealKey(message) => (
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::InvalidUnsealKey,
-                    Some(message.clone()),
-                ),
-                E::PermissionDenied => (
-                    StatusCode::FORBIDDEN,
-                    ErrorCode::PermissionDenied,
-                    Some(error.to_string()),
-                ),
-                E::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
-                E::UnsupportedOperation(message) => (
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    ErrorCode::MethodNotAllowed,
-                    Some(message.clone()),
-                ),
-                E::Expired(message) => (
-                    StatusCode::NOT_FOUND,
-                    ErrorCode::Expired,
-                    Some(message.clone()),
-                ),
-                E::MethodNotAllowed => (
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    ErrorCode::MethodNotAllowed,
-                    Some(error.to_string()),
-                ),
-                E::NoRoute(_) => (
-                    StatusCode::NOT_FOUND,
-                    ErrorCode::NotFound,
-                    Some(error.to_string()),
-                ),
-                E::Conflict => (
-                    StatusCode::CONFLICT,
-                    ErrorCode::Conflict,
-                    Some(error.to_string()),
-                ),
-                E::Sealed => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::Sealed,
-                    Some(error.to_string()),
-                ),
-                E::NotInitialized => (
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::NotInitialized,
-                    Some(error.to_string()),
-                ),
-                E::AlreadyInitialized => (
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::AlreadyInitialized,
-                    Some(error.to_string()),
-                ),
-                E::IndexNotReached => (
-                    StatusCode::PRECONDITION_FAILED,
-                    ErrorCode::IndexNotReached,
-                    Some(error.to_string()),
-                ),
-                E::LoginLocked { .. } => (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    ErrorCode::RateLimited,
-                    Some(error.to_string()),
-                ),
-                E::Unavailable(_) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::StorageUnavailable,
-                    Some(error.to_string()),
-                ),
-                E::Internal(_) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
-                    Some("internal error".into()),
-                ),
-            },
+            ApiError::Engine(error) => engine_parts(error),
             ApiError::InvalidJson(_) => (
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidJson,

@@ -20,7 +20,7 @@ mod tls;
 pub use body::{
     BUDGET_WAIT, BodyBudget, LEAKS_BODY_BYTES, MAX_JSON_DEPTH, MAX_JSON_KEYS, SMALL_BODY_BYTES,
 };
-pub use error::ApiError;
+pub use error::{ApiError, engine_status};
 pub use forwarded::ForwardedFor;
 pub use guard::{RATE_LIMIT_ADDRESSES, RateLimiter};
 pub use listener::{PeerInfo, ServeOptions, serve};

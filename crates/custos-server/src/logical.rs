@@ -314,6 +314,8 @@ fn flattens(path: &str) -> bool {
         || path == "sys/policy"
         || path.starts_with("sys/policy/")
         || path.starts_with("sys/capabilities")
+        || path == "sys/audit"
+        || path.starts_with("sys/audit-hash/")
 }
 
 /// `X-Vault-Wrap-TTL`: seconds (`300`) or a Go duration with Vault's `d` unit (`5m`, `1h30m`,

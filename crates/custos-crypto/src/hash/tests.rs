@@ -92,3 +92,17 @@ fn sha256_matches_an_independent_implementation() {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
 }
+
+#[test]
+fn prepared_hmac_matches_the_keyed_hasher_and_verifies() {
+    let hasher = KeyedHasher::from_bytes(&KEY).expect("key");
+    let prepared = PreparedHmac::new(&KEY);
+    assert_eq!(
+        prepared.sign_hex(b"custos token"),
+        hasher.hash_hex(b"custos token")
+    );
+    let tag = prepared.sign(b"payload");
+    assert!(prepared.verify(b"payload", &tag));
+    assert!(!prepared.verify(b"payload!", &tag));
+    assert!(!format!("{prepared:?}").contains('0'));
+}

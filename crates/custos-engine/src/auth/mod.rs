@@ -257,15 +257,12 @@ impl Engine {
             .transpose()?;
         let request_id = request.request_id.clone();
         let path = request.path.clone();
-        let event = AuditEvent {
-            request_id: &request_id,
-            operation: request.operation,
-            path: &path,
-            caller: "login",
-            outcome: None,
-            alert: None,
-        };
-        self.audited(event, async {
+        let operation = request.operation;
+        // The login's credentials (passwords, secret ids) are hashed like every string.
+        let trail = self
+            .audit_request(unsealed, &AuditEvent::of_request(&request, "login"))
+            .await?;
+        let result = async {
             let answer = self.login(unsealed, method, request).await?;
             // `X-Vault-Wrap-TTL` on a login wraps the token, as in Vault.
             match (wrap_ttl, answer) {
@@ -274,9 +271,12 @@ impl Engine {
                 }
                 (_, answer) => Ok(answer),
             }
-        })
-        .await
-        .map(Ok)
+        }
+        .await;
+        let event = AuditEvent::new(&request_id, operation, &path, "login");
+        self.audit_response(unsealed, trail, &event, crate::audit::Outcome::of(&result))
+            .await?;
+        result.map(Ok)
     }
 
     /// A login: the lockout first, then the method, then the token for its grant.

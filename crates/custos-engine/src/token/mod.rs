@@ -285,3 +285,19 @@ impl From<TokenEntry> for Caller {
         }
     }
 }
+
+/// What audit records show of the token `entry`, whose keyed hash is `hash` (Vault's `auth`
+/// block).
+pub(crate) fn audit_auth<'a>(entry: &'a TokenEntry, hash: &'a str) -> crate::AuditAuth<'a> {
+    crate::AuditAuth {
+        accessor: &entry.accessor,
+        display_name: &entry.display_name,
+        policies: &entry.policies,
+        metadata: entry.meta.as_ref(),
+        token_type: "service",
+        ttl: entry.ttl,
+        issue_time_nanos: entry.issue_time_nanos,
+        remaining_uses: entry.num_uses,
+        token_key: hash,
+    }
+}

@@ -540,12 +540,14 @@ impl Engine {
                 self.inner
                     .audit
                     .record(&AuditEvent {
-                        request_id: &request.request_id,
-                        operation: request.operation,
-                        path: &request.path,
-                        caller: "token-binding-failure",
                         outcome: Some(Err(EngineError::PermissionDenied.to_string())),
                         alert: Some(alert),
+                        ..AuditEvent::new(
+                            &request.request_id,
+                            request.operation,
+                            &request.path,
+                            "token-binding-failure",
+                        )
                     })
                     .await?;
                 Err(EngineError::PermissionDenied)
