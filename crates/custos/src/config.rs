@@ -54,6 +54,52 @@ pub(crate) struct RawConfig {
     pub(crate) seal: RawSeal,
     #[serde(default)]
     pub(crate) auth: RawAuth,
+    /// `[[audit]]` tables: the audit devices this node writes to (see `docs/audit.md`).
+    #[serde(default)]
+    pub(crate) audit: Vec<RawAudit>,
+    /// Let `sys/audit/<path>` enable and disable audit devices over the API (OpenBao's name).
+    pub(crate) unsafe_allow_api_audit_creation: Option<bool>,
+    /// Let an audit device set `log_raw = true` (secrets in clear in the audit log).
+    pub(crate) unsafe_allow_audit_log_raw: Option<bool>,
+}
+
+/// One `[[audit]]` table: an audit device declared by the operator. The device's options are
+/// its keys other than `path`, `type`, `description` and `local`, plus an optional `options`
+/// table for anything the build knows and this list does not name; the engine and the device
+/// refuse options they do not know.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    /// Its name in `sys/audit` (`file`).
+    pub(crate) path: String,
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    pub(crate) description: Option<String>,
+    pub(crate) local: Option<bool>,
+    pub(crate) file_path: Option<String>,
+    pub(crate) mode: Option<String>,
+    pub(crate) fsync: Option<String>,
+    pub(crate) fsync_interval: Option<String>,
+    pub(crate) max_file_size: Option<String>,
+    pub(crate) checkpoint_records: Option<u64>,
+    pub(crate) checkpoint_interval: Option<String>,
+    pub(crate) hmac_accessor: Option<bool>,
+    pub(crate) log_raw: Option<bool>,
+    pub(crate) elide_list_responses: Option<bool>,
+    pub(crate) format: Option<String>,
+    #[serde(default)]
+    pub(crate) options: std::collections::BTreeMap<String, String>,
+}
+
+/// An audit device from the configuration file, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AuditDeviceConfig {
+    /// With a trailing slash, as `sys/audit` shows it (`file/`).
+    pub(crate) path: String,
+    pub(crate) kind: String,
+    pub(crate) description: String,
+    pub(crate) local: bool,
+    pub(crate) options: std::collections::BTreeMap<String, String>,
 }
 
 /// `[auth]`: the login lockout (see `docs/auth.md`).
@@ -209,6 +255,10 @@ pub(crate) struct Config {
     pub(crate) max_secret_bytes: usize,
     pub(crate) max_encryptions_per_key: u64,
     pub(crate) login_lockout: custos_engine::LoginLockout,
+    /// Audit devices declared in the file (`[[audit]]`).
+    pub(crate) audit_devices: Vec<AuditDeviceConfig>,
+    pub(crate) allow_api_audit_creation: bool,
+    pub(crate) allow_audit_log_raw: bool,
 }
 
 /// Overlays `top` on `base`: every field `top` sets wins.
@@ -273,7 +323,77 @@ pub(crate) fn merge(base: RawConfig, top: RawConfig) -> RawConfig {
             lockout_address_window: pick!(auth.lockout_address_window),
             lockout_address_duration: pick!(auth.lockout_address_duration),
         },
+        // Audit devices are declared in the file only; a later layer never drops them.
+        audit: if top.audit.is_empty() {
+            base.audit
+        } else {
+            top.audit
+        },
+        unsafe_allow_api_audit_creation: pick!(unsafe_allow_api_audit_creation),
+        unsafe_allow_audit_log_raw: pick!(unsafe_allow_audit_log_raw),
     }
+}
+
+/// Checks the `[[audit]]` tables: a path each, no path twice, a type this build offers, and
+/// the device's options as the strings the engine and the device read (Vault's shape).
+fn audit_devices(raw: &[RawAudit]) -> anyhow::Result<Vec<AuditDeviceConfig>> {
+    let mut devices: Vec<AuditDeviceConfig> = Vec::with_capacity(raw.len());
+    for (index, table) in raw.iter().enumerate() {
+        let name = table.path.trim_matches('/');
+        if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            bail!(
+                "[[audit]] table {}: `path` must be a name such as \"file\"",
+                index + 1
+            );
+        }
+        let path = format!("{name}/");
+        if devices.iter().any(|device| device.path == path) {
+            bail!("[[audit]]: two devices have the path {path:?}");
+        }
+        if table.kind != "file" {
+            bail!(
+                "[[audit]] {path:?}: type {:?} is not offered (this build has \"file\")",
+                table.kind
+            );
+        }
+        let mut options = table.options.clone();
+        let mut set = |key: &str, value: Option<String>| -> anyhow::Result<()> {
+            if let Some(value) = value
+                && options.insert(key.to_owned(), value).is_some()
+            {
+                bail!("[[audit]] {path:?}: {key} is set twice (as a key and in `options`)");
+            }
+            Ok(())
+        };
+        set("file_path", table.file_path.clone())?;
+        set("mode", table.mode.clone())?;
+        set("fsync", table.fsync.clone())?;
+        set("fsync_interval", table.fsync_interval.clone())?;
+        set("max_file_size", table.max_file_size.clone())?;
+        set(
+            "checkpoint_records",
+            table.checkpoint_records.map(|n| n.to_string()),
+        )?;
+        set("checkpoint_interval", table.checkpoint_interval.clone())?;
+        set("hmac_accessor", table.hmac_accessor.map(|b| b.to_string()))?;
+        set("log_raw", table.log_raw.map(|b| b.to_string()))?;
+        set(
+            "elide_list_responses",
+            table.elide_list_responses.map(|b| b.to_string()),
+        )?;
+        set("format", table.format.clone())?;
+        if !options.contains_key("file_path") && !options.contains_key("path") {
+            bail!("[[audit]] {path:?}: a file device needs `file_path` (a file, or \"stdout\")");
+        }
+        devices.push(AuditDeviceConfig {
+            path,
+            kind: table.kind.clone(),
+            description: table.description.clone().unwrap_or_default(),
+            local: table.local.unwrap_or(false),
+            options,
+        });
+    }
+    Ok(devices)
 }
 
 /// Parses a TOML configuration file's text.
@@ -456,6 +576,11 @@ pub(crate) fn from_env(env: &dyn EnvSource) -> anyhow::Result<RawConfig> {
             lockout_address_window: env.var("CUSTOS_AUTH_LOCKOUT_ADDRESS_WINDOW"),
             lockout_address_duration: env.var("CUSTOS_AUTH_LOCKOUT_ADDRESS_DURATION"),
         },
+        // Audit devices and the switches that loosen them are set in the file only, where
+        // they are reviewed with the rest of the deployment.
+        audit: Vec::new(),
+        unsafe_allow_api_audit_creation: None,
+        unsafe_allow_audit_log_raw: None,
     })
 }
 
@@ -665,8 +790,12 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
             )?,
         },
     };
+    let audit_devices = audit_devices(&raw.audit)?;
     Ok(Config {
         login_lockout,
+        audit_devices,
+        allow_api_audit_creation: raw.unsafe_allow_api_audit_creation.unwrap_or(false),
+        allow_audit_log_raw: raw.unsafe_allow_audit_log_raw.unwrap_or(false),
         address,
         api_addr: raw.api_addr,
         tls,

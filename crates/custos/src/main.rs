@@ -2,6 +2,7 @@
 //! storage backend, installs the log subscriber and chooses exit codes.
 
 mod audit_cmd;
+mod audit_devices;
 mod auth_cmd;
 mod config;
 mod connection;

@@ -59,6 +59,9 @@ fn load_config(args: &ServerArgs, env: &dyn config::EnvSource) -> anyhow::Result
                 level: args.log_level.clone(),
                 format: args.log_format.clone(),
             },
+            // As OpenBao's dev mode: `bao audit enable file file_path=...` works, so a dev
+            // server can be tried with the vault/bao CLI.
+            unsafe_allow_api_audit_creation: Some(true),
             ..Default::default()
         };
         return config::resolve(raw);
@@ -247,6 +250,44 @@ async fn flush_inventory_once(engine: &Engine) {
     }
 }
 
+/// On SIGHUP, every audit device closes its file with a checkpoint and opens its path again,
+/// so a log rotated by an outside tool (logrotate's `postrotate`) continues the chain in a
+/// new file. Devices also notice a moved file by themselves before each write.
+fn reopen_audit_devices_on_hangup(engine: &Engine) {
+    #[cfg(unix)]
+    {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let Ok(mut hangups) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                tracing::warn!(
+                    "cannot listen for SIGHUP; audit files are reopened only when moved"
+                );
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                let engine = engine.clone();
+                // Reopening waits for each device's writer; off the async workers.
+                let outcome =
+                    tokio::task::spawn_blocking(move || engine.reopen_audit_devices()).await;
+                match outcome {
+                    Ok(Ok(())) => tracing::info!("SIGHUP: audit devices reopened"),
+                    Ok(Err(errors)) => {
+                        tracing::error!(
+                            ?errors,
+                            "SIGHUP: some audit devices could not be reopened"
+                        );
+                    }
+                    Err(error) => tracing::error!(%error, "SIGHUP: reopening audit devices failed"),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = engine;
+}
+
 /// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -301,10 +342,28 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ..custos_engine::Limits::default()
         },
     );
+    engine.set_audit_config(custos_engine::AuditConfig {
+        factory: Arc::new(crate::audit_devices::Devices),
+        declared: config
+            .audit_devices
+            .iter()
+            .map(|device| custos_engine::DeviceSpec {
+                path: device.path.clone(),
+                kind: device.kind.clone(),
+                description: device.description.clone(),
+                options: device.options.clone(),
+                local: device.local,
+            })
+            .collect(),
+        allow_api_creation: config.allow_api_audit_creation,
+        allow_log_raw: config.allow_audit_log_raw,
+        status_of: custos_server::engine_status,
+    });
     if let Some(changes) = opened.changes {
         follow_changes(changes, &engine);
     }
     flush_inventory_periodically(&engine);
+    reopen_audit_devices_on_hangup(&engine);
 
     let listener = tokio::net::TcpListener::bind(config.address)
         .await
@@ -359,6 +418,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     custos_server::serve(listener, app, options, shutdown_signal()).await?;
     // What the inventory gathered since the last flush is written once more before exiting.
     flush_inventory_once(&flusher).await;
+    // After the last request: each audit file ends with a closing checkpoint.
+    flusher.close_audit_devices().await;
     tracing::info!("custos server stopped");
     Ok(())
 }

@@ -451,3 +451,93 @@ fn bad_forwarded_for_settings_are_explained() {
         assert!(error.contains(expected), "{error:?} lacks {expected:?}");
     }
 }
+
+#[test]
+fn audit_devices_are_read_from_the_file() {
+    let file = parse_file(
+        r#"version = 1
+unsafe_allow_audit_log_raw = true
+[[audit]]
+path = "file"
+type = "file"
+file_path = "/var/log/custos/audit.log"
+fsync = "every_write"
+checkpoint_records = 500
+hmac_accessor = false
+
+[[audit]]
+path = "stdout/"
+type = "file"
+description = "to the journal"
+options = { file_path = "stdout" }
+
+[listener]
+tls_disable = true
+"#,
+    )
+    .unwrap();
+    let config = resolve(file).unwrap();
+    assert!(config.allow_audit_log_raw);
+    assert!(!config.allow_api_audit_creation);
+    let [first, second] = config.audit_devices.as_slice() else {
+        panic!("{:?}", config.audit_devices);
+    };
+    assert_eq!(first.path, "file/");
+    assert_eq!(first.kind, "file");
+    assert_eq!(
+        first.options.get("file_path").map(String::as_str),
+        Some("/var/log/custos/audit.log")
+    );
+    assert_eq!(
+        first.options.get("fsync").map(String::as_str),
+        Some("every_write")
+    );
+    assert_eq!(
+        first.options.get("checkpoint_records").map(String::as_str),
+        Some("500")
+    );
+    assert_eq!(
+        first.options.get("hmac_accessor").map(String::as_str),
+        Some("false")
+    );
+    assert_eq!(second.path, "stdout/");
+    assert_eq!(second.description, "to the journal");
+    assert_eq!(
+        second.options.get("file_path").map(String::as_str),
+        Some("stdout")
+    );
+}
+
+#[test]
+fn bad_audit_tables_are_refused_with_the_reason() {
+    for (text, expected) in [
+        (
+            "[[audit]]\npath = \"file\"\ntype = \"syslog\"\nfile_path = \"x\"\n",
+            "not offered",
+        ),
+        ("[[audit]]\npath = \"file\"\ntype = \"file\"\n", "file_path"),
+        (
+            "[[audit]]\npath = \"\"\ntype = \"file\"\nfile_path = \"x\"\n",
+            "`path`",
+        ),
+        (
+            "[[audit]]\npath = \"a\"\ntype = \"file\"\nfile_path = \"x\"\n[[audit]]\npath = \"a/\"\ntype = \"file\"\nfile_path = \"y\"\n",
+            "two devices",
+        ),
+        (
+            "[[audit]]\npath = \"a\"\ntype = \"file\"\nfile_path = \"x\"\noptions = { file_path = \"y\" }\n",
+            "set twice",
+        ),
+        (
+            "[[audit]]\npath = \"a\"\ntype = \"file\"\nfile_pth = \"x\"\n",
+            "file_pth",
+        ),
+    ] {
+        let error = parse_file(&format!(
+            "version = 1\n{text}\n[listener]\ntls_disable = true\n"
+        ))
+        .and_then(resolve)
+        .unwrap_err();
+        assert!(format!("{error:#}").contains(expected), "{text}: {error:#}");
+    }
+}

@@ -5,6 +5,7 @@
 mod support;
 
 mod approle;
+mod audit;
 mod audit_cli;
 mod bao_cli;
 mod budget_postgres;
