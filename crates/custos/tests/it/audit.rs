@@ -491,3 +491,90 @@ print("ok")
     );
     assert!(log.exists());
 }
+
+/// Rotation by size, a SIGHUP after an outside tool moved the file (logrotate's way), and a
+/// clean stop: every file ends with a closing checkpoint and all of them verify as one chain.
+#[tokio::test]
+async fn rotated_and_reopened_files_verify_as_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, root) = audited_server(dir.path(), "max_file_size = \"8KiB\"\n").await;
+    let root_client = client(&server.address, Some(&root));
+    for round in 0..20 {
+        let (status, body) = call(
+            &root_client,
+            Method::POST,
+            &format!("secret/data/app{round}"),
+            json!({"data": {"value": "x".repeat(200)}}),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let logs = dir.path().join("logs");
+    let rotated: Vec<_> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.file_name().unwrap() != "audit.log")
+        .collect();
+    assert!(rotated.len() >= 2, "{rotated:?}");
+
+    // logrotate moves the file, then signals the server, which continues in a new file.
+    std::fs::rename(logs.join("audit.log"), logs.join("moved.log")).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut reopened = false;
+    for _ in 0..100 {
+        if logs.join("audit.log").exists() {
+            reopened = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(reopened, "no new audit.log after SIGHUP");
+    let (status, body) = call(
+        &root_client,
+        Method::GET,
+        "secret/data/app3",
+        Value::Null,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(server.terminate().success());
+
+    let mut files: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|entry| entry.unwrap().path().display().to_string())
+        .collect();
+    files.sort();
+    let mut args = vec!["verify", "--closed", "--format", "json"];
+    args.extend(files.iter().map(String::as_str));
+    let output = audit_cli(&args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Removing a middle file breaks the chain, and verify says so.
+    let mut without: Vec<&str> = vec!["verify"];
+    // The second of the rotated files (named by time, so sorted by age).
+    let middle = files
+        .iter()
+        .filter(|file| !file.ends_with("audit.log") && !file.ends_with("moved.log"))
+        .nth(1)
+        .unwrap();
+    without.extend(
+        files
+            .iter()
+            .map(String::as_str)
+            .filter(|file| file != middle),
+    );
+    let output = audit_cli(&without);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("removed"), "{stdout}");
+}
