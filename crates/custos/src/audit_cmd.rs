@@ -1,5 +1,6 @@
 //! `custos audit verify` and `custos audit query`: reading audit files back, offline, with an
-//! optional check of checkpoint signatures and the chain head by the server.
+//! optional check of checkpoint signatures and the chain head by the server; and
+//! `custos audit list|enable|disable`, the devices over `sys/audit`, as `vault audit` does.
 //!
 //! Exit codes: 0 the chain is intact (and, for `query`, the records were printed), 1 tampering
 //! or a failed server check was found, 2 a usage or I/O error.
@@ -28,6 +29,54 @@ pub(crate) struct AuditArgs {
 enum AuditCommand {
     Verify(VerifyArgs),
     Query(QueryArgs),
+    List(ListArgs),
+    Enable(EnableArgs),
+    Disable(DisableArgs),
+}
+
+/// List the server's audit devices (sys/audit, which needs sudo).
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    /// Show each device's options too.
+    #[arg(long, alias = "detailed")]
+    detailed: bool,
+    /// Output format: a table, or the devices as JSON.
+    #[arg(long, value_enum, default_value = "table")]
+    format: QueryFormat,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
+/// Enable an audit device over the API, as `vault audit enable file file_path=...`.
+///
+/// The server refuses unless its configuration sets unsafe_allow_api_audit_creation (as
+/// `server --dev` does): declare devices in the configuration file (`[[audit]]`) instead.
+#[derive(Debug, clap::Args)]
+struct EnableArgs {
+    /// The device type: file.
+    kind: String,
+    /// The device's options as key=value (file_path=/var/log/custos/audit.log, fsync=batched).
+    #[arg(value_name = "KEY=VALUE")]
+    options: Vec<String>,
+    /// Its name in sys/audit (default: the type).
+    #[arg(long)]
+    path: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    /// Only this node writes it (Vault's local).
+    #[arg(long)]
+    local: bool,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
+/// Disable an audit device enabled over the API (not one declared in the configuration).
+#[derive(Debug, clap::Args)]
+struct DisableArgs {
+    /// The device's path, e.g. file/.
+    path: String,
+    #[command(flatten)]
+    connection: ConnectionArgs,
 }
 
 /// Output of `verify`.
@@ -137,11 +186,117 @@ pub(crate) async fn run(args: AuditArgs) -> ExitCode {
     let result = match args.command {
         AuditCommand::Verify(args) => verify_command(args).await,
         AuditCommand::Query(args) => query_command(args).await,
+        AuditCommand::List(args) => list_command(args).await,
+        AuditCommand::Enable(args) => enable_command(args).await,
+        AuditCommand::Disable(args) => disable_command(args).await,
     };
     result.unwrap_or_else(|error| {
         eprintln!("custos: error: {error:#}");
         ExitCode::from(2)
     })
+}
+
+/// A device path as `sys/audit/<path>` takes it: no slashes around.
+fn device_path(path: &str) -> anyhow::Result<&str> {
+    let path = path.trim_matches('/');
+    anyhow::ensure!(!path.is_empty(), "the audit device path is empty");
+    Ok(path)
+}
+
+async fn list_command(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let client = args.connection.client()?;
+    let answer = client
+        .call::<Value>(Method::GET, "sys/audit", None::<&()>)
+        .await
+        .context("listing audit devices")?
+        .unwrap_or(Value::Null);
+    let devices = answer
+        .get("data")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if args.format == QueryFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&devices)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if devices.is_empty() {
+        println!("No audit devices are enabled.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = |device: &Value, key: &str| {
+        device
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|text| !text.is_empty())
+            .unwrap_or("n/a")
+            .to_owned()
+    };
+    println!(
+        "{:<16} {:<6} {:<30} {}",
+        "Path",
+        "Type",
+        "Description",
+        if args.detailed { "Options" } else { "" }
+    );
+    for (path, device) in &devices {
+        let options = device
+            .get("options")
+            .and_then(Value::as_object)
+            .map(|options| {
+                options
+                    .iter()
+                    .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        println!(
+            "{:<16} {:<6} {:<30} {}",
+            path,
+            text(device, "type"),
+            text(device, "description"),
+            if args.detailed { options.as_str() } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn enable_command(args: EnableArgs) -> anyhow::Result<ExitCode> {
+    let client = args.connection.client()?;
+    let mut options = serde_json::Map::new();
+    for option in &args.options {
+        let Some((key, value)) = option.split_once('=') else {
+            bail!("{option:?} is not KEY=VALUE");
+        };
+        options.insert(key.to_owned(), Value::String(value.to_owned()));
+    }
+    let path = device_path(args.path.as_deref().unwrap_or(&args.kind))?.to_owned();
+    let body = json!({
+        "type": args.kind,
+        "description": args.description.unwrap_or_default(),
+        "options": options,
+        "local": args.local,
+    });
+    client
+        .call::<Value>(Method::PUT, &format!("sys/audit/{path}"), Some(&body))
+        .await
+        .with_context(|| format!("enabling the audit device {path}/"))?;
+    println!(
+        "Success! Enabled the {} audit device at: {path}/",
+        args.kind
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn disable_command(args: DisableArgs) -> anyhow::Result<ExitCode> {
+    let client = args.connection.client()?;
+    let path = device_path(&args.path)?;
+    client
+        .call::<Value>(Method::DELETE, &format!("sys/audit/{path}"), None::<&()>)
+        .await
+        .with_context(|| format!("disabling the audit device {path}/"))?;
+    println!("Success! Disabled audit device (if it was enabled) at: {path}/");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The files in chain order: by the seq of their first line; files without one go last.

@@ -78,7 +78,7 @@ enum Command {
     Import(dotenv_cmd::ImportArgs),
     // The help text comes from `ScanArgs`' own doc comment.
     Scan(scan_cmd::ScanArgs),
-    /// Verify and search audit files (exit code 0 intact, 1 tampering found, 2 error).
+    /// Audit devices (list, enable, disable) and their files (verify, query; exit code 0 intact, 1 tampering found, 2 error).
     Audit(audit_cmd::AuditArgs),
 }
 

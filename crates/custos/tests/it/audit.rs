@@ -578,3 +578,56 @@ async fn rotated_and_reopened_files_verify_as_one_chain() {
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("removed"), "{stdout}");
 }
+
+#[test]
+fn custos_audit_enable_list_and_disable_work() {
+    let (dir, server) = support::dev_server();
+    let log = dir.path().join("cli-audit.log");
+    let custos = |args: &[&str]| {
+        let output = Command::new(support::binary())
+            .arg("audit")
+            .args(args)
+            .env("CUSTOS_ADDR", &server.address)
+            .env("CUSTOS_TOKEN", "root")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let (ok, out) = custos(&[
+        "enable",
+        "file",
+        &format!("file_path={}", log.display()),
+        "--path",
+        "cli",
+        "--description",
+        "from the CLI",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = custos(&["list", "--detailed"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("cli/") && out.contains("from the CLI") && out.contains("file_path="),
+        "{out}"
+    );
+    let (ok, out) = custos(&["list", "--format", "json"]);
+    assert!(ok, "{out}");
+    let devices: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(devices["cli/"]["type"], "file");
+    let (ok, out) = custos(&["enable", "file", "not-key-value"]);
+    assert!(!ok && out.contains("KEY=VALUE"), "{out}");
+    let (ok, out) = custos(&["disable", "cli"]);
+    assert!(ok, "{out}");
+    let (ok, out) = custos(&["list"]);
+    assert!(ok && out.contains("No audit devices"), "{out}");
+    // What it wrote while enabled verifies.
+    let output = audit_cli(&["verify", log.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
