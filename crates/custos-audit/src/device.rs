@@ -1,6 +1,11 @@
-//! The file device: one writer thread per device owns the file and the chain state, takes every
-//! record queued while it was busy, chains them, writes them in one `write_all` and syncs as the
-//! fsync policy says (group commit). Callers wait on a oneshot for their batch's outcome.
+//! The file device. Group commit without a thread hop: the first caller to find no write in
+//! progress becomes the leader; it takes every record queued meanwhile, chains them, writes them
+//! in one `write_all` and answers their callers, and goes on while records keep arriving. Under
+//! load the other callers only queue their record and wait, so one write carries many records
+//! and no request waits for a thread to be scheduled. With `fsync = "every_write"` the leader
+//! runs on tokio's blocking pool, as it waits for the disk. A small ticker thread does the timed
+//! work: the `batched` sync (on a duplicate descriptor, so writers never wait for the disk) and
+//! the interval checkpoint.
 //!
 //! The chain state (last `seq`, hash of the last line) advances only when a write succeeded, so
 //! a record that failed is never linked to: the next batch reuses its sequence numbers. A write
@@ -12,9 +17,9 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -29,28 +34,97 @@ pub type Signer = Arc<dyn Fn(&[u8]) -> String + Send + Sync>;
 /// The most records one batch takes, so one slow batch cannot grow without bound.
 const MAX_BATCH_RECORDS: usize = 16_384;
 
+/// Batches one leader writes before it hands the queue to a task of its own, so a caller never
+/// waits for long on other callers' records.
+const MAX_LEADER_BATCHES: usize = 64;
+
 /// The longest line the device reads back when it continues a file.
 const MAX_TAIL_LINE: u64 = 16 << 20;
 
-/// One request to the writer thread.
-enum Command {
-    Append {
-        record: Vec<u8>,
-        reply: oneshot::Sender<Result<(), AuditError>>,
-    },
-    Reopen {
-        reply: mpsc::Sender<Result<(), AuditError>>,
-    },
-    Close {
-        reply: Option<oneshot::Sender<()>>,
-    },
+/// How often the device checks that its path still names the file it writes (a rotation by an
+/// outside tool, a deleted file, a replaced directory).
+const IDENTITY_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often the ticker looks for timed work when neither a sync nor a checkpoint is pending.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Records waiting for a leader, and whether one is writing.
+#[derive(Default)]
+struct Queue {
+    records: Vec<Waiting>,
+    leading: bool,
+}
+
+/// What the callers, the leader and the ticker share.
+struct Shared {
+    writer: Mutex<Writer>,
+    queue: Mutex<Queue>,
+    /// `every_write`: the leader waits for the disk, so it runs on the blocking pool.
+    blocking: bool,
+}
+
+impl Shared {
+    /// Writes queued batches until the queue is empty (or the batch budget is spent, when the
+    /// rest goes to a task of its own).
+    fn lead(self: &Arc<Shared>) {
+        for _ in 0..MAX_LEADER_BATCHES {
+            let batch = {
+                let mut queue = lock(&self.queue);
+                if queue.records.is_empty() {
+                    queue.leading = false;
+                    return;
+                }
+                let take = queue.records.len().min(MAX_BATCH_RECORDS);
+                queue.records.drain(..take).collect::<Vec<_>>()
+            };
+            lock(&self.writer).write_batch(batch);
+        }
+        let shared = Arc::clone(self);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || shared.lead());
+            }
+            Err(_) => shared.lead(),
+        }
+    }
+}
+
+/// The duty to write the queue, held by the caller that found no write in progress. If its
+/// future is dropped before it wrote (a request cancelled while yielding), `Drop` writes the
+/// queue instead, so records never wait for a leader that is gone.
+struct Leadership(Option<Arc<Shared>>);
+
+impl Leadership {
+    fn take(mut self) -> Option<Arc<Shared>> {
+        self.0.take()
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        let Some(shared) = self.0.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if shared.blocking => {
+                runtime.spawn_blocking(move || shared.lead());
+            }
+            _ => shared.lead(),
+        }
+    }
 }
 
 /// An audit device writing a hash-chained JSON-lines file (or standard output).
 pub struct FileDevice {
     device: String,
-    sender: mpsc::Sender<Command>,
-    thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    /// Stops the ticker thread (dropping it does too).
+    stop: Mutex<Option<mpsc::Sender<()>>>,
+    ticker: Option<JoinHandle<()>>,
     head: Arc<Mutex<Option<(u64, String)>>>,
 }
 
@@ -80,22 +154,30 @@ impl FileDevice {
                 (Sink::File(open), seq, last_hash)
             }
         };
+        let blocking = options.fsync == FsyncPolicy::EveryWrite;
         let writer = Writer::new(device, options, signer, sink, seq, last_hash);
         let head = Arc::clone(&writer.head);
-        let (sender, receiver) = mpsc::channel();
-        let thread = std::thread::Builder::new()
+        let shared = Arc::new(Shared {
+            writer: Mutex::new(writer),
+            queue: Mutex::new(Queue::default()),
+            blocking,
+        });
+        let (stop, stopped) = mpsc::channel();
+        let ticking = Arc::clone(&shared);
+        let ticker = std::thread::Builder::new()
             .name(format!("audit {device}"))
-            .spawn(move || writer.run(&receiver))
+            .spawn(move || tick_until_stopped(&ticking, &stopped))
             .map_err(|source| AuditError::Io {
                 device: device.to_owned(),
-                action: "start the writer thread for",
+                action: "start the timer thread for",
                 path: String::new(),
                 source,
             })?;
         Ok(FileDevice {
             device: device.to_owned(),
-            sender,
-            thread: Some(thread),
+            shared,
+            stop: Mutex::new(Some(stop)),
+            ticker: Some(ticker),
             head,
         })
     }
@@ -104,42 +186,51 @@ impl FileDevice {
     /// policy requires. An error means the record is not part of the chain.
     pub async fn append(&self, record: Vec<u8>) -> Result<(), AuditError> {
         let (reply, answer) = oneshot::channel();
-        self.sender
-            .send(Command::Append { record, reply })
-            .map_err(|_| self.closed())?;
+        let lead = {
+            let mut queue = lock(&self.shared.queue);
+            queue.records.push((record, reply));
+            !std::mem::replace(&mut queue.leading, true)
+        };
+        if lead {
+            let leadership = Leadership(Some(Arc::clone(&self.shared)));
+            // Let the other requests ready on this worker run up to their own record first,
+            // so one write carries them all (group commit); it costs one turn of the scheduler.
+            // Dropped meanwhile (the client went away), the leadership hands the queue on.
+            tokio::task::yield_now().await;
+            if let Some(shared) = leadership.take() {
+                if shared.blocking {
+                    tokio::task::spawn_blocking(move || shared.lead())
+                        .await
+                        .map_err(|_| self.closed())?;
+                } else {
+                    shared.lead();
+                }
+            }
+        }
         answer.await.map_err(|_| self.closed())?
     }
 
     /// Closes the current file with a `reopen` checkpoint and opens the path again (SIGHUP,
-    /// after an outside rotation). Blocks until the writer thread has done it.
+    /// after an outside rotation). Blocks while a batch is being written.
     pub fn reopen(&self) -> Result<(), AuditError> {
-        let (reply, answer) = mpsc::channel();
-        self.sender
-            .send(Command::Reopen { reply })
-            .map_err(|_| self.closed())?;
-        answer.recv().map_err(|_| self.closed())?
+        lock(&self.shared.writer).reopen(CheckpointReason::Reopen)
     }
 
-    /// Writes a `close` checkpoint, syncs and stops the writer thread; later appends fail.
+    /// Writes a `close` checkpoint, syncs and stops the timer thread; later appends fail.
     /// Closing twice does nothing.
     pub async fn close(&self) {
-        let (reply, answer) = oneshot::channel();
-        if self
-            .sender
-            .send(Command::Close { reply: Some(reply) })
-            .is_ok()
-        {
-            // An error only means the thread has stopped already.
-            let _ = answer.await;
+        let shared = Arc::clone(&self.shared);
+        // The closing sync waits for the disk.
+        let closed = tokio::task::spawn_blocking(move || lock(&shared.writer).close()).await;
+        if closed.is_err() {
+            lock(&self.shared.writer).close();
         }
+        lock(&self.stop).take();
     }
 
     /// The chain head: the last line's `seq` and `sha256:<hex>` hash, once a line exists.
     pub fn head(&self) -> Option<(u64, String)> {
-        self.head
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        lock(&self.head).clone()
     }
 
     fn closed(&self) -> AuditError {
@@ -152,11 +243,34 @@ impl FileDevice {
 impl Drop for FileDevice {
     fn drop(&mut self) {
         // Best effort: a device dropped without `close` still ends its file with a checkpoint.
-        let _ = self.sender.send(Command::Close { reply: None });
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
+        lock(&self.shared.writer).close();
+        lock(&self.stop).take();
+        if let Some(ticker) = self.ticker.take()
+            && ticker.join().is_err()
         {
-            tracing::error!(device = %self.device, "the audit writer thread panicked");
+            tracing::error!(device = %self.device, "the audit timer thread panicked");
+        }
+    }
+}
+
+/// The timer thread: the `batched` sync and the interval checkpoint, until the device stops.
+fn tick_until_stopped(shared: &Shared, stopped: &mpsc::Receiver<()>) {
+    loop {
+        let wait = lock(&shared.writer)
+            .deadline()
+            .map_or(IDLE_TICK, |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            });
+        match stopped.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let due_sync = lock(&shared.writer).tick();
+        if let Some((device, file)) = due_sync
+            && let Err(error) = file.sync_data()
+        {
+            tracing::error!(device = %device, error = %error, "audit file sync failed");
+            lock(&shared.writer).dirty = true;
         }
     }
 }
@@ -179,7 +293,7 @@ enum Sink {
     Closed,
 }
 
-/// The writer thread's state.
+/// The output and the chain state, behind the device's writer lock.
 struct Writer {
     device: String,
     options: FileOptions,
@@ -196,6 +310,8 @@ struct Writer {
     last_sync: Instant,
     /// The length a half-written file must be cut back to before the next write.
     repair: Option<u64>,
+    /// When `ready` last compared the path with the open file.
+    last_identity_check: Instant,
     head: Arc<Mutex<Option<(u64, String)>>>,
     buffer: Vec<u8>,
 }
@@ -226,72 +342,13 @@ impl Writer {
             dirty: false,
             last_sync: now,
             repair: None,
+            // Checked at the first batch.
+            last_identity_check: now.checked_sub(IDENTITY_CHECK_INTERVAL).unwrap_or(now),
             buffer: Vec::new(),
         }
     }
 
-    fn run(mut self, receiver: &mpsc::Receiver<Command>) {
-        let mut held: Option<Command> = None;
-        loop {
-            let command = match held.take() {
-                Some(command) => command,
-                None => match self.deadline() {
-                    Some(deadline) => {
-                        match receiver
-                            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                        {
-                            Ok(command) => command,
-                            Err(RecvTimeoutError::Timeout) => {
-                                self.tick();
-                                continue;
-                            }
-                            Err(RecvTimeoutError::Disconnected) => {
-                                self.close();
-                                return;
-                            }
-                        }
-                    }
-                    None => match receiver.recv() {
-                        Ok(command) => command,
-                        Err(_) => {
-                            self.close();
-                            return;
-                        }
-                    },
-                },
-            };
-            match command {
-                Command::Append { record, reply } => {
-                    let mut batch = vec![(record, reply)];
-                    while batch.len() < MAX_BATCH_RECORDS {
-                        match receiver.try_recv() {
-                            Ok(Command::Append { record, reply }) => batch.push((record, reply)),
-                            Ok(other) => {
-                                held = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    self.write_batch(batch);
-                    self.tick();
-                }
-                Command::Reopen { reply } => {
-                    let result = self.reopen(CheckpointReason::Reopen);
-                    let _ = reply.send(result);
-                }
-                Command::Close { reply } => {
-                    self.close();
-                    if let Some(reply) = reply {
-                        let _ = reply.send(());
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// When the thread must wake up without a command: a pending sync or an interval checkpoint.
+    /// When the timer must wake up: a pending sync or an interval checkpoint.
     fn deadline(&self) -> Option<Instant> {
         let sync = (self.dirty && self.options.fsync == FsyncPolicy::Batched)
             .then(|| self.last_sync + self.options.fsync_interval);
@@ -304,8 +361,9 @@ impl Writer {
         }
     }
 
-    /// Timed work: the interval checkpoint and the batched sync, when due.
-    fn tick(&mut self) {
+    /// Timed work: the interval checkpoint, when due; and, when the batched sync is due, a
+    /// duplicate of the file's descriptor for the timer to sync without holding the writer.
+    fn tick(&mut self) -> Option<(String, File)> {
         if self.records_since_checkpoint > 0
             && !self.options.checkpoint_interval.is_zero()
             && self.last_checkpoint.elapsed() >= self.options.checkpoint_interval
@@ -313,23 +371,25 @@ impl Writer {
         {
             tracing::warn!(device = %self.device, error = %error, "audit checkpoint failed");
         }
-        if self.dirty
+        if !(self.dirty
             && self.options.fsync == FsyncPolicy::Batched
-            && self.last_sync.elapsed() >= self.options.fsync_interval
+            && self.last_sync.elapsed() >= self.options.fsync_interval)
         {
-            self.sync();
-        }
-    }
-
-    fn sync(&mut self) {
-        if let Sink::File(open) = &self.sink
-            && let Err(error) = open.file.sync_data()
-        {
-            tracing::error!(device = %self.device, error = %error, "audit file sync failed");
-            return;
+            return None;
         }
         self.dirty = false;
         self.last_sync = Instant::now();
+        match &self.sink {
+            Sink::File(open) => match open.file.try_clone() {
+                Ok(file) => Some((self.device.clone(), file)),
+                Err(error) => {
+                    tracing::error!(device = %self.device, error = %error, "audit file sync failed");
+                    self.dirty = true;
+                    None
+                }
+            },
+            _ => None,
+        }
     }
 
     fn io_error(&self, action: &'static str, error: &io::Error) -> AuditError {
@@ -498,11 +558,17 @@ impl Writer {
             open.file.sync_data()?;
             self.repair = None;
         }
+        // A `stat` per batch would cost as much as the write; the path is looked at a few times
+        // a second, and records written meanwhile go to the file still open (not lost).
+        let look = self.last_identity_check.elapsed() >= IDENTITY_CHECK_INTERVAL;
         let moved = match &self.sink {
-            Sink::File(open) => match std::fs::metadata(&open.path) {
-                Ok(metadata) => metadata.dev() != open.dev || metadata.ino() != open.ino,
-                Err(_) => true,
-            },
+            Sink::File(open) if look => {
+                self.last_identity_check = Instant::now();
+                match std::fs::metadata(&open.path) {
+                    Ok(metadata) => metadata.dev() != open.dev || metadata.ino() != open.ino,
+                    Err(_) => true,
+                }
+            }
             _ => false,
         };
         if moved {
