@@ -101,7 +101,7 @@ enum QueryFormat {
 ///
 /// Files are put in chain order by their first seq, so a glob of rotated files
 /// (`audit*.log`) can be passed as it is. With --server the server checks the checkpoint
-/// signatures and compares its chain head with the last line (POST sys/audit-verify/<device>,
+/// signatures and compares its chain head with the last line (POST sys/audit-verify/DEVICE,
 /// which needs sudo). Exit code: 0 intact, 1 tampering found, 2 usage or I/O error.
 #[derive(Debug, clap::Args)]
 struct VerifyArgs {
@@ -134,7 +134,7 @@ struct VerifyArgs {
 /// exit code 1, unless --no-verify.
 ///
 /// Accessors in records are HMAC'd: pass --accessor in its `hmac-sha256:…` form, or pass the
-/// clear accessor with --server to have the server hash it (sys/audit-hash/<device>, which
+/// clear accessor with --server to have the server hash it (sys/audit-hash/DEVICE, which
 /// needs sudo). Devices with log_raw hold clear accessors, which match as given.
 #[derive(Debug, clap::Args)]
 struct QueryArgs {
@@ -171,7 +171,7 @@ struct QueryArgs {
     /// Output format: a table, or the matching lines as they are (JSON lines).
     #[arg(long, value_enum, default_value = "table")]
     format: QueryFormat,
-    /// Hash a clear --accessor with the server's sys/audit-hash/<device>.
+    /// Hash a clear --accessor with the server's sys/audit-hash/DEVICE.
     #[arg(long)]
     server: bool,
     /// The device path on the server, for --server (default: file/).
@@ -367,7 +367,7 @@ struct ServerCheck {
     head_hash: Option<String>,
 }
 
-/// Sends the checkpoints to `sys/audit-verify/<device>` and compares the server's head with
+/// Sends the checkpoints to `sys/audit-verify/DEVICE` and compares the server's head with
 /// the last line. A head past the files' end means their tail is missing, unless the files are
 /// the device's live output (`--live`): the server simply wrote more since.
 async fn server_check(args: &VerifyArgs, report: &mut Report) -> anyhow::Result<ServerCheck> {
@@ -663,7 +663,7 @@ async fn filter_of(args: &QueryArgs) -> anyhow::Result<Filter> {
     })
 }
 
-/// `sys/audit-hash/<device>` of `input`, as the device writes it.
+/// `sys/audit-hash/DEVICE` of `input`, as the device writes it.
 async fn hash_on_server(args: &QueryArgs, input: &str) -> anyhow::Result<String> {
     let device = args
         .device
