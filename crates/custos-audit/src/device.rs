@@ -921,6 +921,24 @@ mod tests {
         answer.try_recv().unwrap()
     }
 
+    /// A writer on a new file at `path`, with the default options and no signer.
+    fn new_writer(path: &Path) -> Writer {
+        let options = FileOptions::from_options(
+            "file/",
+            &BTreeMap::from([("file_path".to_owned(), path.display().to_string())]),
+        )
+        .unwrap();
+        let open = open_file("file/", path, options.mode).unwrap();
+        Writer::new(
+            "file/",
+            options,
+            None,
+            Sink::File(open),
+            0,
+            GENESIS_HASH.to_owned(),
+        )
+    }
+
     fn file_mut(writer: &mut Writer) -> &mut File {
         match &mut writer.sink {
             Sink::File(open) => &mut open.file,
@@ -932,20 +950,7 @@ mod tests {
     fn a_failed_write_is_never_linked_to() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("audit.log");
-        let options = FileOptions::from_options(
-            "file/",
-            &BTreeMap::from([("file_path".to_owned(), path.display().to_string())]),
-        )
-        .unwrap();
-        let open = open_file("file/", &path, options.mode).unwrap();
-        let mut writer = Writer::new(
-            "file/",
-            options,
-            None,
-            Sink::File(open),
-            0,
-            GENESIS_HASH.to_owned(),
-        );
+        let mut writer = new_writer(&path);
         send(&mut writer, r#"{"n":1}"#).unwrap();
 
         // The same file through a read-only descriptor: every write fails.
@@ -983,20 +988,7 @@ mod tests {
     fn a_half_written_batch_is_cut_off_before_the_next() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("audit.log");
-        let options = FileOptions::from_options(
-            "file/",
-            &BTreeMap::from([("file_path".to_owned(), path.display().to_string())]),
-        )
-        .unwrap();
-        let open = open_file("file/", &path, options.mode).unwrap();
-        let mut writer = Writer::new(
-            "file/",
-            options,
-            None,
-            Sink::File(open),
-            0,
-            GENESIS_HASH.to_owned(),
-        );
+        let mut writer = new_writer(&path);
         send(&mut writer, r#"{"n":1}"#).unwrap();
         // What a write that failed half-way leaves, when cutting it off failed too.
         let before = std::fs::metadata(&path).unwrap().len();

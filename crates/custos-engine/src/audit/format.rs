@@ -8,8 +8,8 @@
 //!
 //! Hashing is done while serialising ([`Hashed`] wraps a borrowed JSON value), so request and
 //! response data are never copied to be hashed: every string value, at any depth, becomes
-//! `"hmac-sha256:<hex>"` of HMAC-SHA256 under the device's salt, except strings that are RFC 3339
-//! timestamps (as Vault) and values under a key listed in the mount's
+//! `"hmac-sha256:<hex>"` of HMAC-SHA256 under the device's salt, except RFC 3339 timestamps under a
+//! `*_time` key of response data (as Vault leaves its engines' times) and values under a key listed in the mount's
 //! `audit_non_hmac_request_keys` / `audit_non_hmac_response_keys` (the nearest enclosing map
 //! key, as Vault). Tokens are always hashed, accessors when `hmac_accessor` is on; `log_raw`
 //! hashes nothing.
@@ -83,6 +83,10 @@ struct Hashing<'a> {
     /// The hash of the empty string, made once per device (empty values are common: KV's
     /// `deletion_time`).
     empty: &'a str,
+    /// Response data: an RFC 3339 timestamp under a `*_time` key (`created_time`) stays in
+    /// clear, as Vault leaves the times its engines answer. Request data is the caller's, so
+    /// every string of it is hashed, whatever it looks like.
+    clear_times: bool,
 }
 
 impl Hashing<'_> {
@@ -94,8 +98,11 @@ impl Hashing<'_> {
         }
     }
 
-    fn keeps(&self, key: Option<&str>) -> bool {
-        key.is_some_and(|key| self.non_hmac.iter().any(|kept| kept == key))
+    fn keeps(&self, key: Option<&str>, text: &str) -> bool {
+        key.is_some_and(|key| {
+            self.non_hmac.iter().any(|kept| kept == key)
+                || (self.clear_times && key.ends_with("_time") && is_timestamp(text))
+        })
     }
 }
 
@@ -115,8 +122,8 @@ pub(crate) fn hmac_string(hmac: &PreparedHmac, value: &str) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Whether `text` is an RFC 3339 timestamp (Vault leaves those in clear: creation and
-/// deletion times are not secrets, and they make records searchable).
+/// Whether `text` is an RFC 3339 timestamp (Vault leaves the times its engines answer in clear:
+/// creation and deletion times are not secrets, and they make records searchable).
 fn is_timestamp(text: &str) -> bool {
     let bytes = text.as_bytes();
     bytes.len() >= 20
@@ -139,7 +146,7 @@ impl Serialize for Hashed<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.value {
             Value::String(text) => {
-                if self.how.hmac.is_some() && !self.how.keeps(self.key) && !is_timestamp(text) {
+                if self.how.hmac.is_some() && !self.how.keeps(self.key, text) {
                     serializer.serialize_str(&self.how.string(text))
                 } else {
                     serializer.serialize_str(text)
@@ -350,6 +357,7 @@ pub(crate) fn request_fragment(
         hmac,
         non_hmac: &mount.non_hmac_request_keys,
         empty: &device.empty_hash,
+        clear_times: false,
     };
     // The caller's token and accessor are hashed once, for both blocks; an authenticated
     // caller's come from the device's cache when it made a request lately.
@@ -477,6 +485,7 @@ pub(crate) fn response_record(
         hmac,
         non_hmac: &response.mount.non_hmac_response_keys,
         empty: &device.empty_hash,
+        clear_times: true,
     };
     let (answer, error): (Option<&LogicalResponse>, Option<&EngineError>) = match response.outcome {
         Outcome::Answer(answer) => (answer, None),
@@ -548,6 +557,52 @@ mod tests {
             decimal(&[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
             "18446744073709551615"
         );
+    }
+
+    #[test]
+    fn only_answered_times_stay_in_clear() {
+        let hmac = PreparedHmac::new(&[7; 32]);
+        let serialise = |value: &Value, clear_times: bool| {
+            let how = Hashing {
+                hmac: Some(&hmac),
+                non_hmac: &[],
+                empty: "",
+                clear_times,
+            };
+            serde_json::to_value(Hashed {
+                value,
+                key: None,
+                how,
+            })
+            .unwrap()
+        };
+        let data = serde_json::json!({
+            "created_time": "2024-01-02T03:04:05Z",
+            "password": "2024-01-02T03:04:05Z",
+            "nested": {"deletion_time": "2024-01-02T03:04:05Z"},
+        });
+        let answer = serialise(&data, true);
+        assert_eq!(answer["created_time"], "2024-01-02T03:04:05Z");
+        assert_eq!(answer["nested"]["deletion_time"], "2024-01-02T03:04:05Z");
+        // A value that merely looks like a time, under another key, is hashed.
+        assert!(
+            answer["password"]
+                .as_str()
+                .unwrap()
+                .starts_with("hmac-sha256:")
+        );
+        // Request data is the caller's: every string is hashed.
+        let request = serialise(&data, false);
+        for value in [
+            &request["created_time"],
+            &request["password"],
+            &request["nested"]["deletion_time"],
+        ] {
+            assert!(
+                value.as_str().unwrap().starts_with("hmac-sha256:"),
+                "{request}"
+            );
+        }
     }
 
     #[test]
