@@ -608,10 +608,16 @@ impl Engine {
             // Sealing a sealed node succeeds, as in Vault.
             return Ok(());
         }
-        drop(
-            self.authorize_operation(token, "sys/seal", logical::Operation::Update, connection)
-                .await?,
-        );
+        // Authorised and recorded (request and answer) before the devices close with the seal.
+        self.audited_operation(
+            token,
+            "sys/seal",
+            logical::Operation::Update,
+            connection,
+            async |_| Ok(()),
+            |()| logical::LogicalResponse::default(),
+        )
+        .await?;
         let previous =
             std::mem::replace(&mut *self.write_state(), State::Sealed(Pending::default()));
         let State::Unsealed(unsealed) = previous else {
@@ -658,10 +664,15 @@ impl Engine {
         if !matches!(path, "sys/rotate" | "sys/rotate/keyring") {
             return Err(EngineError::NoRoute(path.to_owned()));
         }
-        let unsealed = self
-            .authorize_operation(token, path, logical::Operation::Update, connection)
-            .await?;
-        unsealed.barrier.rotate(self.now().as_second()).await
+        self.audited_operation(
+            token,
+            path,
+            logical::Operation::Update,
+            connection,
+            async |unsealed| unsealed.barrier.rotate(self.now().as_second()).await,
+            key_info_answer,
+        )
+        .await
     }
 
     /// `sys/key-status`.
@@ -675,15 +686,15 @@ impl Engine {
         token: Option<&str>,
         connection: &Connection,
     ) -> Result<KeyInfo, EngineError> {
-        let unsealed = self
-            .authorize_operation(
-                token,
-                "sys/key-status",
-                logical::Operation::Read,
-                connection,
-            )
-            .await?;
-        unsealed.barrier.key_info()
+        self.audited_operation(
+            token,
+            "sys/key-status",
+            logical::Operation::Read,
+            connection,
+            async |unsealed| unsealed.barrier.key_info(),
+            key_info_answer,
+        )
+        .await
     }
 
     /// Dev mode: initialise with one share, unseal, and return the share and root token.
@@ -1089,6 +1100,15 @@ fn has_body_token(request: &Request) -> bool {
         .as_ref()
         .and_then(|data| data.get("token"))
         .is_some_and(|token| !token.is_null() && token.as_str() != Some(""))
+}
+
+/// What the audit records of `sys/rotate` and `sys/key-status` show of their answer.
+fn key_info_answer(info: &KeyInfo) -> logical::LogicalResponse {
+    pipeline::object(serde_json::json!({
+        "term": info.term,
+        "install_time": info.installed_at,
+        "encryptions": info.encryptions,
+    }))
 }
 
 /// A random UUID for ids that must not collide (mounts, accessors).

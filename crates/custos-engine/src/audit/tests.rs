@@ -1068,3 +1068,87 @@ async fn a_malformed_path_is_audited_with_its_error() {
             .is_some_and(|error| error.starts_with("invalid path"))
     );
 }
+
+/// `sys/rotate`, `sys/key-status` and `sys/seal` are served outside the pipeline, and are
+/// audited all the same: a refused token, a denied one and the root token each leave a request
+/// and a response record; sealing is recorded before the devices close; and with no device able
+/// to write, nothing is rotated.
+#[tokio::test]
+async fn seal_rotate_and_key_status_are_audited() {
+    let f = fixture().await;
+    let connection = crate::Connection::default();
+    let bogus = "hvs.planted-bogus-token";
+    assert!(matches!(
+        f.engine
+            .rotate_at("sys/rotate", Some(bogus), &connection)
+            .await,
+        Err(EngineError::PermissionDenied)
+    ));
+    let weak = f.token(&["default"]).await;
+    assert!(matches!(
+        f.engine.key_status_from(Some(&weak), &connection).await,
+        Err(EngineError::PermissionDenied)
+    ));
+    let rotated = f.engine.rotate(Some(&f.root)).await.expect("rotate");
+    let status = f
+        .engine
+        .key_status(Some(&f.root))
+        .await
+        .expect("key status");
+    assert_eq!(status.term, rotated.term);
+
+    let records = f.records("file/");
+    let rotate = about(&records, "sys/rotate");
+    assert_eq!(rotate.len(), 4, "{records:?}");
+    assert_eq!(rotate[1]["error"], "permission denied");
+    assert_eq!(
+        rotate[0]["request"]["client_token"],
+        json!(f.audit_hash("file", bogus).await)
+    );
+    assert_eq!(rotate[2]["type"], "request");
+    assert_eq!(rotate[2]["auth"]["policies"], json!(["root"]));
+    assert_eq!(rotate[3]["response"]["status"], 200);
+    assert_eq!(
+        rotate[3]["response"]["data"]["term"],
+        json!(rotated.term),
+        "numbers are not hashed"
+    );
+    assert_eq!(rotate[2]["request"]["id"], rotate[3]["request"]["id"]);
+    let key_status = about(&records, "sys/key-status");
+    assert_eq!(key_status.len(), 4, "{records:?}");
+    assert_eq!(key_status[1]["response"]["status"], 403);
+    assert_eq!(key_status[1]["auth"]["display_name"], "test");
+    assert_eq!(key_status[3]["request"]["operation"], "read");
+    assert!(!f.all_text("file/").contains(bogus));
+    assert!(!f.all_text("file/").contains(&f.root));
+
+    // No device can write: the rotation is refused and does not happen.
+    f.factory
+        .device("file/")
+        .failing
+        .store(true, Ordering::SeqCst);
+    assert!(matches!(
+        f.engine.rotate(Some(&f.root)).await,
+        Err(EngineError::AuditUnavailable)
+    ));
+    f.factory
+        .device("file/")
+        .failing
+        .store(false, Ordering::SeqCst);
+    assert_eq!(
+        f.engine
+            .key_status(Some(&f.root))
+            .await
+            .expect("status")
+            .term,
+        rotated.term
+    );
+
+    // Sealing: recorded, then the devices close.
+    f.clear("file/");
+    f.engine.seal(Some(&f.root)).await.expect("seal");
+    let records = f.records("file/");
+    let seal = about(&records, "sys/seal");
+    assert_eq!(seal.len(), 2, "{records:?}");
+    assert_eq!(seal[1]["response"]["status"], 204);
+}

@@ -488,25 +488,62 @@ impl Engine {
         Err(EngineError::PermissionDenied)
     }
 
-    /// Authenticates `token` and authorises one operation on `path` (for the engine methods
-    /// outside the pipeline: seal, rotate, key status), with the connection's address as a fact.
-    pub(crate) async fn authorize_operation(
+    /// Runs one operation the server serves outside the pipeline (`sys/seal`, `sys/rotate`,
+    /// `sys/key-status`) as the pipeline runs a request: a request record first (a token that
+    /// does not authenticate is recorded too), then the token authenticated and its policies
+    /// asked about `path` with the connection's address as a fact, then `work`, then a response
+    /// record with `answer`'s view of the result. No audit device able to write: refused
+    /// before anything is done.
+    pub(crate) async fn audited_operation<T>(
         &self,
         token: Option<&str>,
         path: &str,
         operation: Operation,
         connection: &crate::Connection,
-    ) -> Result<Arc<Unsealed>, EngineError> {
+        work: impl AsyncFnOnce(Arc<Unsealed>) -> Result<T, EngineError>,
+        answer: impl FnOnce(&T) -> LogicalResponse,
+    ) -> Result<T, EngineError> {
         let unsealed = self.unsealed().ok_or(EngineError::Sealed)?;
         self.refresh_tables(&unsealed).await?;
-        let caller = self.authenticate(token, connection).await?;
-        let facts = Facts {
-            remote_addr: connection.remote_addr,
-            mfa: caller.mfa,
-            ..Facts::at(self.now())
+        let checked = match self.check_token(&unsealed, token, connection).await? {
+            Ok((hash, entry, _)) => Some((hash, entry)),
+            Err(_) => None,
         };
-        self.authorize_with(&unsealed, &caller, path, operation, &facts)?;
-        Ok(unsealed)
+        let request_id = crate::new_request_id();
+        let display_name = checked
+            .as_ref()
+            .map_or("", |(_, entry)| entry.display_name.as_str());
+        let event = crate::AuditEvent {
+            token,
+            connection: Some(connection),
+            auth: checked
+                .as_ref()
+                .map(|(hash, entry)| crate::token::audit_auth(entry, hash)),
+            ..crate::AuditEvent::new(&request_id, operation, path, display_name)
+        };
+        let trail = self.audit_request(&unsealed, &event).await?;
+        let result = async {
+            let Some((_, entry)) = &checked else {
+                return Err(EngineError::PermissionDenied);
+            };
+            let caller = Caller::from(entry.clone());
+            let facts = Facts {
+                remote_addr: connection.remote_addr,
+                mfa: caller.mfa,
+                ..Facts::at(self.now())
+            };
+            self.authorize_with(&unsealed, &caller, path, operation, &facts)?;
+            work(Arc::clone(&unsealed)).await
+        }
+        .await;
+        let answered = result.as_ref().ok().map(answer);
+        let outcome = match (&result, &answered) {
+            (Err(error), _) => crate::audit::Outcome::Failed(error),
+            (Ok(_), answered) => crate::audit::Outcome::Answer(answered.as_ref()),
+        };
+        self.audit_response(&unsealed, trail, &event, outcome)
+            .await?;
+        result
     }
 
     /// Routes the policy endpoints; `None` when `rest` (a `sys/` path without `sys/`) is not one.

@@ -475,7 +475,7 @@ impl Engine {
     /// Checks a token without spending a use: it exists, has not expired, is not being revoked,
     /// and its bindings admit `connection`. A binding failure is logged (by accessor, never the
     /// token) and returned as `Err(Some(reason))`; anything else that refuses it as `Err(None)`.
-    async fn check_token(
+    pub(crate) async fn check_token(
         &self,
         unsealed: &Unsealed,
         token: Option<&str>,
