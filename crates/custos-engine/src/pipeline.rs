@@ -46,6 +46,9 @@ pub struct Connection {
     /// `X-Forwarded-For`. `None` for in-process callers (tests, dev-mode set-up), which no
     /// address rule admits.
     pub remote_addr: Option<std::net::IpAddr>,
+    /// The socket peer's port, for audit records (Vault's `remote_port`); `None` behind a
+    /// trusted proxy, whose port says nothing of the client.
+    pub remote_port: Option<u16>,
     /// The TLS client certificate the connection presented, verified by the listener.
     pub client_cert: Option<ClientCert>,
     /// The `User-Agent` header, for audit.

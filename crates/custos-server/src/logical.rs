@@ -177,6 +177,10 @@ pub(crate) fn connection(parts: &axum::http::request::Parts) -> custos_engine::C
         .map(|client| client.0);
     custos_engine::Connection {
         remote_addr: client.or_else(|| peer.map(|peer| peer.remote_addr.ip())),
+        // The peer's port, unless a proxy named another client.
+        remote_port: peer
+            .filter(|peer| client.is_none_or(|client| client == peer.remote_addr.ip()))
+            .map(|peer| peer.remote_addr.port()),
         client_cert: peer
             .and_then(|peer| peer.certificates.as_ref())
             .and_then(|chain| {
@@ -512,6 +516,12 @@ mod tests {
             connection(&parts).remote_addr,
             Some("10.0.0.1".parse().unwrap())
         );
+        assert_eq!(connection(&parts).remote_port, Some(40000));
+        // The middleware names the peer itself when no proxy named another client.
+        parts
+            .extensions
+            .insert(crate::forwarded::ClientAddr("10.0.0.1".parse().unwrap()));
+        assert_eq!(connection(&parts).remote_port, Some(40000));
         parts
             .extensions
             .insert(crate::forwarded::ClientAddr("203.0.113.7".parse().unwrap()));
@@ -519,6 +529,8 @@ mod tests {
             connection(&parts).remote_addr,
             Some("203.0.113.7".parse().unwrap())
         );
+        // The proxy's port says nothing of the client.
+        assert_eq!(connection(&parts).remote_port, None);
     }
 
     #[test]

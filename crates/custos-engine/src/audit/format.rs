@@ -259,6 +259,8 @@ struct RequestBlock<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     remote_address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    remote_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     wrap_ttl: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_certificate_serial_number: Option<String>,
@@ -432,6 +434,7 @@ pub(crate) fn request_fragment(
         remote_address: connection
             .and_then(|connection| connection.remote_addr)
             .map(|address| address.to_string()),
+        remote_port: connection.and_then(|connection| connection.remote_port),
         wrap_ttl: event.wrap_ttl.filter(|ttl| *ttl > 0),
         client_certificate_serial_number: connection
             .and_then(|connection| connection.client_cert.as_ref())

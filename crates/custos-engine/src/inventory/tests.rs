@@ -45,7 +45,7 @@ fn connection(address: &str, agent: &str) -> Connection {
     Connection {
         remote_addr: Some(address.parse::<IpAddr>().expect("address")),
         user_agent: Some(agent.to_owned()),
-        client_cert: None,
+        ..Connection::default()
     }
 }
 

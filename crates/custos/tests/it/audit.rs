@@ -236,6 +236,11 @@ async fn every_request_is_recorded_and_secrets_never_appear_in_clear() {
                 && record["request"]["operation"] == "update"
         })
         .unwrap();
+    assert_eq!(write["request"]["remote_address"], "127.0.0.1");
+    assert!(
+        write["request"]["remote_port"].as_u64().is_some(),
+        "{write}"
+    );
     let hashed = write["request"]["data"]["data"]["api_key"]
         .as_str()
         .unwrap();
@@ -271,6 +276,7 @@ for line in open(sys.argv[1]):
     assert isinstance(entry["time"], str) and entry["time"].endswith("Z"), entry["time"]
     assert request["operation"] in ("create", "read", "update", "delete", "list", "patch"), request
     assert isinstance(request["path"], str)
+    assert isinstance(request.get("remote_port", 0), int), request
     auth = entry.get("auth") or {}
     for key in ("client_token", "accessor"):
         if key in auth:
