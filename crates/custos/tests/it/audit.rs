@@ -10,36 +10,7 @@ use std::process::Command;
 use custos_client::http::Method;
 use serde_json::{Value, json};
 
-use crate::support;
-
-fn client(address: &str, token: Option<&str>) -> custos_client::Client {
-    custos_client::Client::new(custos_client::ClientConfig {
-        address: address.to_owned(),
-        token: token.map(str::to_owned),
-        ..custos_client::ClientConfig::default()
-    })
-    .unwrap()
-}
-
-async fn call(
-    client: &custos_client::Client,
-    method: Method,
-    path: &str,
-    body: Value,
-    headers: &[(&str, &str)],
-) -> (u16, Value) {
-    let body = (!body.is_null()).then(|| serde_json::to_vec(&body).unwrap());
-    let (status, _, bytes) = client
-        .raw_with_headers(method, path, headers, body)
-        .await
-        .unwrap();
-    let json = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
-    (status.as_u16(), json)
-}
+use crate::support::{self, call, http_client as client};
 
 /// A server on SQLite with one `file` device writing `audit.log` in `logs/` under `dir`,
 /// initialised and unsealed; returns it with its root token.

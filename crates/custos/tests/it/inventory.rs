@@ -13,19 +13,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support;
 
 fn client(address: &str, token: &str) -> custos_client::Client {
-    custos_client::Client::new(custos_client::ClientConfig {
-        address: address.to_owned(),
-        token: Some(token.to_owned()),
-        ..custos_client::ClientConfig::default()
-    })
-    .unwrap()
+    support::http_client(address, Some(token))
 }
 
+/// The JSON answer of a request that must succeed.
 async fn call(client: &custos_client::Client, method: Method, path: &str, body: Value) -> Value {
-    let body = (!body.is_null()).then(|| serde_json::to_vec(&body).unwrap());
-    let (status, _, bytes) = client.raw(method, path, body).await.unwrap();
-    let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    assert!(status.is_success(), "{status}: {answer}");
+    let (status, answer) = support::call(client, method, path, body, &[]).await;
+    assert!((200..300).contains(&status), "{status}: {answer}");
     answer
 }
 

@@ -389,3 +389,33 @@ pub(crate) fn jitter_ms(max: u64) -> u64 {
         .subsec_nanos();
     u64::from(nanos.wrapping_mul(2_654_435_761)) % max
 }
+
+/// A client of `address` (plain HTTP or TLS as the address says) with `token`.
+pub(crate) fn http_client(address: &str, token: Option<&str>) -> Client {
+    Client::new(ClientConfig {
+        address: address.to_owned(),
+        token: token.map(str::to_owned),
+        ..ClientConfig::default()
+    })
+    .unwrap()
+}
+
+/// Sends `body` (unless it is null) to `/v1/<path>` with extra `headers`; answers the status and
+/// the JSON answer (`null` when it is empty or not JSON).
+pub(crate) async fn call(
+    client: &Client,
+    method: custos_client::http::Method,
+    path: &str,
+    body: serde_json::Value,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let body = (!body.is_null()).then(|| serde_json::to_vec(&body).unwrap());
+    let (status, _, bytes) = client
+        .raw_with_headers(method, path, headers, body)
+        .await
+        .unwrap();
+    (
+        status.as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
