@@ -921,6 +921,20 @@ mod tests {
         answer.try_recv().unwrap()
     }
 
+    /// Verifies `path` as a closed file, which must be intact.
+    fn closed_and_intact(path: &Path) -> crate::verify::Report {
+        let report = verify_files(
+            std::slice::from_ref(&path.to_path_buf()),
+            VerifyOptions {
+                closed: true,
+                ..VerifyOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(report.problem, None, "{report:?}");
+        report
+    }
+
     /// A writer on a new file at `path`, with the default options and no signer.
     fn new_writer(path: &Path) -> Writer {
         let options = FileOptions::from_options(
@@ -966,15 +980,7 @@ mod tests {
         *file_mut(&mut writer) = OpenOptions::new().append(true).open(&path).unwrap();
         send(&mut writer, r#"{"n":4}"#).unwrap();
         writer.close();
-        let report = verify_files(
-            std::slice::from_ref(&path),
-            VerifyOptions {
-                closed: true,
-                ..VerifyOptions::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(report.problem, None, "{report:?}");
+        let report = closed_and_intact(&path);
         let text = std::fs::read_to_string(&path).unwrap();
         let numbers: Vec<&str> = text
             .lines()
@@ -998,15 +1004,7 @@ mod tests {
         writer.repair = Some(before);
         send(&mut writer, r#"{"n":2}"#).unwrap();
         writer.close();
-        let report = verify_files(
-            std::slice::from_ref(&path),
-            VerifyOptions {
-                closed: true,
-                ..VerifyOptions::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(report.problem, None, "{report:?}");
+        let report = closed_and_intact(&path);
         assert_eq!(report.last_seq, Some(3));
     }
 }

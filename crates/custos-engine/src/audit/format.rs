@@ -28,14 +28,21 @@ use crate::logical::{LogicalResponse, Operation};
 use crate::pipeline::AuditEvent;
 use crate::{EngineError, Unsealed};
 
-/// The mount a request went to, as records name it.
-#[derive(Clone, Debug, Default)]
+/// The mount a request went to, as records name it: its fields are written into both the
+/// `request` and the `response` block (flattened).
+#[derive(Clone, Debug, Default, Serialize)]
 pub(crate) struct MountInfo {
+    #[serde(rename = "mount_point", skip_serializing_if = "Option::is_none")]
     point: Option<String>,
+    #[serde(rename = "mount_type", skip_serializing_if = "Option::is_none")]
     kind: Option<String>,
+    #[serde(rename = "mount_accessor", skip_serializing_if = "Option::is_none")]
     accessor: Option<String>,
+    #[serde(rename = "mount_class", skip_serializing_if = "Option::is_none")]
     class: Option<&'static str>,
+    #[serde(skip)]
     non_hmac_request_keys: Vec<String>,
+    #[serde(skip)]
     non_hmac_response_keys: Vec<String>,
 }
 
@@ -240,14 +247,8 @@ struct Namespace {
 struct RequestBlock<'a> {
     id: &'a str,
     operation: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mount_point: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mount_type: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mount_accessor: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mount_class: Option<&'static str>,
+    #[serde(flatten)]
+    mount: &'a MountInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -279,14 +280,8 @@ struct WrapBlock<'a> {
 /// Vault's `response` block, plus `status`.
 #[derive(Serialize)]
 struct ResponseBlock<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mount_point: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mount_type: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mount_accessor: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mount_class: Option<&'static str>,
+    #[serde(flatten)]
+    mount: &'a MountInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<AuthBlock<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -418,10 +413,7 @@ pub(crate) fn request_fragment(
     let request = RequestBlock {
         id: event.request_id,
         operation: operation_name(event.operation),
-        mount_point: mount.point.as_deref(),
-        mount_type: mount.kind.as_deref(),
-        mount_accessor: mount.accessor.as_deref(),
-        mount_class: mount.class,
+        mount,
         client_token,
         client_token_accessor: caller_accessor,
         namespace: Namespace { id: "root" },
@@ -496,10 +488,7 @@ pub(crate) fn response_record(
     };
     let elide = device.format.elide_list_responses && response.operation == Operation::List;
     let block = ResponseBlock {
-        mount_point: response.mount.point.as_deref(),
-        mount_type: response.mount.kind.as_deref(),
-        mount_accessor: response.mount.accessor.as_deref(),
-        mount_class: response.mount.class,
+        mount: response.mount,
         auth: answer
             .and_then(|answer| answer.auth.as_ref())
             .map(|issued| AuthBlock {
