@@ -415,6 +415,43 @@ impl Barrier {
         Ok(revision)
     }
 
+    /// Reads the JSON table stored at `key` and the revision it was read at; `None` when
+    /// nothing is stored there. Undecodable JSON is an internal error naming the key.
+    pub(crate) async fn get_table<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(T, Revision)>, EngineError> {
+        let Some(plain) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let table = serde_json::from_slice(&plain.value)
+            .map_err(|error| EngineError::Internal(format!("table {key} is corrupt: {error}")))?;
+        Ok(Some((table, plain.revision)))
+    }
+
+    /// Writes `table` as JSON at `key` if the key is still at `revision` (absent, for `None`),
+    /// with `extra`'s operations in the same commit: the new revision, or `None` when another
+    /// writer changed it first (read it again and retry).
+    pub(crate) async fn put_table_if_unchanged<T: serde::Serialize>(
+        &self,
+        key: &str,
+        table: &T,
+        revision: Option<Revision>,
+        extra: Transaction,
+    ) -> Result<Option<Revision>, EngineError> {
+        let bytes = serde_json::to_vec(table)
+            .map_err(|error| EngineError::Internal(format!("encoding table {key}: {error}")))?;
+        let mut txn = Transaction::new()
+            .require_unchanged(key, revision)
+            .put(key, bytes);
+        txn.ops.extend(extra.ops);
+        match self.commit(txn).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(EngineError::Conflict) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Turns init's plaintext transaction into the sealed one the storage receives, with the
     /// first term's encryption count. The count is written unconditionally: the keyring is new,
     /// so whatever a count left over from an earlier store says is about another key.

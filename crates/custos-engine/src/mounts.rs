@@ -149,19 +149,18 @@ impl MountTable {
         barrier: &crate::Barrier,
         key: &str,
     ) -> Result<bool, EngineError> {
-        let bytes = serde_json::to_vec(&*self)
-            .map_err(|error| EngineError::Internal(format!("encoding table {key}: {error}")))?;
-        let txn = custos_storage::Transaction::new()
-            .require_unchanged(key, self.revision)
-            .put(key, bytes);
-        match barrier.commit(txn).await {
-            Ok(revision) => {
-                self.revision = Some(revision);
-                Ok(true)
-            }
-            Err(EngineError::Conflict) => Ok(false),
-            Err(error) => Err(error),
+        let stored = barrier
+            .put_table_if_unchanged(
+                key,
+                &*self,
+                self.revision,
+                custos_storage::Transaction::new(),
+            )
+            .await?;
+        if stored.is_some() {
+            self.revision = stored;
         }
+        Ok(stored.is_some())
     }
 
     /// Reads a table of this shape stored at `key` (the mount table, the auth table).
@@ -169,17 +168,13 @@ impl MountTable {
         barrier: &crate::Barrier,
         key: &str,
     ) -> Result<MountTable, EngineError> {
-        match barrier.get(key).await? {
-            Some(plain) => {
-                let mut table: MountTable =
-                    serde_json::from_slice(&plain.value).map_err(|error| {
-                        EngineError::Internal(format!("table {key} is corrupt: {error}"))
-                    })?;
-                table.revision = Some(plain.revision);
-                Ok(table)
+        Ok(match barrier.get_table::<MountTable>(key).await? {
+            Some((mut table, revision)) => {
+                table.revision = Some(revision);
+                table
             }
-            None => Ok(MountTable::empty()),
-        }
+            None => MountTable::empty(),
+        })
     }
 }
 

@@ -73,41 +73,30 @@ pub(crate) struct AuditTable {
 
 impl AuditTable {
     async fn load(barrier: &Barrier) -> Result<AuditTable, EngineError> {
-        match barrier.get(AUDIT_TABLE_PATH).await? {
-            Some(plain) => {
-                let mut table: AuditTable =
-                    serde_json::from_slice(&plain.value).map_err(|error| {
-                        EngineError::Internal(format!(
-                            "table {AUDIT_TABLE_PATH} is corrupt: {error}"
-                        ))
-                    })?;
-                table.revision = Some(plain.revision);
-                Ok(table)
-            }
-            None => Ok(AuditTable {
-                version: 1,
-                ..AuditTable::default()
-            }),
-        }
+        Ok(
+            match barrier.get_table::<AuditTable>(AUDIT_TABLE_PATH).await? {
+                Some((mut table, revision)) => {
+                    table.revision = Some(revision);
+                    table
+                }
+                None => AuditTable {
+                    version: 1,
+                    ..AuditTable::default()
+                },
+            },
+        )
     }
 
     /// Writes the table if it is still as read, with `extra` in the same commit: `Ok(false)`
     /// when another writer changed it first.
     async fn store(&mut self, barrier: &Barrier, extra: Transaction) -> Result<bool, EngineError> {
-        let bytes = serde_json::to_vec(&*self)
-            .map_err(|error| EngineError::Internal(format!("encoding the audit table: {error}")))?;
-        let mut txn = Transaction::new()
-            .require_unchanged(AUDIT_TABLE_PATH, self.revision)
-            .put(AUDIT_TABLE_PATH, bytes);
-        txn.ops.extend(extra.ops);
-        match barrier.commit(txn).await {
-            Ok(revision) => {
-                self.revision = Some(revision);
-                Ok(true)
-            }
-            Err(EngineError::Conflict) => Ok(false),
-            Err(error) => Err(error),
+        let stored = barrier
+            .put_table_if_unchanged(AUDIT_TABLE_PATH, &*self, self.revision, extra)
+            .await?;
+        if stored.is_some() {
+            self.revision = stored;
         }
+        Ok(stored.is_some())
     }
 }
 
