@@ -5,6 +5,11 @@
 
 mod api_key;
 mod cidr;
+pub mod permission;
 
 pub use api_key::{ApiKey, ApiKeyError, CUSTOS_TOKEN_PREFIX, crc32};
 pub use cidr::{Cidr, CidrError};
+pub use permission::{
+    Grants, MAX_PERMISSION_LEN, MAX_QUERY_DEPTH, MAX_QUERY_LEN, MAX_QUERY_TERMS, PermissionError,
+    Query, validate_grant, validate_permission,
+};
