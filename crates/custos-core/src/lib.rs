@@ -6,6 +6,7 @@
 mod api_key;
 mod cidr;
 pub mod permission;
+pub mod ratelimit;
 
 pub use api_key::{ApiKey, ApiKeyError, CUSTOS_TOKEN_PREFIX, crc32};
 pub use cidr::{Cidr, CidrError};
@@ -13,3 +14,4 @@ pub use permission::{
     Grants, MAX_PERMISSION_LEN, MAX_QUERY_DEPTH, MAX_QUERY_LEN, MAX_QUERY_TERMS, PermissionError,
     Query, validate_grant, validate_permission,
 };
+pub use ratelimit::{Outcome, Window};
