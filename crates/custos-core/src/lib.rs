@@ -7,6 +7,7 @@ mod api_key;
 mod cidr;
 pub mod permission;
 pub mod ratelimit;
+pub mod refill;
 
 pub use api_key::{ApiKey, ApiKeyError, CUSTOS_TOKEN_PREFIX, crc32};
 pub use cidr::{Cidr, CidrError};
@@ -15,3 +16,4 @@ pub use permission::{
     Query, validate_grant, validate_permission,
 };
 pub use ratelimit::{Outcome, Window};
+pub use refill::{Interval, RefillError, next_refill, refill_due};
