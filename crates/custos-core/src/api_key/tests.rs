@@ -127,6 +127,90 @@ fn digit_distribution_uses_the_whole_alphabet() {
     assert!(seen.iter().all(|&s| s));
 }
 
+/// Whether some `value` in `low..high` satisfies `value ^ flip == value + add` (as integers,
+/// `add` possibly negative, no wrapping), found bit by bit from the least significant: at
+/// each bit the carry of the addition must make the sum bit equal the flipped bit, and the
+/// value's bit is free only where it decides the next carry.
+fn xor_equals_sum_somewhere(flip: u32, add: i64, low: u64, high: u64) -> bool {
+    // Adding a negative number is adding its two's complement with a final carry out.
+    let addend = add.rem_euclid(1 << 32) as u64;
+    let final_carry = u64::from(add < 0);
+    // States: (carry, low bits compared with `low`, low bits compared with `high - 1`).
+    let mut states = vec![(0u64, std::cmp::Ordering::Equal, std::cmp::Ordering::Equal)];
+    for bit in 0..32 {
+        let (add_bit, flip_bit) = ((addend >> bit) & 1, u64::from((flip >> bit) & 1));
+        let (low_bit, high_bit) = ((low >> bit) & 1, ((high - 1) >> bit) & 1);
+        let mut next = Vec::new();
+        for &(carry, versus_low, versus_high) in &states {
+            if add_bit ^ carry != flip_bit {
+                continue;
+            }
+            for value_bit in 0..2u64 {
+                let carry_out = (value_bit & add_bit) | (value_bit & carry) | (add_bit & carry);
+                let state = (
+                    carry_out,
+                    value_bit.cmp(&low_bit).then(versus_low),
+                    value_bit.cmp(&high_bit).then(versus_high),
+                );
+                if !next.contains(&state) {
+                    next.push(state);
+                }
+            }
+        }
+        states = next;
+    }
+    states.iter().any(|&(carry, versus_low, versus_high)| {
+        carry == final_carry && versus_low.is_ge() && versus_high.is_le()
+    })
+}
+
+#[test]
+fn the_swap_search_finds_solutions_that_exist() {
+    // 1 ^ 5 == 1 + 3 but 0 ^ 5 != 0 + 3, and 6 ^ 4 == 6 - 4.
+    assert!(xor_equals_sum_somewhere(5, 3, 0, 2));
+    assert!(!xor_equals_sum_somewhere(5, 3, 0, 1));
+    assert!(xor_equals_sum_somewhere(4, -4, 6, 7));
+    for value in 0..64u64 {
+        for flip in 0..64u32 {
+            for add in -64i64..64 {
+                let exists = (value..value + 3)
+                    .any(|v| i64::try_from(v ^ u64::from(flip)).unwrap() == i64::try_from(v).unwrap() + add);
+                assert_eq!(xor_equals_sum_somewhere(flip, add, value, value + 3), exists);
+            }
+        }
+    }
+}
+
+/// Swapping the last random character `b` with the first checksum character `a` keeps a key
+/// valid only if the new data's CRC is written as the new checksum. The data changed in its
+/// last byte by `a ^ b`, so its CRC changed by `CRC32_TABLE[a ^ b]` (CRC is linear); the
+/// checksum's first base62 digit went from `a` to `b`, so its value changed by
+/// `(b - a) × 62^5`. No CRC value whose first digit is `a` satisfies both, for any pair.
+#[test]
+fn no_checksum_survives_a_swap_across_the_boundary() {
+    let digit_weight = 62u64.pow(5);
+    for (a, &first) in BASE62.iter().enumerate() {
+        let low = a as u64 * digit_weight;
+        let high = ((a as u64 + 1) * digit_weight).min(1 << 32);
+        if low >= high {
+            continue;
+        }
+        for (b, &last) in BASE62.iter().enumerate() {
+            if a == b {
+                continue;
+            }
+            let flip = CRC32_TABLE[usize::from(first ^ last)];
+            let add = (b as i64 - a as i64) * digit_weight as i64;
+            assert!(
+                !xor_equals_sum_somewhere(flip, add, low, high),
+                "{} and {} swapped",
+                char::from(first),
+                char::from(last)
+            );
+        }
+    }
+}
+
 fn prefix_strategy() -> impl Strategy<Value = String> {
     "[a-z][a-z0-9_]{0,30}[a-z0-9]|[a-z]"
 }
@@ -168,5 +252,40 @@ proptest! {
             prop_assert_eq!(key.as_str().len(), key.prefix().len() + 37);
             prop_assert!(!key.prefix().ends_with('_'));
         }
+    }
+}
+
+proptest! {
+    #[test]
+    fn swapping_adjacent_characters_of_the_body_is_detected(
+        prefix in prefix_strategy(),
+        random in any::<[u8; 30]>(),
+        position in 0usize..35,
+    ) {
+        let key = ApiKey::from_random(&prefix, &random).unwrap();
+        let mut bytes = key.as_str().as_bytes().to_vec();
+        let index = prefix.len() + 1 + position;
+        prop_assume!(bytes[index] != bytes[index + 1]);
+        bytes.swap(index, index + 1);
+        let swapped = String::from_utf8(bytes).unwrap();
+        // Within the random part, the change is a burst of at most 16 bits, which CRC-32
+        // always detects; within the checksum, the data is unchanged and the checksum is not.
+        // Across the boundary (position 29) the data and the checksum both change;
+        // `no_checksum_survives_a_swap_across_the_boundary` shows that is always detected too.
+        prop_assert_eq!(ApiKey::parse(&swapped), Err(ApiKeyError::BadChecksum));
+    }
+
+    #[test]
+    fn swapping_across_the_checksum_boundary_is_detected(
+        prefix in prefix_strategy(),
+        random in any::<[u8; 30]>(),
+    ) {
+        let key = ApiKey::from_random(&prefix, &random).unwrap();
+        let mut bytes = key.as_str().as_bytes().to_vec();
+        let index = prefix.len() + 1 + RANDOM_LEN - 1;
+        prop_assume!(bytes[index] != bytes[index + 1]);
+        bytes.swap(index, index + 1);
+        let swapped = String::from_utf8(bytes).unwrap();
+        prop_assert_eq!(ApiKey::parse(&swapped), Err(ApiKeyError::BadChecksum));
     }
 }
