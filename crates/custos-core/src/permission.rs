@@ -372,9 +372,9 @@ impl fmt::Display for Query {
             Query::And(operands) => write_operands(f, operands, " AND ", |operand| {
                 matches!(operand, Query::And(_) | Query::Or(_))
             }),
-            Query::Or(operands) => {
-                write_operands(f, operands, " OR ", |operand| matches!(operand, Query::Or(_)))
-            }
+            Query::Or(operands) => write_operands(f, operands, " OR ", |operand| {
+                matches!(operand, Query::Or(_))
+            }),
         }
     }
 }

@@ -93,8 +93,8 @@ impl Window {
         let overlap = duration_ms - elapsed;
         // previous × overlap / duration, rounded up; u128 cannot overflow here and the
         // quotient is at most `previous`, so it fits back in a u64.
-        let weighted = (u128::from(rolled.previous) * u128::from(overlap))
-            .div_ceil(u128::from(duration_ms));
+        let weighted =
+            (u128::from(rolled.previous) * u128::from(overlap)).div_ceil(u128::from(duration_ms));
         let weighted = u64::try_from(weighted).unwrap_or(u64::MAX);
         let used = weighted.saturating_add(rolled.current);
         let reset_ms = rolled.start_ms.saturating_add(duration_ms);

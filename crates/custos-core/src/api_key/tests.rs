@@ -173,9 +173,13 @@ fn the_swap_search_finds_solutions_that_exist() {
     for value in 0..64u64 {
         for flip in 0..64u32 {
             for add in -64i64..64 {
-                let exists = (value..value + 3)
-                    .any(|v| i64::try_from(v ^ u64::from(flip)).unwrap() == i64::try_from(v).unwrap() + add);
-                assert_eq!(xor_equals_sum_somewhere(flip, add, value, value + 3), exists);
+                let exists = (value..value + 3).any(|v| {
+                    i64::try_from(v ^ u64::from(flip)).unwrap() == i64::try_from(v).unwrap() + add
+                });
+                assert_eq!(
+                    xor_equals_sum_somewhere(flip, add, value, value + 3),
+                    exists
+                );
             }
         }
     }

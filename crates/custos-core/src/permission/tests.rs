@@ -19,7 +19,15 @@ fn syntax(position: usize, expected: &'static str) -> PermissionError {
 
 #[test]
 fn permission_names_follow_the_alphabet() {
-    for name in ["docs.read", "billing:write", "admin", "a-b_c.d:e", "AND2", "Or", "x"] {
+    for name in [
+        "docs.read",
+        "billing:write",
+        "admin",
+        "a-b_c.d:e",
+        "AND2",
+        "Or",
+        "x",
+    ] {
         assert_eq!(validate_permission(name), Ok(()), "{name}");
         assert_eq!(validate_grant(name), Ok(()), "{name}");
     }
@@ -345,7 +353,10 @@ fn check_refuses_what_parse_would() {
         permission("docs.*").check(),
         Err(PermissionError::Wildcard { position: 5 })
     );
-    assert_eq!(permission("or").check(), Err(PermissionError::Reserved { position: 0 }));
+    assert_eq!(
+        permission("or").check(),
+        Err(PermissionError::Reserved { position: 0 })
+    );
     assert_eq!(permission("").check(), Err(PermissionError::Empty));
     let many = Query::And((0..=MAX_QUERY_TERMS).map(|_| permission("a")).collect());
     assert_eq!(many.check(), Err(PermissionError::TooManyTerms));
@@ -511,7 +522,20 @@ fn sloppy(query: &Query) -> String {
 fn query_like_text() -> impl Strategy<Value = String> {
     prop::collection::vec(
         prop::sample::select(vec![
-            "(", ")", "AND", "and", "OR", "or", "And", " ", "a", "docs.read", "*", "$", "\t", "é",
+            "(",
+            ")",
+            "AND",
+            "and",
+            "OR",
+            "or",
+            "And",
+            " ",
+            "a",
+            "docs.read",
+            "*",
+            "$",
+            "\t",
+            "é",
         ]),
         0..40,
     )

@@ -20,9 +20,18 @@ fn outcome(allowed: bool, remaining: u64, reset_ms: u64) -> Outcome {
 fn a_fresh_window_grants_up_to_the_limit() {
     let mut window = Window::default();
     let now = 10 * SECOND + 250;
-    assert_eq!(window.take(now, 3, SECOND, 1), outcome(true, 2, 11 * SECOND));
-    assert_eq!(window.take(now, 3, SECOND, 2), outcome(true, 0, 11 * SECOND));
-    assert_eq!(window.take(now, 3, SECOND, 1), outcome(false, 0, 11 * SECOND));
+    assert_eq!(
+        window.take(now, 3, SECOND, 1),
+        outcome(true, 2, 11 * SECOND)
+    );
+    assert_eq!(
+        window.take(now, 3, SECOND, 2),
+        outcome(true, 0, 11 * SECOND)
+    );
+    assert_eq!(
+        window.take(now, 3, SECOND, 1),
+        outcome(false, 0, 11 * SECOND)
+    );
     assert_eq!(window, Window::from_parts(10 * SECOND, 3, 0));
 }
 
@@ -32,13 +41,25 @@ fn the_previous_window_counts_by_its_overlap() {
     // 250 ms into the next window, the sliding window still overlaps 3/4 of the previous
     // one: 10 × 0.75 = 7.5, rounded up to 8, leaves 2.
     let now = 11 * SECOND + 250;
-    assert_eq!(window.take(now, 10, SECOND, 0), outcome(true, 2, 12 * SECOND));
-    assert_eq!(window.take(now, 10, SECOND, 2), outcome(true, 0, 12 * SECOND));
-    assert_eq!(window.take(now, 10, SECOND, 1), outcome(false, 0, 12 * SECOND));
+    assert_eq!(
+        window.take(now, 10, SECOND, 0),
+        outcome(true, 2, 12 * SECOND)
+    );
+    assert_eq!(
+        window.take(now, 10, SECOND, 2),
+        outcome(true, 0, 12 * SECOND)
+    );
+    assert_eq!(
+        window.take(now, 10, SECOND, 1),
+        outcome(false, 0, 12 * SECOND)
+    );
     assert_eq!(window, Window::from_parts(11 * SECOND, 2, 10));
     // At 900 ms, 10 × 0.1 = 1 and 2 taken: 7 left.
     let later = 11 * SECOND + 900;
-    assert_eq!(window.take(later, 10, SECOND, 7), outcome(true, 0, 12 * SECOND));
+    assert_eq!(
+        window.take(later, 10, SECOND, 7),
+        outcome(true, 0, 12 * SECOND)
+    );
 }
 
 #[test]
