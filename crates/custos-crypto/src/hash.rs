@@ -123,6 +123,14 @@ impl fmt::Debug for PreparedHmac {
     }
 }
 
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; HASH_LEN] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; HASH_LEN];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
 /// SHA-256 of `data` as 64 lower-case hex characters: the public fingerprint of a credential
 /// (GitHub's secret-scanning programme calls it `token_hash`), safe to log and return.
 pub fn sha256_hex(data: &[u8]) -> String {

@@ -51,7 +51,7 @@ mod test_support;
 
 pub use blob::{FORMAT_VERSION, HEADER_LEN, MIN_BLOB_LEN, NONCE_LEN, SealedBlob, TAG_LEN};
 pub use error::CryptoError;
-pub use hash::{HASH_LEN, KeyedHasher, PreparedHmac, constant_time_eq, sha256_hex};
+pub use hash::{HASH_LEN, KeyedHasher, PreparedHmac, constant_time_eq, sha256, sha256_hex};
 pub use keyring::Keyring;
 pub use password::{PASSWORD_PARAMS, hash_password, verify_password};
 pub use random::{fill_random, random_base62, random_uuid};

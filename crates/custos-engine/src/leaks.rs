@@ -18,8 +18,8 @@
 //! `url`, `source`) and so do the answers (`token_hash`, `token_type`, `label`), so a report
 //! can be forwarded unchanged. Credentials are never echoed back: results name them by their
 //! SHA-256. `type`, `url` and `source` come from an anonymous caller and are logged only through
-//! [`crate::Untrusted`]. Today the server's credentials are tokens and wrapping tokens; the
-//! API-key engine adds its keys to [`Engine::revoke_leaked`] when it lands.
+//! [`crate::Untrusted`]. The server's credentials are tokens, wrapping tokens and the keys of
+//! every `apikeys` mount.
 
 use serde_json::{Map, Value, json};
 
@@ -55,6 +55,7 @@ enum Outcome {
 enum Kind {
     Token,
     WrappingToken,
+    ApiKey,
 }
 
 impl Kind {
@@ -62,6 +63,7 @@ impl Kind {
         match self {
             Kind::Token => "token",
             Kind::WrappingToken => "wrapping_token",
+            Kind::ApiKey => "api_key",
         }
     }
 }
@@ -192,8 +194,23 @@ impl Engine {
             return Ok(Outcome::Invalid);
         };
         if !key.is_custos_token() {
-            // API keys: the API-key engine answers for its own prefixes once it exists.
-            return Ok(Outcome::Unknown);
+            // An API key of one of the `apikeys` mounts, or nothing of ours.
+            return Ok(
+                match self.revoke_leaked_api_key(unsealed, &leak.token).await? {
+                    Some(key_id) => {
+                        tracing::warn!(
+                            key_id = %key_id,
+                            token_sha256 = %custos_crypto::sha256_hex(leak.token.as_bytes()),
+                            reported_type = %Untrusted(&leak.kind),
+                            url = %Untrusted(&leak.url),
+                            source = %Untrusted(&leak.source),
+                            "leaked API key revoked"
+                        );
+                        Outcome::Revoked(Kind::ApiKey)
+                    }
+                    None => Outcome::Unknown,
+                },
+            );
         }
         let hash = unsealed.token_hasher.hash_hex(leak.token.as_bytes());
         for (kind, path) in [
@@ -210,7 +227,7 @@ impl Engine {
                 Kind::Token => Some(serde_json::from_slice::<TokenEntry>(&plain.value).map_err(
                     |error| EngineError::Internal(format!("token entry is corrupt: {error}")),
                 )?),
-                Kind::WrappingToken => None,
+                Kind::WrappingToken | Kind::ApiKey => None,
             };
             if let Some(entry) = entry.as_ref().filter(|entry| is_root(entry)) {
                 self.mark_root_leaked(unsealed, request_id, &path, plain.revision, entry, leak)

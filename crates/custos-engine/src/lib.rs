@@ -4,6 +4,7 @@
 //! While sealed the only storage it touches is the seal configuration and the root-key-sealed
 //! keyring; everything else is reached through a [`Barrier`], which only exists after unsealing.
 
+mod apikeys;
 mod audit;
 mod auth;
 mod barrier;
@@ -27,6 +28,7 @@ mod token;
 mod untrusted;
 mod wrapping;
 
+pub use apikeys::ApiKeysFlush;
 pub use audit::{
     AuditConfig, AuditDevice, AuditDeviceFactory, CheckpointSigner, DeviceSpec, NoDevices,
     default_status,
@@ -144,6 +146,8 @@ struct Unsealed {
     policies: policy::PolicyStore,
     /// The audit devices of this unsealing.
     audit: audit::Broker,
+    /// Node-local state of stateful secrets engines (the API-key indexes), by mount uuid.
+    mount_states: Arc<logical::MountStates>,
 }
 
 impl Unsealed {
@@ -515,9 +519,11 @@ impl Engine {
         let Some(root_key) = self.add_share(share, config.secret_threshold)? else {
             return self.seal_status().await;
         };
-        let unsealed = self.open(root_key).await?;
-        *self.write_state() = State::Unsealed(Arc::new(unsealed));
+        let unsealed = Arc::new(self.open(root_key).await?);
+        *self.write_state() = State::Unsealed(unsealed.clone());
         tracing::info!("custos unsealed");
+        // The API-key indexes are built now rather than by the first verification.
+        tokio::spawn(async move { apikeys::warm(&unsealed).await });
         self.seal_status().await
     }
 
@@ -583,6 +589,7 @@ impl Engine {
             root_generation: std::sync::Mutex::new(None),
             policies,
             audit,
+            mount_states: Arc::default(),
         })
     }
 
@@ -630,6 +637,10 @@ impl Engine {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         let in_flight = Arc::strong_count(&unsealed) - 1;
+        // What API-key verifications spent is written before the barrier closes.
+        if let Err(error) = apikeys::flush_all(&unsealed, self.now().as_second()).await {
+            tracing::warn!(%error, "API key usage could not be written before sealing");
+        }
         // The devices write their closing checkpoints; a request still running fails on its
         // next record.
         unsealed.audit.close_all().await;
@@ -938,6 +949,9 @@ impl Engine {
             config: entry.config.clone(),
             now: self.now(),
             max_value_bytes: self.inner.limits.max_value_bytes,
+            mount_uuid: entry.uuid.clone(),
+            states: unsealed.mount_states.clone(),
+            feed_lost: self.inner.follower.deaf() || index::reading_fresh(),
         }
     }
 

@@ -252,6 +252,86 @@ pub struct MountContext {
     pub now: Timestamp,
     /// The largest value a request may store, in bytes (after JSON encoding).
     pub max_value_bytes: usize,
+    /// The mount's uuid (its storage lives under `logical/<uuid>/`).
+    pub mount_uuid: String,
+    /// Node-local state of stateful engines, by mount uuid (the API-key index).
+    pub states: Arc<MountStates>,
+    /// Other nodes share this storage and the change feed that reports their changes is down:
+    /// in-memory copies may be stale, so engines that keep some read storage instead.
+    pub feed_lost: bool,
+}
+
+/// Node-local state that a stateful secrets engine keeps per mount for as long as the engine is
+/// unsealed (the API-key engine's index), by mount uuid. Each engine keeps its own type.
+#[derive(Default)]
+pub struct MountStates {
+    by_mount:
+        std::sync::RwLock<std::collections::HashMap<String, Arc<dyn std::any::Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for MountStates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountStates").finish_non_exhaustive()
+    }
+}
+
+impl MountStates {
+    /// The state of mount `uuid`, made by `make` the first time.
+    pub fn get_or_insert_with<T: std::any::Any + Send + Sync>(
+        &self,
+        uuid: &str,
+        make: impl FnOnce() -> T,
+    ) -> Result<Arc<T>, EngineError> {
+        if let Some(state) = self.get::<T>(uuid) {
+            return Ok(state);
+        }
+        let mut by_mount = self
+            .by_mount
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = by_mount
+            .entry(uuid.to_owned())
+            .or_insert_with(|| Arc::new(make()))
+            .clone();
+        state.downcast::<T>().map_err(|_| {
+            EngineError::Internal(format!("mount {uuid} holds the state of another engine"))
+        })
+    }
+
+    /// The state of mount `uuid`, if it has one of this type.
+    pub fn get<T: std::any::Any + Send + Sync>(&self, uuid: &str) -> Option<Arc<T>> {
+        let state = self
+            .by_mount
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(uuid)
+            .cloned()?;
+        state.downcast::<T>().ok()
+    }
+
+    /// Every mount's state of this type.
+    pub fn all<T: std::any::Any + Send + Sync>(&self) -> Vec<(String, Arc<T>)> {
+        self.by_mount
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(|(uuid, state)| {
+                state
+                    .clone()
+                    .downcast::<T>()
+                    .ok()
+                    .map(|state| (uuid.clone(), state))
+            })
+            .collect()
+    }
+
+    /// Forgets a mount's state (the mount was disabled).
+    pub fn remove(&self, uuid: &str) {
+        self.by_mount
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(uuid);
+    }
 }
 
 /// A token one of an auth method's logins issued, as the method sees it when the token is to

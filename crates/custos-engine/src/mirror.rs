@@ -174,7 +174,7 @@ impl Default for Follower {
 
 impl Follower {
     /// Attached but not connected: changes may be missed right now.
-    fn deaf(&self) -> bool {
+    pub(crate) fn deaf(&self) -> bool {
         self.attached.load(Ordering::Acquire) && !self.connected.load(Ordering::Acquire)
     }
 
@@ -216,6 +216,7 @@ impl Engine {
                 // Stale first, then trusted: no request may use a copy from the deaf period.
                 if let Some(unsealed) = &unsealed {
                     unsealed.mirrors.mark_all();
+                    crate::apikeys::apply_invalidation(unsealed, invalidation).await;
                 }
                 if !follower.connected.swap(true, Ordering::AcqRel) {
                     tracing::info!("change feed connected");
@@ -238,6 +239,9 @@ impl Engine {
             Invalidation::Keys { revision, .. } => {
                 if let Some(unsealed) = &unsealed {
                     unsealed.mirrors.mark(invalidation);
+                    // Keyed indexes apply each change at once (a revoked API key must stop
+                    // working everywhere within a second).
+                    crate::apikeys::apply_invalidation(unsealed, invalidation).await;
                 }
                 // After marking: a request that waited for this revision finds the tables stale.
                 if let Some(revision) = revision {

@@ -242,6 +242,7 @@ pub(crate) fn backend_for(entry: &MountEntry) -> Result<Arc<dyn LogicalBackend>,
                 "kv version {other:?} is not supported (use 1 or 2)"
             ))),
         },
+        crate::apikeys::KIND => Ok(Arc::new(crate::apikeys::ApiKeys)),
         other => Err(EngineError::InvalidRequest(format!(
             "plugin not found in the catalog: {other}"
         ))),
@@ -252,6 +253,7 @@ pub(crate) fn backend_for(entry: &MountEntry) -> Result<Arc<dyn LogicalBackend>,
 pub(crate) fn default_description(kind: &str) -> &'static str {
     match kind {
         "kv" => "key/value secret storage",
+        crate::apikeys::KIND => "API keys",
         _ => "",
     }
 }

@@ -227,6 +227,9 @@ impl Engine {
             config: entry.config.clone(),
             now: self.now(),
             max_value_bytes: self.inner.limits.max_value_bytes,
+            mount_uuid: entry.uuid.clone(),
+            states: unsealed.mount_states.clone(),
+            feed_lost: self.inner.follower.deaf() || crate::index::reading_fresh(),
         }
     }
 

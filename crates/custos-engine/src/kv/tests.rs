@@ -56,6 +56,9 @@ impl Harness {
             config: self.config.clone(),
             now: self.now,
             max_value_bytes: self.max_value_bytes,
+            mount_uuid: "test-mount".into(),
+            states: std::sync::Arc::default(),
+            feed_lost: false,
         }
     }
 

@@ -59,6 +59,9 @@ impl Harness {
             config: crate::MountConfig::default(),
             now: self.clock.now(),
             max_value_bytes: 1 << 20,
+            mount_uuid: "test-mount".into(),
+            states: std::sync::Arc::default(),
+            feed_lost: false,
         }
     }
 
