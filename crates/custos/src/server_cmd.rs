@@ -250,6 +250,44 @@ async fn flush_inventory_once(engine: &Engine) {
     }
 }
 
+/// How often API-key usage (uses left, last use) and analytics are written to storage: what
+/// a crash can lose, and so the bound on uses spent twice after one (`docs/apikeys.md`).
+const APIKEYS_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Flushes API-key usage every [`APIKEYS_FLUSH_INTERVAL`].
+fn flush_apikeys_periodically(engine: &Engine) {
+    let flusher = engine.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(APIKEYS_FLUSH_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            flush_apikeys_once(&flusher).await;
+        }
+    });
+}
+
+/// One API-key flush; like the inventory's, a failure keeps what it holds for the next one.
+async fn flush_apikeys_once(engine: &Engine) {
+    match engine.flush_apikeys().await {
+        Ok(flush) => {
+            if flush.usage_records + flush.analytics_records + flush.expired_keys > 0 {
+                tracing::debug!(
+                    usage = flush.usage_records,
+                    analytics = flush.analytics_records,
+                    expired = flush.expired_keys,
+                    "API key usage flushed"
+                );
+            }
+        }
+        Err(custos_engine::EngineError::Sealed) => {}
+        Err(error) => {
+            tracing::warn!(error = %error, "API key usage flush failed; it is kept for the next one");
+        }
+    }
+}
+
 /// On SIGHUP, every audit device closes its file with a checkpoint and opens its path again,
 /// so a log rotated by an outside tool (logrotate's `postrotate`) continues the chain in a
 /// new file. Devices also notice a moved file by themselves before each write.
@@ -363,6 +401,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         follow_changes(changes, &engine);
     }
     flush_inventory_periodically(&engine);
+    flush_apikeys_periodically(&engine);
     reopen_audit_devices_on_hangup(&engine);
 
     let listener = tokio::net::TcpListener::bind(config.address)
@@ -418,6 +457,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     custos_server::serve(listener, app, options, shutdown_signal()).await?;
     // What the inventory gathered since the last flush is written once more before exiting.
     flush_inventory_once(&flusher).await;
+    // And what API-key verifications spent: a clean shutdown loses no use.
+    flush_apikeys_once(&flusher).await;
     // After the last request: each audit file ends with a closing checkpoint.
     flusher.close_audit_devices().await;
     tracing::info!("custos server stopped");
