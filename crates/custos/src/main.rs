@@ -80,7 +80,7 @@ enum Command {
     // The help text comes from `ScanArgs`' own doc comment.
     Scan(scan_cmd::ScanArgs),
     // The help text comes from `ApikeyArgs`' own doc comment.
-    Apikey(apikey_cmd::ApikeyArgs),
+    Apikey(Box<apikey_cmd::ApikeyArgs>),
     /// Audit devices (list, enable, disable) and their files (verify, query; exit code 0 intact, 1 tampering found, 2 error).
     Audit(audit_cmd::AuditArgs),
 }
@@ -123,7 +123,7 @@ fn main() -> ExitCode {
             })),
             Command::Audit(args) => Ok(audit_cmd::run(args).await),
             // `verify` exits 1 for a key that is not valid, so its errors exit 2.
-            Command::Apikey(args) => Ok(apikey_cmd::run(args).await),
+            Command::Apikey(args) => Ok(apikey_cmd::run(*args).await),
         }
     });
     match result {
