@@ -1,6 +1,7 @@
 //! The `custos` binary: the composition root. It alone reads the environment and files, picks a
 //! storage backend, installs the log subscriber and chooses exit codes.
 
+mod apikey_cmd;
 mod audit_cmd;
 mod audit_devices;
 mod auth_cmd;
@@ -78,6 +79,8 @@ enum Command {
     Import(dotenv_cmd::ImportArgs),
     // The help text comes from `ScanArgs`' own doc comment.
     Scan(scan_cmd::ScanArgs),
+    // The help text comes from `ApikeyArgs`' own doc comment.
+    Apikey(Box<apikey_cmd::ApikeyArgs>),
     /// Audit devices (list, enable, disable) and their files (verify, query; exit code 0 intact, 1 tampering found, 2 error).
     Audit(audit_cmd::AuditArgs),
 }
@@ -119,6 +122,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             })),
             Command::Audit(args) => Ok(audit_cmd::run(args).await),
+            // `verify` exits 1 for a key that is not valid, so its errors exit 2.
+            Command::Apikey(args) => Ok(apikey_cmd::run(*args).await),
         }
     });
     match result {

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod apikeys_cli;
 mod approle;
 mod audit;
 mod audit_cli;
