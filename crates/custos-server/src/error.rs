@@ -66,6 +66,11 @@ fn engine_parts(error: &EngineError) -> (StatusCode, ErrorCode, Option<String>) 
             ErrorCode::InvalidUnsealKey,
             Some(message.clone()),
         ),
+        E::InvalidSignature(message) => (
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidSignature,
+            Some(message.clone()),
+        ),
         E::PermissionDenied => (
             StatusCode::FORBIDDEN,
             ErrorCode::PermissionDenied,
