@@ -16,6 +16,7 @@ mod cluster;
 mod crash;
 mod differential;
 mod forwarded;
+mod github_leaks;
 mod hardening;
 mod hvac;
 mod inventory;
