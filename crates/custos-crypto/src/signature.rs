@@ -3,15 +3,15 @@
 //! ASN.1 DER ECDSA P-256 SHA-256 signature over the raw request body).
 //!
 //! The key is read from a PEM `PUBLIC KEY` block (a DER `SubjectPublicKeyInfo` for
-//! `id-ecPublicKey` on `prime256v1`) by the small reader below rather than a new crate: the
-//! format is fixed, and the reader checks every length against the bytes it has, so it returns
-//! an error on any input and never panics. `ring` (`ECDSA_P256_SHA256_ASN1`) checks that the
+//! `id-ecPublicKey` on `prime256v1`) by the small PEM, base64 and DER readers below rather than
+//! new dependencies (the crate stays pure: `custos/tests/it/tidy.rs`): the format is fixed, and
+//! the readers check every length against the bytes they have, so they return an error on any
+//! input and never panic. `ring` (`ECDSA_P256_SHA256_ASN1`) checks that the
 //! point is on the curve and verifies.
 
 #[cfg(test)]
 mod tests;
 
-use base64::Engine as _;
 use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
 
 use crate::CryptoError;
@@ -72,9 +72,8 @@ impl EcdsaP256PublicKey {
                 "not a PEM public key: expected it to end with -----END PUBLIC KEY-----",
             ))?;
         let base64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(base64.as_bytes())
-            .map_err(|_| CryptoError::Malformed("the PEM body is not valid base64"))?;
+        let der = decode_base64(base64.as_bytes())
+            .ok_or(CryptoError::Malformed("the PEM body is not valid base64"))?;
         EcdsaP256PublicKey::from_spki_der(&der)
     }
 
@@ -141,11 +140,50 @@ impl EcdsaP256PublicKey {
                 "the signature is too long for ECDSA P-256",
             ));
         }
-        let signature = base64::engine::general_purpose::STANDARD
-            .decode(signature.as_bytes())
-            .map_err(|_| CryptoError::Malformed("the signature is not valid base64"))?;
+        let signature = decode_base64(signature.as_bytes())
+            .ok_or(CryptoError::Malformed("the signature is not valid base64"))?;
         self.verify(message, &signature)
     }
+}
+
+/// Decodes standard base64 with padding (RFC 4648, section 4), as PEM bodies and GitHub's
+/// header use it. Strict: the length is a multiple of 4, `=` only ends the last group, and the
+/// bits padding leaves over are zero (so every byte string has one encoding).
+fn decode_base64(text: &[u8]) -> Option<Vec<u8>> {
+    fn value(byte: u8) -> Option<u32> {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        Some(u32::from(value))
+    }
+    if !text.len().is_multiple_of(4) {
+        return None;
+    }
+    let groups = text.len() / 4;
+    let mut out = Vec::with_capacity(groups * 3);
+    for (index, group) in text.chunks_exact(4).enumerate() {
+        let padding = group.iter().rev().take_while(|&&byte| byte == b'=').count();
+        if padding > 2 || (padding > 0 && index + 1 != groups) {
+            return None;
+        }
+        let mut bits = 0u32;
+        for &byte in group.iter().take(4 - padding) {
+            bits = (bits << 6) | value(byte)?;
+        }
+        bits <<= 6 * padding;
+        let [_, bytes @ ..] = bits.to_be_bytes();
+        let (kept, left_over) = bytes.split_at(3 - padding);
+        if left_over.iter().any(|&byte| byte != 0) {
+            return None;
+        }
+        out.extend_from_slice(kept);
+    }
+    Some(out)
 }
 
 /// Reads one DER element with tag `tag` from the front of `input`: its content and what

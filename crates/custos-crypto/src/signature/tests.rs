@@ -209,7 +209,43 @@ fn debug_shows_a_fingerprint() {
     );
 }
 
+#[test]
+fn base64_decodes_like_the_standard_engine() {
+    for (text, expected) in [
+        ("", Some(&b""[..])),
+        ("Zg==", Some(b"f")),
+        ("Zm8=", Some(b"fo")),
+        ("Zm9v", Some(b"foo")),
+        ("Zm9vYg==", Some(b"foob")),
+        ("+/+/", Some(&[0xfb, 0xff, 0xbf][..])),
+        ("Zg", None),
+        ("Zh==", None),
+        ("Zg==Zg==", None),
+        ("Z===", None),
+        ("Zm9v\n", None),
+        ("Zm-_", None),
+    ] {
+        assert_eq!(
+            decode_base64(text.as_bytes()).as_deref(),
+            expected,
+            "{text:?}"
+        );
+    }
+}
+
 proptest::proptest! {
+    #[test]
+    fn base64_agrees_with_the_base64_crate(text in "[A-Za-z0-9+/=]{0,16}") {
+        let theirs = base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).ok();
+        proptest::prop_assert_eq!(decode_base64(text.as_bytes()), theirs);
+    }
+
+    #[test]
+    fn base64_round_trips(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+        let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        proptest::prop_assert_eq!(decode_base64(text.as_bytes()), Some(bytes));
+    }
+
     #[test]
     fn the_readers_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..128)) {
         let _ = EcdsaP256PublicKey::from_spki_der(&bytes);
