@@ -33,6 +33,8 @@ pub enum ErrorCode {
     NotInitialized,
     AlreadyInitialized,
     InvalidUnsealKey,
+    /// A signed request (GitHub's leak reports) without a valid signature from a trusted key.
+    InvalidSignature,
     StorageUnavailable,
     /// Audit devices are enabled and none could record the request: refused, nothing done.
     AuditUnavailable,
@@ -46,7 +48,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidJson,
         ErrorCode::PayloadTooLarge,
@@ -57,6 +59,7 @@ impl ErrorCode {
         ErrorCode::NotInitialized,
         ErrorCode::AlreadyInitialized,
         ErrorCode::InvalidUnsealKey,
+        ErrorCode::InvalidSignature,
         ErrorCode::StorageUnavailable,
         ErrorCode::AuditUnavailable,
         ErrorCode::Timeout,
@@ -79,6 +82,7 @@ impl ErrorCode {
             ErrorCode::NotInitialized => "not_initialized",
             ErrorCode::AlreadyInitialized => "already_initialized",
             ErrorCode::InvalidUnsealKey => "invalid_unseal_key",
+            ErrorCode::InvalidSignature => "invalid_signature",
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::Timeout => "timeout",

@@ -259,3 +259,20 @@ impl std::fmt::Debug for GenerateRootStatusResponse {
             .finish_non_exhaustive()
     }
 }
+
+/// One item of the answer to `POST /v1/sys/leaks/github`, in GitHub's secret-scanning partner
+/// format (the answer is a JSON array of these, without Vault's envelope).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GithubLeakResult {
+    /// SHA-256 of the reported string, lower-case hex.
+    pub token_hash: String,
+    /// The item's `type`, as GitHub sent it.
+    pub token_type: String,
+    /// `true_positive` (a live credential of this server, now revoked, or a root token marked
+    /// leaked) or `false_positive`.
+    pub label: String,
+}
+
+/// The headers GitHub signs its reports with.
+pub const GITHUB_KEY_IDENTIFIER_HEADER: &str = "github-public-key-identifier";
+pub const GITHUB_KEY_SIGNATURE_HEADER: &str = "github-public-key-signature";

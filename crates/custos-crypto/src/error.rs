@@ -31,6 +31,10 @@ pub enum CryptoError {
     /// The input is structurally invalid (the text says which rule it broke).
     #[error("malformed input: {0}")]
     Malformed(&'static str),
+    /// A signature did not verify under the public key: wrong key, altered message, or not a
+    /// signature at all.
+    #[error("the signature does not verify")]
+    BadSignature,
     /// Key rotation would need a term past `u32::MAX`.
     #[error("key terms are exhausted")]
     TermsExhausted,

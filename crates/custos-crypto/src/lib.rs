@@ -10,11 +10,14 @@
 //! - [`hash_password`], [`verify_password`]: argon2id password hashes (the one crypto crate
 //!   besides `ring`, RustCrypto's `argon2`, since ring has no memory-hard hash).
 //! - [`otp`]: HOTP/TOTP codes (HMAC-SHA1 from ring) and base32 for authenticator apps.
+//! - [`EcdsaP256PublicKey`]: ECDSA P-256 signature verification against a PEM public key
+//!   (GitHub's secret-scanning reports), with its own small PEM and DER reader.
 //! - [`fill_random`], [`random_base62`], [`random_uuid`]: the OS random generator.
 //!
 //! The crate is pure: no I/O besides the OS random generator, no clock (time comes in as unix
 //! seconds), no logging. The only crypto provider is `ring` (and `argon2` for password hashing). Parsers return errors on any
-//! input and never panic; they are fuzzed (`fuzz/fuzz_targets/sealed_blob.rs`).
+//! input and never panic; they are fuzzed (`fuzz/fuzz_targets/sealed_blob.rs`,
+//! `fuzz/fuzz_targets/github_leak_signature.rs`).
 //!
 //! Key material lives in `Zeroizing` buffers, so it is wiped on drop, and every type holding
 //! it has a redacting `Debug` and no `Display`. `ring`'s own key objects do not zeroize, so
@@ -46,6 +49,7 @@ mod password;
 mod random;
 mod root;
 pub mod shamir;
+mod signature;
 #[cfg(test)]
 mod test_support;
 
@@ -57,3 +61,4 @@ pub use password::{PASSWORD_PARAMS, hash_password, verify_password};
 pub use random::{fill_random, random_base62, random_uuid};
 pub use root::{KEYRING_PATH, ROOT_KEY_TERM, RootKey};
 pub use shamir::ShamirError;
+pub use signature::{EcdsaP256PublicKey, P256_POINT_LEN};

@@ -12,6 +12,11 @@ pub enum EngineError {
     /// An unseal key could not be used; the message is for the client.
     #[error("{0}")]
     InvalidUnsealKey(String),
+    /// A request that proves its origin by a signature (GitHub's leak reports) has none, names
+    /// a key this server does not trust, or its signature does not verify. The message is for
+    /// the client and never quotes the request.
+    #[error("{0}")]
+    InvalidSignature(String),
     /// Missing, unknown or insufficient token. Deliberately says nothing more.
     #[error("permission denied")]
     PermissionDenied,

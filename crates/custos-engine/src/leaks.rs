@@ -27,6 +27,13 @@ use crate::pipeline::AuditEvent;
 use crate::token::TokenEntry;
 use crate::{Engine, EngineError, Unsealed, Untrusted, logical::LogicalResponse};
 
+mod github;
+
+pub use github::{
+    GITHUB_LEAKS_PATH, GithubLeakKeys, GithubLeakReport, GithubLeakVerdict,
+    MAX_GITHUB_LEAKS_PER_REPORT,
+};
+
 /// The most credentials one report may carry: each costs a few storage reads, and the endpoint
 /// is anonymous.
 pub const MAX_LEAKS_PER_REPORT: usize = 100;
@@ -130,26 +137,20 @@ impl Engine {
         data: Option<&Map<String, Value>>,
     ) -> Result<Option<LogicalResponse>, EngineError> {
         let leaks = parse_report(data)?;
+        let outcomes = self.revoke_reported(unsealed, request_id, &leaks).await?;
         let mut results = Vec::with_capacity(leaks.len());
         let mut revoked = 0usize;
         let mut not_revoked = 0usize;
-        let mut seen: std::collections::HashMap<String, Outcome> = Default::default();
-        for leak in &leaks {
-            let token_hash = custos_crypto::sha256_hex(leak.token.as_bytes());
-            let outcome = match seen.get(&token_hash) {
-                // The same credential twice in one report: the second sees the first's result.
-                Some(outcome) => *outcome,
-                None => {
-                    let outcome = self.revoke_leaked(unsealed, request_id, leak).await?;
-                    match outcome {
-                        Outcome::Revoked(_) => revoked += 1,
-                        Outcome::NotRevoked(..) => not_revoked += 1,
-                        Outcome::Unknown | Outcome::Invalid => {}
-                    }
-                    seen.insert(token_hash.clone(), outcome);
-                    outcome
+        let mut counted = std::collections::HashSet::new();
+        for (leak, (token_hash, outcome)) in leaks.iter().zip(outcomes) {
+            // The same credential twice in one report is counted once.
+            if counted.insert(token_hash.clone()) {
+                match outcome {
+                    Outcome::Revoked(_) => revoked += 1,
+                    Outcome::NotRevoked(..) => not_revoked += 1,
+                    Outcome::Unknown | Outcome::Invalid => {}
                 }
-            };
+            }
             let (label, status, kind, reason) = match outcome {
                 Outcome::Revoked(kind) => ("true_positive", "revoked", Some(kind.name()), None),
                 Outcome::NotRevoked(kind, reason) => (
@@ -178,6 +179,32 @@ impl Engine {
             "revoked": revoked,
             "not_revoked": not_revoked,
         }))))
+    }
+
+    /// Revokes every credential of a parsed report that is live here (`sys/leaks` and
+    /// `sys/leaks/github` alike): each item's SHA-256 and outcome, in the report's order.
+    async fn revoke_reported(
+        &self,
+        unsealed: &Unsealed,
+        request_id: &str,
+        leaks: &[Leak],
+    ) -> Result<Vec<(String, Outcome)>, EngineError> {
+        let mut outcomes = Vec::with_capacity(leaks.len());
+        let mut seen: std::collections::HashMap<String, Outcome> = Default::default();
+        for leak in leaks {
+            let token_hash = custos_crypto::sha256_hex(leak.token.as_bytes());
+            let outcome = match seen.get(&token_hash) {
+                // The same credential twice in one report: the second sees the first's result.
+                Some(outcome) => *outcome,
+                None => {
+                    let outcome = self.revoke_leaked(unsealed, request_id, leak).await?;
+                    seen.insert(token_hash.clone(), outcome);
+                    outcome
+                }
+            };
+            outcomes.push((token_hash, outcome));
+        }
+        Ok(outcomes)
     }
 
     /// Revokes one credential if it is live here (a root token is only marked leaked).

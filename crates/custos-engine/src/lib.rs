@@ -43,7 +43,10 @@ pub use index::{read_fresh, track_commits};
 pub use inventory::{
     CredentialKind, InventoryFlush, MAX_ADDRESSES, MAX_CERT_FINGERPRINTS, MAX_USER_AGENTS,
 };
-pub use leaks::MAX_LEAKS_PER_REPORT;
+pub use leaks::{
+    GITHUB_LEAKS_PATH, GithubLeakKeys, GithubLeakReport, GithubLeakVerdict,
+    MAX_GITHUB_LEAKS_PER_REPORT, MAX_LEAKS_PER_REPORT,
+};
 pub use mounts::{MountConfig, MountEntry};
 pub use pipeline::{
     AuditAuth, AuditEvent, AuditSink, ClientCert, Connection, MAX_PATH_LEN, NoAudit, Request,

@@ -32,6 +32,9 @@ pub enum ApiError {
 
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// An optional endpoint the configuration did not turn on; the message says which setting.
+    #[error("{0}")]
+    NotConfigured(&'static str),
     /// `X-Vault-Namespace` names a namespace other than root: custos has no namespaces.
     #[error("namespace not found: {0:?} (custos has only the root namespace)")]
     NamespaceNotFound(String),
@@ -64,6 +67,11 @@ fn engine_parts(error: &EngineError) -> (StatusCode, ErrorCode, Option<String>) 
         E::InvalidUnsealKey(message) => (
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidUnsealKey,
+            Some(message.clone()),
+        ),
+        E::InvalidSignature(message) => (
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidSignature,
             Some(message.clone()),
         ),
         E::PermissionDenied => (
@@ -176,6 +184,11 @@ impl ApiError {
             ),
             // Vault answers unknown methods with an empty error list.
             ApiError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+            ApiError::NotConfigured(_) => (
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                Some(self.to_string()),
+            ),
             ApiError::NamespaceNotFound(_) => (
                 StatusCode::NOT_FOUND,
                 ErrorCode::NotFound,

@@ -1,6 +1,7 @@
 //! Who may reach the endpoints that work without a token, and how often: source networks for
 //! the seal life cycle (`sys/init`, `sys/unseal`, `sys/generate-root/*`), and per-address rate
-//! limits on `sys/unseal` (shared with `sys/generate-root/*`) and `sys/leaks`.
+//! limits on `sys/unseal` (shared with `sys/generate-root/*`) and `sys/leaks` (shared with
+//! `sys/leaks/github`).
 //!
 //! The rate limiter is a token bucket per source IP in a bounded map: when the map is full, the
 //! buckets that are full again (idle long enough to have forgotten their caller) are dropped,
@@ -114,7 +115,8 @@ fn guarded(method: &Method, path: &str) -> Option<Guarded> {
         // Reading whether the node is initialised is harmless; initialising is not.
         "init" if method != Method::GET && method != Method::HEAD => Some(Guarded::Init),
         "unseal" => Some(Guarded::Unseal),
-        "leaks" => Some(Guarded::Leaks),
+        // GitHub's reports share the budget of the anonymous ones.
+        "leaks" | "leaks/github" => Some(Guarded::Leaks),
         // Vault's unauthenticated endpoints and OpenBao 2's authenticated ones alike.
         _ if rest == "generate-root"
             || rest.starts_with("generate-root/")
@@ -227,6 +229,11 @@ mod tests {
             guarded(&Method::POST, "/v1/sys/leaks/"),
             Some(Guarded::Leaks)
         );
+        assert_eq!(
+            guarded(&Method::POST, "/v1/sys/leaks/github"),
+            Some(Guarded::Leaks)
+        );
+        assert_eq!(guarded(&Method::POST, "/v1/sys/leaks/other"), None);
         assert_eq!(guarded(&Method::GET, "/v1/secret/data/unseal"), None);
         assert_eq!(guarded(&Method::GET, "/v1/sys/seal-status"), None);
     }

@@ -9,6 +9,7 @@ mod extract;
 mod forwarded;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod github_leaks;
 mod guard;
 mod index;
 mod listener;
@@ -63,8 +64,11 @@ pub struct AppState {
     pub seal_allowed_networks: Option<Arc<Vec<custos_core::Cidr>>>,
     /// Per source address, on `sys/unseal` and `sys/generate-root/*`.
     pub unseal_rate_limit: Arc<RateLimiter>,
-    /// Per source address, on `sys/leaks`.
+    /// Per source address, on `sys/leaks` and `sys/leaks/github`.
     pub leaks_rate_limit: Arc<RateLimiter>,
+    /// GitHub's public keys `sys/leaks/github` verifies reports with; empty: the endpoint is
+    /// off (404).
+    pub github_leak_keys: Arc<custos_engine::GithubLeakKeys>,
     /// A request that takes longer is answered with 503 and abandoned.
     pub request_timeout: Duration,
     /// The address clients use to reach this node (for `sys/leader`).
@@ -84,6 +88,7 @@ impl AppState {
             seal_allowed_networks: None,
             unseal_rate_limit: Arc::new(RateLimiter::new(DEFAULT_UNSEAL_RATE_LIMIT)),
             leaks_rate_limit: Arc::new(RateLimiter::new(DEFAULT_LEAKS_RATE_LIMIT)),
+            github_leak_keys: Arc::new(custos_engine::GithubLeakKeys::new()),
             request_timeout: Duration::from_secs(90),
             api_address: String::new(),
             index_wait: Duration::from_secs(2),

@@ -4,7 +4,8 @@
 //! (`tests/it/authz_matrix.rs`); an entry cannot be written without an access class.
 //!
 //! These routes bypass the engine's request pipeline: the seal life cycle works while sealed
-//! and before any token exists. Those that need a token (`sys/seal`, `sys/rotate`,
+//! and before any token exists, and `sys/leaks/github` takes a raw, signed body and answers in
+//! GitHub's format. Those that need a token (`sys/seal`, `sys/rotate`,
 //! `sys/key-status`) authorise it in the engine on the route's own path (without `/v1/`).
 //! Every other `/v1/` path goes to the pipeline, whose routes are `custos_engine::routes`.
 
@@ -14,7 +15,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 
 pub use custos_engine::routes::Access;
 
-use crate::{Shared, sys};
+use crate::{Shared, github_leaks, sys};
 
 /// One of the server's own routes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,6 +139,9 @@ pub(crate) fn table() -> Vec<Entry> {
         Entry::new("/v1/sys/rotate/keyring", Sudo).on(&[Put, Post], sys::rotate_keyring),
         Entry::new("/v1/sys/key-status", Policy).on(&[Get], sys::key_status),
         Entry::new("/v1/sys/leader", Public).on(&[Get], sys::leader),
+        // GitHub's secret-scanning reports: a raw body the signature covers, and GitHub's
+        // answer rather than Vault's envelope. The signature is the proof.
+        Entry::new("/v1/sys/leaks/github", Public).on(&[Post], github_leaks::report),
     ]
 }
 

@@ -61,6 +61,28 @@ pub(crate) struct RawConfig {
     pub(crate) unsafe_allow_api_audit_creation: Option<bool>,
     /// Let an audit device set `log_raw = true` (secrets in clear in the audit log).
     pub(crate) unsafe_allow_audit_log_raw: Option<bool>,
+    #[serde(default)]
+    pub(crate) leaks: RawLeaks,
+}
+
+/// `[leaks]`: leak reports (`sys/leaks`, `sys/leaks/github`; see `docs/api.md`).
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLeaks {
+    /// `[[leaks.github_keys]]`: GitHub's secret-scanning public keys `sys/leaks/github` trusts.
+    #[serde(default)]
+    pub(crate) github_keys: Vec<RawGithubKey>,
+}
+
+/// One of GitHub's secret-scanning public keys, as GitHub publishes them
+/// (`https://api.github.com/meta/public_keys/secret_scanning`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGithubKey {
+    /// GitHub's `key_identifier`, sent in `Github-Public-Key-Identifier`.
+    pub(crate) key_identifier: String,
+    /// The PEM `PUBLIC KEY` block (an ECDSA P-256 key).
+    pub(crate) key: String,
 }
 
 /// One `[[audit]]` table: an audit device declared by the operator. The device's options are
@@ -259,6 +281,8 @@ pub(crate) struct Config {
     pub(crate) audit_devices: Vec<AuditDeviceConfig>,
     pub(crate) allow_api_audit_creation: bool,
     pub(crate) allow_audit_log_raw: bool,
+    /// GitHub's keys for `sys/leaks/github`; empty: the endpoint is off.
+    pub(crate) github_leak_keys: custos_engine::GithubLeakKeys,
 }
 
 /// Overlays `top` on `base`: every field `top` sets wins.
@@ -331,7 +355,24 @@ pub(crate) fn merge(base: RawConfig, top: RawConfig) -> RawConfig {
         },
         unsafe_allow_api_audit_creation: pick!(unsafe_allow_api_audit_creation),
         unsafe_allow_audit_log_raw: pick!(unsafe_allow_audit_log_raw),
+        // GitHub's keys are declared in the file only, like audit devices.
+        leaks: if top.leaks.github_keys.is_empty() {
+            base.leaks
+        } else {
+            top.leaks
+        },
     }
+}
+
+/// Reads `[[leaks.github_keys]]`: every key must be a P-256 public key in PEM, each
+/// identifier listed once.
+fn github_leak_keys(raw: &RawLeaks) -> anyhow::Result<custos_engine::GithubLeakKeys> {
+    let mut keys = custos_engine::GithubLeakKeys::new();
+    for (index, key) in raw.github_keys.iter().enumerate() {
+        keys.add_pem(&key.key_identifier, &key.key)
+            .map_err(|why| anyhow::anyhow!("[[leaks.github_keys]] table {}: {why}", index + 1))?;
+    }
+    Ok(keys)
 }
 
 /// Checks the `[[audit]]` tables: a path each, no path twice, a type this build offers, and
@@ -581,6 +622,7 @@ pub(crate) fn from_env(env: &dyn EnvSource) -> anyhow::Result<RawConfig> {
         audit: Vec::new(),
         unsafe_allow_api_audit_creation: None,
         unsafe_allow_audit_log_raw: None,
+        leaks: RawLeaks::default(),
     })
 }
 
@@ -791,7 +833,9 @@ pub(crate) fn resolve(raw: RawConfig) -> anyhow::Result<Config> {
         },
     };
     let audit_devices = audit_devices(&raw.audit)?;
+    let github_leak_keys = github_leak_keys(&raw.leaks)?;
     Ok(Config {
+        github_leak_keys,
         login_lockout,
         audit_devices,
         allow_api_audit_creation: raw.unsafe_allow_api_audit_creation.unwrap_or(false),

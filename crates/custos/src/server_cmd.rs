@@ -436,6 +436,13 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     state.seal_allowed_networks = config.unseal_allowed_networks.clone().map(Arc::new);
     state.unseal_rate_limit = Arc::new(custos_server::RateLimiter::new(config.unseal_rate_limit));
     state.leaks_rate_limit = Arc::new(custos_server::RateLimiter::new(config.leaks_rate_limit));
+    if !config.github_leak_keys.is_empty() {
+        tracing::info!(
+            keys = config.github_leak_keys.len(),
+            "sys/leaks/github accepts GitHub secret-scanning reports"
+        );
+    }
+    state.github_leak_keys = Arc::new(config.github_leak_keys.clone());
     state.forwarded_for = config.forwarded_for.clone().map(Arc::new);
     let app = custos_server::router(state);
     let options = ServeOptions {

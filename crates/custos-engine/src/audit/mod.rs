@@ -151,6 +151,7 @@ pub fn default_status(error: &EngineError) -> u16 {
         | EngineError::InvalidUnsealKey(_)
         | EngineError::NotInitialized
         | EngineError::AlreadyInitialized => 400,
+        EngineError::InvalidSignature(_) => 401,
         EngineError::PermissionDenied => 403,
         EngineError::NotFound(_) | EngineError::NoRoute(_) | EngineError::Expired(_) => 404,
         EngineError::MethodNotAllowed | EngineError::UnsupportedOperation(_) => 405,

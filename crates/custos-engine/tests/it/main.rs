@@ -6,6 +6,7 @@ mod auth;
 mod budget;
 mod follow;
 mod generate_root;
+mod github_leaks;
 mod init;
 mod leaks;
 mod mounts;

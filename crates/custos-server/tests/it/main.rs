@@ -7,6 +7,7 @@ mod authz_matrix;
 mod body;
 mod forwarded;
 mod generate_root;
+mod github_leaks;
 mod hardening;
 mod health;
 mod index;

@@ -541,3 +541,68 @@ fn bad_audit_tables_are_refused_with_the_reason() {
         assert!(format!("{error:#}").contains(expected), "{text}: {error:#}");
     }
 }
+
+/// The P-256 generator point as a public key (valid; nobody signs with it).
+const GITHUB_PEM: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEaxfR8uEsQkf4vOblY6RA8ncDfYEt
+6zOg9KE5RdiYwpZP40Li/hp/m47n60p8D54WK84zV2sxXs7LtkBoN79R9Q==
+-----END PUBLIC KEY-----";
+
+#[test]
+fn github_leak_keys_are_read_from_the_file_and_off_by_default() {
+    let config =
+        resolve(parse_file("version = 1\n[listener]\ntls_disable = true\n").unwrap()).unwrap();
+    assert!(config.github_leak_keys.is_empty());
+    let text = format!(
+        "version = 1\n[listener]\ntls_disable = true\n\
+         [[leaks.github_keys]]\nkey_identifier = \"90a4\"\nkey = \"\"\"{GITHUB_PEM}\"\"\"\n\
+         [[leaks.github_keys]]\nkey_identifier = \"bcb5\"\nkey = \"\"\"\n{GITHUB_PEM}\n\"\"\"\n"
+    );
+    let file = parse_file(&text).unwrap();
+    // Environment layers never drop the file's keys.
+    let config = resolve(merge(
+        file,
+        from_env(&env(&[("CUSTOS_LOG_LEVEL", "debug")])).unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(config.github_leak_keys.len(), 2);
+}
+
+#[test]
+fn bad_github_leak_keys_fail_start_with_the_reason() {
+    let rsa_like = GITHUB_PEM.replace("MFkwEwYHKoZIzj0CAQYI", "MFkwEwYHKoZIhvcNAQEB");
+    for (table, expected) in [
+        (
+            "key_identifier = \"a\"\nkey = \"not a pem\"".to_owned(),
+            "table 1: key \"a\" is not a P-256 public key: malformed input: not a PEM public key",
+        ),
+        (
+            format!("key_identifier = \"a\"\nkey = \"\"\"{rsa_like}\"\"\""),
+            "key \"a\" is not a P-256 public key",
+        ),
+        (
+            format!("key_identifier = \" \"\nkey = \"\"\"{GITHUB_PEM}\"\"\""),
+            "key_identifier is empty",
+        ),
+        (
+            format!(
+                "key_identifier = \"a\"\nkey = \"\"\"{GITHUB_PEM}\"\"\"\n[[leaks.github_keys]]\nkey_identifier = \"a\"\nkey = \"\"\"{GITHUB_PEM}\"\"\""
+            ),
+            "table 2: key_identifier \"a\" is listed twice",
+        ),
+        (
+            "key_identifier = \"a\"\nkey_pem = \"x\"".to_owned(),
+            "key_pem",
+        ),
+    ] {
+        let error = parse_file(&format!(
+            "version = 1\n[listener]\ntls_disable = true\n[[leaks.github_keys]]\n{table}\n"
+        ))
+        .and_then(resolve)
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains(expected),
+            "{table}: {error:#}"
+        );
+    }
+}

@@ -17,6 +17,7 @@ mod cluster;
 mod crash;
 mod differential;
 mod forwarded;
+mod github_leaks;
 mod hardening;
 mod hvac;
 mod inventory;
