@@ -4,6 +4,7 @@
 
 mod support;
 
+mod apikeys;
 mod approle;
 mod audit;
 mod audit_cli;
