@@ -8,13 +8,17 @@
 //! polled for with a generous bound and the time they took is printed, never asserted.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use custos_client::Client;
 use custos_client::http::Method;
 use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::bao_cli::{bao, stdout};
 use crate::cluster::{Cluster, eventually};
+use crate::outage::{relay, upstream_of, via_relay};
 use crate::support::{self, TestDatabase, TestServer, call, http_client};
 
 /// Enables the engine at `apikeys/` over plain HTTP.
@@ -391,6 +395,196 @@ async fn keys_changed_on_one_node_are_applied_on_the_other() {
         "{status} {body}"
     );
     cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_notifications_are_cut_reads_keys_from_storage() {
+    // Node 2's LISTEN connection goes through a relay the test cuts; its queries go directly.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_address = listener.local_addr().unwrap();
+    let (switch, up) = watch::channel(true);
+    let mut upstream = None;
+    let Some(cluster) = Cluster::start_with(
+        "a_node_whose_notifications_are_cut_reads_keys_from_storage",
+        2,
+        |i, storage| {
+            let url = storage
+                .lines()
+                .find_map(|line| line.strip_prefix("url = "))
+                .expect("the storage section holds the URL")
+                .trim_matches('"')
+                .to_owned();
+            upstream = Some(upstream_of(&url));
+            if i == 1 {
+                format!(
+                    "{storage}listen_url = {:?}\n",
+                    via_relay(&url, relay_address)
+                )
+            } else {
+                storage.to_owned()
+            }
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    tokio::spawn(relay(listener, upstream.unwrap(), up));
+    let (one, two) = (cluster.root(0), cluster.root(1));
+    enable(&one).await;
+    keyring(&one, "acme", "acme_live").await;
+    keyring(&one, "other", "other_live").await;
+    let (disabled, disabled_id) = create_key(&one, "acme", json!({"name": "disabled"})).await;
+    let (revoked, revoked_id) = create_key(&one, "acme", json!({"name": "revoked"})).await;
+    let (spent, _) = create_key(&one, "acme", json!({"name": "spent", "remaining": 2})).await;
+    let (in_deleted_ring, _) = create_key(&one, "other", json!({"name": "gone"})).await;
+    for key in [&disabled, &revoked, &in_deleted_ring] {
+        eventually("a key created on node 1 verifies on node 2", || async {
+            code(&two, key).await.as_deref() == Some("VALID")
+        })
+        .await;
+    }
+
+    // Cut node 2's notifications: it must not trust its index any more.
+    switch.send_replace(false);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = call(
+        &one,
+        Method::POST,
+        &format!("apikeys/keyrings/acme/keys/{disabled_id}"),
+        json!({"enabled": false}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &one,
+        Method::DELETE,
+        &format!("apikeys/keyrings/acme/keys/{revoked_id}"),
+        Value::Null,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = call(
+        &one,
+        Method::DELETE,
+        "apikeys/keyrings/other",
+        Value::Null,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let (created, _) = create_key(&one, "acme", json!({"name": "new"})).await;
+    for _ in 0..2 {
+        assert_eq!(code(&one, &spent).await.as_deref(), Some("VALID"));
+    }
+    // The analytics flush node 1's usage first: the uses spent are in storage.
+    analytics_totals(&one, "acme").await;
+
+    // Not eventually: at once.
+    assert_eq!(code(&two, &disabled).await.as_deref(), Some("DISABLED"));
+    assert_eq!(code(&two, &revoked).await.as_deref(), Some("NOT_FOUND"));
+    assert_eq!(
+        code(&two, &in_deleted_ring).await.as_deref(),
+        Some("NOT_FOUND")
+    );
+    assert_eq!(code(&two, &created).await.as_deref(), Some("VALID"));
+    assert_eq!(code(&two, &spent).await.as_deref(), Some("USAGE_EXCEEDED"));
+
+    // Notifications back: node 2 follows again.
+    switch.send_replace(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = call(
+        &one,
+        Method::POST,
+        &format!("apikeys/keyrings/acme/keys/{disabled_id}"),
+        json!({"enabled": true}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    eventually(
+        "a key enabled after the feed came back, on node 2",
+        || async { code(&two, &disabled).await.as_deref() == Some("VALID") },
+    )
+    .await;
+    drop(switch);
+    cluster.finish().await;
+}
+
+/// The uses left of `id` as node `client` knows them (`None` until it knows the key).
+async fn remaining_on(client: &Client, id: &str) -> Option<i64> {
+    let (status, data) = read_key(client, "acme", id).await;
+    (status == 200)
+        .then(|| data["remaining"].as_i64())
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uses_spent_on_two_nodes_add_up() {
+    let Some(cluster) = Cluster::start("uses_spent_on_two_nodes_add_up", 2).await else {
+        return;
+    };
+    let (one, two) = (cluster.root(0), cluster.root(1));
+    enable(&one).await;
+    keyring(&one, "acme", "acme_live").await;
+    let (key, key_id) = create_key(&one, "acme", json!({"name": "ci", "remaining": 10})).await;
+    // Waiting reads the key: a verification would spend a use.
+    eventually("a key created on node 1 is known on node 2", || async {
+        remaining_on(&two, &key_id).await == Some(10)
+    })
+    .await;
+    for expected in [9, 8, 7] {
+        assert_eq!(verify(&one, &key).await["remaining"], expected);
+    }
+    // Node 2 has not seen node 1's uses yet, or has seen some of them.
+    let answer = verify(&two, &key).await;
+    assert_eq!(answer["code"], "VALID", "{answer}");
+    verify(&two, &key).await;
+    let took = eventually("uses spent on both nodes add up on node 1", || async {
+        remaining_on(&one, &key_id).await == Some(5)
+    })
+    .await;
+    eprintln!(
+        "uses spent on node 2 reached node 1 in {} ms",
+        took.as_millis()
+    );
+    eventually("uses spent on both nodes add up on node 2", || async {
+        remaining_on(&two, &key_id).await == Some(5)
+    })
+    .await;
+    assert_eq!(verify(&one, &key).await["remaining"], 4);
+    // Both nodes' counts reach the analytics: each flushes its own before answering, so once
+    // node 1 has answered, node 2 counts everything.
+    let totals = analytics_totals(&one, "acme").await;
+    assert!(totals["VALID"].as_u64().unwrap() >= 4, "{totals}");
+    assert_eq!(analytics_totals(&two, "acme").await["VALID"], 6);
+    assert_eq!(analytics_totals(&one, "acme").await["VALID"], 6);
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn sealing_keeps_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = plain_config(dir.path(), &support::sqlite_storage(dir.path()));
+    let server = TestServer::with_config(&config, &dir.path().join("server.log"));
+    let (keys, token) = init_and_unseal(&server).await;
+    let root = http_client(&server.address, Some(&token));
+    enable(&root).await;
+    keyring(&root, "acme", "acme_live").await;
+    let (key, key_id) = create_key(&root, "acme", json!({"name": "ci", "remaining": 3})).await;
+    for expected in [2, 1, 0] {
+        assert_eq!(verify(&root, &key).await["remaining"], expected);
+    }
+    assert_eq!(code(&root, &key).await.as_deref(), Some("USAGE_EXCEEDED"));
+    root.seal().await.unwrap();
+    support::unseal(&http_client(&server.address, None), &keys).await;
+    assert_eq!(remaining_on(&root, &key_id).await, Some(0));
+    assert_eq!(code(&root, &key).await.as_deref(), Some("USAGE_EXCEEDED"));
+    let totals = analytics_totals(&root, "acme").await;
+    assert_eq!(totals["VALID"], 3, "{totals}");
+    assert_eq!(totals["USAGE_EXCEEDED"], 2, "{totals}");
 }
 
 /// A key with 10 uses verified 3 times, the server stopped cleanly and started again on the
