@@ -1084,6 +1084,29 @@ async fn verifications_naming_an_unknown_keyring_are_counted_without_it() {
 }
 
 #[tokio::test]
+async fn analytics_of_a_deleted_keyring_go_with_it() {
+    let env = env().await;
+    env.keyring("acme", json!({"prefix": "acme"})).await;
+    let (key, _) = env.key("acme", json!({})).await;
+    env.code(json!({"key": key})).await;
+    env.engine.flush_apikeys().await.expect("flush");
+    assert_eq!(env.analytics_keys().await.len(), 1);
+    env.ok(Operation::Delete, "apikeys/keyrings/acme", Value::Null)
+        .await;
+    assert_eq!(env.analytics_keys().await, Vec::<String>::new());
+    // A keyring of the same name starts with no history.
+    env.keyring("acme", json!({"prefix": "acme"})).await;
+    let data = env
+        .ok(
+            Operation::Read,
+            "apikeys/keyrings/acme/analytics",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(data["totals"]["total"], 0, "{data}");
+}
+
+#[tokio::test]
 async fn retention_expires_analytics_of_keyrings_that_no_longer_exist() {
     let env = env().await;
     env.keyring("acme", json!({"prefix": "acme"})).await;
