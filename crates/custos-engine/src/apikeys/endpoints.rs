@@ -234,8 +234,24 @@ pub(crate) async fn delete_keyring(index: &Index, name: &str) -> Result<usize, E
         index.storage.commit(txn).await?;
         revoked += chunk.len();
     }
+    // Its analytics go with it: a keyring created later under the same name starts afresh.
+    // (Only a valid name: `ring_prefix` of an empty one is the records of no keyring.)
+    if model::validate_name("keyring name", name).is_ok() {
+        let prefix = ring_prefix(name);
+        loop {
+            let page = index.storage.list(&prefix, None, 500).await?;
+            if page.keys.is_empty() {
+                break;
+            }
+            let mut txn = Transaction::new();
+            for key in &page.keys {
+                txn = txn.delete(key.as_str());
+            }
+            index.storage.commit(txn).await?;
+        }
+    }
     index.remove_keyring(name);
-    tracing::info!(keyring = %name, revoked, "keyring deleted; its keys are revoked");
+    tracing::info!(keyring = %name, revoked, "keyring deleted; its keys and analytics are gone");
     Ok(revoked)
 }
 

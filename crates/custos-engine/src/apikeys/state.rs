@@ -320,10 +320,6 @@ impl Index {
         Ok(())
     }
 
-    pub(crate) fn keyring_names(&self) -> Vec<String> {
-        read(&self.keyrings).keys().cloned().collect()
-    }
-
     /// Whether the hourly look for expired analytics is due (and claims it).
     pub(crate) fn retention_sweep_due(&self, now: i64, every: i64) -> bool {
         let last = self.last_retention_sweep.load(Ordering::Acquire);
@@ -418,8 +414,14 @@ impl Index {
         }
     }
 
-    /// Counts a verification that found no key.
+    /// Counts a verification that found no key: under the keyring it named only when that
+    /// keyring exists, so a caller cannot make a stored record for every name it sends.
     pub(crate) fn count_unattributed(&self, keyring: &str, hash: &[u8; 32], now: i64) {
+        let keyring = if self.keyring(keyring).is_some() {
+            keyring
+        } else {
+            ""
+        };
         let shard = usize::from(hash[1]) % self.unattributed.len();
         let mut counts = lock(&self.unattributed[shard]);
         let list = counts.entry(keyring.to_owned()).or_default();

@@ -1044,3 +1044,85 @@ async fn the_mount_answers_unknown_paths_and_operations_clearly() {
         .expect_err("bad name");
     assert!(matches!(error, EngineError::InvalidRequest(_)), "{error}");
 }
+
+impl Env {
+    /// The analytics records in storage (keys relative to the mount).
+    async fn analytics_keys(&self) -> Vec<String> {
+        let prefix = format!("logical/{}/analytics/", self.mount_uuid().await);
+        let keys = self
+            .storage
+            .list(&prefix, None, 0)
+            .await
+            .expect("list")
+            .keys;
+        keys.into_iter()
+            .map(|key| key[prefix.len()..].to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn verifications_naming_an_unknown_keyring_are_counted_without_it() {
+    let env = env().await;
+    env.keyring("acme", json!({"prefix": "acme"})).await;
+    let unknown = custos_core::ApiKey::from_random("acme", &[1; 30]).unwrap();
+    // A caller that may verify must not make a record for every name it sends.
+    for ring in ["nosuch", "acme", "x/y"] {
+        let answer = env
+            .verify(json!({"key": unknown.as_str(), "keyring": ring}))
+            .await;
+        assert_eq!(answer["code"], "NOT_FOUND");
+    }
+    env.engine.flush_apikeys().await.expect("flush");
+    let rings: Vec<String> = env
+        .analytics_keys()
+        .await
+        .iter()
+        .map(|key| key.rsplit_once('/').expect("ring/hour").0.to_owned())
+        .collect();
+    assert_eq!(rings, ["-", "acme"], "{rings:?}");
+}
+
+#[tokio::test]
+async fn analytics_of_a_deleted_keyring_go_with_it() {
+    let env = env().await;
+    env.keyring("acme", json!({"prefix": "acme"})).await;
+    let (key, _) = env.key("acme", json!({})).await;
+    env.code(json!({"key": key})).await;
+    env.engine.flush_apikeys().await.expect("flush");
+    assert_eq!(env.analytics_keys().await.len(), 1);
+    env.ok(Operation::Delete, "apikeys/keyrings/acme", Value::Null)
+        .await;
+    assert_eq!(env.analytics_keys().await, Vec::<String>::new());
+    // A keyring of the same name starts with no history.
+    env.keyring("acme", json!({"prefix": "acme"})).await;
+    let data = env
+        .ok(
+            Operation::Read,
+            "apikeys/keyrings/acme/analytics",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(data["totals"]["total"], 0, "{data}");
+}
+
+#[tokio::test]
+async fn retention_expires_analytics_of_keyrings_that_no_longer_exist() {
+    let env = env().await;
+    env.keyring("acme", json!({"prefix": "acme"})).await;
+    let (key, _) = env.key("acme", json!({})).await;
+    env.code(json!({"key": key})).await;
+    // Deleted with a count not yet written: the next flush writes it after the deletion.
+    env.ok(Operation::Delete, "apikeys/keyrings/acme", Value::Null)
+        .await;
+    env.engine.flush_apikeys().await.expect("flush");
+    env.ok(
+        Operation::Update,
+        "apikeys/config",
+        json!({"analytics_retention": "1h"}),
+    )
+    .await;
+    env.advance(3 * 3600);
+    env.engine.flush_apikeys().await.expect("flush and sweep");
+    assert_eq!(env.analytics_keys().await, Vec::<String>::new());
+}

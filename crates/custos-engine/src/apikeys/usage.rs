@@ -252,8 +252,9 @@ impl Index {
     pub(crate) async fn expire_analytics(&self, now: i64) -> Result<usize, EngineError> {
         let retention = i64::try_from(self.config().analytics_retention).unwrap_or(i64::MAX);
         let cutoff = now.saturating_sub(retention);
-        let mut rings: Vec<String> = self.keyring_names();
-        rings.push(String::new());
+        // The rings found in storage, not the keyrings: counts of a deleted keyring's keys
+        // may be written after its deletion, and they expire too.
+        let rings = self.rings_with_analytics().await?;
         let mut deleted = 0;
         for ring in rings {
             let prefix = ring_prefix(&ring);
@@ -284,6 +285,37 @@ impl Index {
             }
         }
         Ok(deleted)
+    }
+}
+
+impl Index {
+    /// The ring names under which analytics are stored (`-` for no keyring), one listing of
+    /// one key per ring.
+    async fn rings_with_analytics(&self) -> Result<Vec<String>, EngineError> {
+        let mut rings = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .storage
+                .list(model::ANALYTICS, after.as_deref(), 1)
+                .await?;
+            let Some(first) = page.keys.first() else {
+                break;
+            };
+            let Some((ring, _hour)) = first
+                .strip_prefix(model::ANALYTICS)
+                .and_then(|rest| rest.rsplit_once('/'))
+            else {
+                break;
+            };
+            // Past the ring's last hour (hours are 12 digits): the next ring's first record.
+            after = Some(format!("{}999999999999", ring_prefix(ring)));
+            rings.push(ring.to_owned());
+            if page.next_after.is_none() {
+                break;
+            }
+        }
+        Ok(rings)
     }
 }
 

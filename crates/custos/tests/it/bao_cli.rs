@@ -7,7 +7,12 @@ use std::process::Command;
 
 use crate::support::{self, TestServer};
 
-fn bao(binary: &str, address: &str, token: Option<&str>, args: &[&str]) -> std::process::Output {
+pub(crate) fn bao(
+    binary: &str,
+    address: &str,
+    token: Option<&str>,
+    args: &[&str],
+) -> std::process::Output {
     let mut command = Command::new(binary);
     command
         .args(args)
@@ -22,7 +27,7 @@ fn bao(binary: &str, address: &str, token: Option<&str>, args: &[&str]) -> std::
     command.output().unwrap()
 }
 
-fn stdout(output: &std::process::Output) -> String {
+pub(crate) fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

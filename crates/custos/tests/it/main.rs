@@ -5,6 +5,7 @@
 mod support;
 
 mod apikeys_cli;
+mod apikeys;
 mod approle;
 mod audit;
 mod audit_cli;

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use custos_client::{Client, ClientConfig};
@@ -141,6 +141,8 @@ impl TestPki {
 pub(crate) struct TestServer {
     child: Child,
     pub(crate) address: String,
+    /// Every line the server wrote to stdout so far.
+    stdout: Arc<Mutex<String>>,
 }
 
 pub(crate) fn binary() -> &'static str {
@@ -172,14 +174,35 @@ impl TestServer {
         self.child.id()
     }
 
-    fn spawn(mut command: Command, log: &Path) -> TestServer {
+    fn spawn(command: Command, log: &Path) -> TestServer {
+        TestServer::spawn_logging(command, log, "info")
+    }
+
+    /// Starts the server with a config file, logging at `level` (`CUSTOS_LOG_LEVEL`).
+    pub(crate) fn with_config_logging(config: &Path, log: &Path, level: &str) -> TestServer {
+        let mut command = Command::new(binary());
+        command
+            .arg("server")
+            .args(["--config", config.to_str().unwrap()]);
+        TestServer::spawn_logging(command, log, level)
+    }
+
+    /// What the server wrote to stdout so far.
+    pub(crate) fn stdout(&self) -> String {
+        self.stdout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn spawn_logging(mut command: Command, log: &Path, level: &str) -> TestServer {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
         let mut child = command
-            .env("CUSTOS_LOG_LEVEL", "info")
+            .env("CUSTOS_LOG_LEVEL", level)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -187,9 +210,18 @@ impl TestServer {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (sender, receiver) = mpsc::channel();
+        let captured = Arc::new(Mutex::new(String::new()));
+        let capture = captured.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                {
+                    let mut text = capture
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    text.push_str(&line);
+                    text.push('\n');
+                }
                 if let Some(address) = line.strip_prefix("custos: listening on ") {
                     let _ = sender.send(address.to_owned());
                 }
@@ -205,7 +237,11 @@ impl TestServer {
                 );
             }
         };
-        TestServer { child, address }
+        TestServer {
+            child,
+            address,
+            stdout: captured,
+        }
     }
 
     /// Starts `custos server --dev` on a free port with this root token.
