@@ -4,8 +4,8 @@
 
 mod support;
 
-mod apikeys_cli;
 mod apikeys;
+mod apikeys_cli;
 mod approle;
 mod audit;
 mod audit_cli;
