@@ -146,7 +146,7 @@ async fn main() {
             .expect("verify")
             .expect("answer");
         latencies.push(t0.elapsed());
-        debug_assert_eq!(answer.data.as_ref().unwrap()["code"], "VALID");
+        debug_assert_eq!(answer.data.as_ref().expect("data")["code"], "VALID");
     }
     let total = started.elapsed();
     latencies.sort();
@@ -157,6 +157,6 @@ async fn main() {
         percentile(&latencies, 0.50).as_secs_f64() * 1e6,
         percentile(&latencies, 0.99).as_secs_f64() * 1e6,
         percentile(&latencies, 0.999).as_secs_f64() * 1e6,
-        latencies.last().unwrap().as_secs_f64() * 1e6,
+        latencies.last().expect("latencies").as_secs_f64() * 1e6,
     );
 }

@@ -215,6 +215,9 @@ struct Inner {
     lockout: auth::lockout::Lockout,
     /// Credential usage not flushed to storage yet (`inventory`).
     inventory: inventory::Inventory,
+    /// `audit` is the default sink, which records nothing: requests that no audit device
+    /// records either may take the verify lane (`apikeys::fast`).
+    default_audit_sink: bool,
 }
 
 /// Limits the engine enforces: on requests, on the use of a data key, on waiting.
@@ -275,7 +278,11 @@ impl Engine {
 
     /// An engine with its own limits (the defaults suit tests).
     pub fn with_limits(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>, limits: Limits) -> Engine {
-        Engine::with_audit(storage, clock, limits, Arc::new(NoAudit))
+        let mut engine = Engine::with_audit(storage, clock, limits, Arc::new(NoAudit));
+        if let Some(inner) = Arc::get_mut(&mut engine.inner) {
+            inner.default_audit_sink = true;
+        }
+        engine
     }
 
     /// An engine with its own limits and audit sink.
@@ -298,6 +305,7 @@ impl Engine {
                 follower: mirror::Follower::default(),
                 lockout: auth::lockout::Lockout::default(),
                 inventory: inventory::Inventory::default(),
+                default_audit_sink: false,
             }),
         }
     }
@@ -1133,14 +1141,44 @@ pub(crate) fn random_id() -> Result<String, EngineError> {
     custos_crypto::random_uuid().map_err(|error| EngineError::Internal(format!("random: {error}")))
 }
 
-/// A fresh request id (a random UUID), for responses and logs.
+/// A fresh request id, for responses and logs: shaped as a version 4 UUID, unique within the
+/// process and, with its random half, between processes.
 pub fn new_request_id() -> String {
-    // The OS random generator failing is not a reason to refuse a request: fall back to a
-    // time-based id, which only needs to be unique enough for correlating logs.
-    custos_crypto::random_uuid().unwrap_or_else(|_| {
-        format!(
-            "00000000-0000-4000-8000-{:012x}",
-            Timestamp::now().as_nanosecond() as u64 & 0xffff_ffff_ffff
-        )
-    })
+    // Ids only need to be unique (they correlate a response with its log lines and audit
+    // records), not secret: a random per-process half and a scrambled counter, so minting one
+    // costs no system call on the hot path.
+    static SEED: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seed = SEED.get_or_init(|| {
+        let mut seed = [0u8; 8];
+        if custos_crypto::fill_random(&mut seed).is_err() {
+            // The OS generator failing is no reason to refuse requests: the time will do.
+            seed = (Timestamp::now().as_nanosecond() as u64).to_le_bytes();
+        }
+        seed
+    });
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(seed);
+    bytes[8..].copy_from_slice(&splitmix64(count).to_be_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let hex = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// A bijection of 64-bit numbers that scrambles consecutive ones (Steele et al.'s SplitMix64
+/// finaliser): distinct counters give distinct ids that do not look sequential.
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }

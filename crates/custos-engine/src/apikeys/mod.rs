@@ -12,6 +12,7 @@
 //! the mount's uuid, so it survives from request to request and is dropped with the unsealing.
 
 mod endpoints;
+mod fast;
 mod model;
 mod state;
 mod usage;
@@ -196,9 +197,27 @@ async fn verify_request(
     ctx: &MountContext,
     request: &LogicalRequest,
 ) -> Result<LogicalResponse, EngineError> {
-    let parsed = verify::VerifyRequest::parse(request.data.as_ref())?;
+    let verdict = verify_with(
+        index,
+        request.data.as_ref(),
+        ctx.feed_lost,
+        ctx.now.as_millisecond(),
+    )
+    .await?;
+    Ok(LogicalResponse::data(verify::answer(&verdict)))
+}
+
+/// Verifies the key a request body names, at `now_ms`. With `feed_lost`, other nodes' changes
+/// may have been missed, so the key is looked up in storage too.
+pub(crate) async fn verify_with(
+    index: &Index,
+    data: Option<&Map<String, serde_json::Value>>,
+    feed_lost: bool,
+    now_ms: i64,
+) -> Result<verify::Verdict, EngineError> {
+    let parsed = verify::VerifyRequest::parse(data)?;
     let mut entry = verify::find(index, &parsed.key);
-    if ctx.feed_lost {
+    if feed_lost {
         // Other nodes' changes may be missed: ask storage about this key.
         entry = match entry {
             Some(found) => {
@@ -218,8 +237,7 @@ async fn verify_request(
             },
         };
     }
-    let verdict = verify::check(index, entry.as_ref(), &parsed, ctx.now.as_millisecond());
-    Ok(LogicalResponse::data(verify::answer(&verdict)))
+    Ok(verify::check(index, entry.as_ref(), &parsed, now_ms))
 }
 
 /// What a flush of every API-key mount wrote.

@@ -1126,3 +1126,105 @@ async fn retention_expires_analytics_of_keyrings_that_no_longer_exist() {
     env.engine.flush_apikeys().await.expect("flush and sweep");
     assert_eq!(env.analytics_keys().await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn the_verify_lane_answers_as_the_pipeline_does() {
+    let env = env().await;
+    env.keyring(
+        "acme",
+        json!({"prefix": "acme", "roles": {"r": ["docs.*"]}}),
+    )
+    .await;
+    let (key, _) = env
+        .key(
+            "acme",
+            json!({"roles": ["r"], "meta": {"tier": 2}, "ratelimits": [{"name": "x", "limit": 100, "duration": "60s"}]}),
+        )
+        .await;
+    let connection = crate::Connection::default();
+    for body in [
+        json!({"key": key, "permissions": "docs.read", "cost": 0}),
+        json!({"key": key, "permissions": "admin", "cost": 0}),
+        json!({"key": "acme_nothing"}),
+    ] {
+        let lane = env
+            .engine
+            .verify_api_key("apikeys/verify", Some(ROOT), body.as_object(), &connection)
+            .await
+            .expect("lane")
+            .expect("served by the lane");
+        let lane: Value = serde_json::from_slice(&lane).expect("JSON");
+        let pipeline = env.verify(body.clone()).await;
+        assert_eq!(lane, pipeline, "{body}");
+    }
+    // Bad bodies and denied callers get the pipeline's errors.
+    let error = env
+        .engine
+        .verify_api_key("apikeys/verify", Some(ROOT), None, &connection)
+        .await
+        .expect_err("no key");
+    assert!(matches!(error, EngineError::InvalidRequest(_)));
+    let request = Request::new(Operation::Update, "auth/token/create")
+        .token(ROOT)
+        .data(json!({"policies": ["default"]}));
+    let created = env
+        .engine
+        .handle(request)
+        .await
+        .expect("token")
+        .expect("answer");
+    let plain = created.auth.expect("auth").client_token;
+    let error = env
+        .engine
+        .verify_api_key(
+            "apikeys/verify",
+            Some(&plain),
+            json!({"key": key}).as_object(),
+            &connection,
+        )
+        .await
+        .expect_err("denied");
+    assert!(matches!(error, EngineError::PermissionDenied), "{error}");
+    // What the lane does not serve goes to the pipeline: other paths, refused or limited tokens.
+    for (path, token) in [
+        ("apikeys/keyrings/acme", ROOT),
+        ("secret/verify", ROOT),
+        ("apikeys/verify", "not-a-token"),
+    ] {
+        let served = env
+            .engine
+            .verify_api_key(
+                path,
+                Some(token),
+                json!({"key": key}).as_object(),
+                &connection,
+            )
+            .await
+            .expect("lane");
+        assert!(served.is_none(), "{path}");
+    }
+    let request = Request::new(Operation::Update, "auth/token/create")
+        .token(ROOT)
+        .data(json!({"policies": ["root"], "num_uses": 3}));
+    let created = env
+        .engine
+        .handle(request)
+        .await
+        .expect("token")
+        .expect("answer");
+    let limited = created.auth.expect("auth").client_token;
+    let served = env
+        .engine
+        .verify_api_key(
+            "apikeys/verify",
+            Some(&limited),
+            json!({"key": key}).as_object(),
+            &connection,
+        )
+        .await
+        .expect("lane");
+    assert!(
+        served.is_none(),
+        "a limited token spends its use in the pipeline"
+    );
+}

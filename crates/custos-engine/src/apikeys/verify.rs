@@ -362,43 +362,95 @@ fn take_limits(
     (allowed, report)
 }
 
-/// The answer: `{valid, code, ...}`; for `NOT_FOUND` only the first two.
-pub(crate) fn answer(verdict: &Verdict) -> Map<String, Value> {
-    let mut out = Map::new();
-    out.insert("valid".into(), (verdict.code == Code::Valid).into());
-    out.insert("code".into(), verdict.code.as_str().into());
-    let Some(compiled) = &verdict.compiled else {
-        return out;
+/// The answer's fields, in the order of their names (as a JSON object of the generic path
+/// prints them), borrowed from the verdict.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keyring: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permissions: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratelimit: Option<Limit<'a>>,
+    /// `null` (unlimited) is written, so it is an option of an option.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remaining: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<&'a [String]>,
+    valid: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Limit<'a> {
+    limit: u64,
+    name: &'a str,
+    remaining: u64,
+    reset: Value,
+}
+
+/// The answer as the JSON bytes of an object: `{valid, code, ...}`; for `NOT_FOUND` only those
+/// two. Nothing in it is the key.
+pub(crate) fn answer_json(verdict: &Verdict) -> Vec<u8> {
+    let mut answer = Answer {
+        code: verdict.code.as_str(),
+        enabled: None,
+        environment: None,
+        expires_at: None,
+        key_id: None,
+        keyring: None,
+        meta: None,
+        name: None,
+        owner_id: None,
+        permissions: None,
+        ratelimit: None,
+        remaining: None,
+        roles: None,
+        valid: verdict.code == Code::Valid,
     };
-    let record = &compiled.record;
-    out.insert("key_id".into(), record.id.clone().into());
-    out.insert("keyring".into(), record.keyring.clone().into());
-    out.insert("owner_id".into(), record.owner_id.clone().into());
-    out.insert("name".into(), record.name.clone().into());
-    out.insert("meta".into(), Value::Object(record.meta.clone()));
-    out.insert("permissions".into(), serde_json::json!(record.permissions));
-    out.insert("roles".into(), serde_json::json!(record.roles));
-    out.insert("environment".into(), record.environment.clone().into());
-    out.insert(
-        "expires_at".into(),
-        record.expires_at.map_or(Value::Null, time_json),
-    );
-    out.insert("remaining".into(), serde_json::json!(verdict.remaining));
-    if let Some(limit) = &verdict.ratelimit {
-        let reset = i64::try_from(limit.reset_ms)
-            .ok()
-            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-            .map_or(Value::Null, |time| Value::String(time.to_string()));
-        out.insert(
-            "ratelimit".into(),
-            serde_json::json!({
-                "name": limit.name,
-                "limit": limit.limit,
-                "remaining": limit.remaining,
-                "reset": reset,
-            }),
-        );
+    if let Some(compiled) = &verdict.compiled {
+        let record = &compiled.record;
+        answer.enabled = Some(record.enabled);
+        answer.environment = Some(&record.environment);
+        answer.expires_at = Some(record.expires_at.map_or(Value::Null, time_json));
+        answer.key_id = Some(&record.id);
+        answer.keyring = Some(&record.keyring);
+        answer.meta = Some(&record.meta);
+        answer.name = Some(&record.name);
+        answer.owner_id = Some(&record.owner_id);
+        answer.permissions = Some(&record.permissions);
+        answer.remaining = Some(verdict.remaining);
+        answer.roles = Some(&record.roles);
+        answer.ratelimit = verdict.ratelimit.as_ref().map(|limit| Limit {
+            limit: limit.limit,
+            name: &limit.name,
+            remaining: limit.remaining,
+            reset: i64::try_from(limit.reset_ms)
+                .ok()
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .map_or(Value::Null, |time| Value::String(time.to_string())),
+        });
     }
-    out.insert("enabled".into(), record.enabled.into());
-    out
+    // Serialising borrowed strings, numbers and a JSON object cannot fail.
+    serde_json::to_vec(&answer)
+        .unwrap_or_else(|_| br#"{"valid":false,"code":"NOT_FOUND"}"#.to_vec())
+}
+
+/// The answer as a JSON object, for the generic request path (and its audit record).
+pub(crate) fn answer(verdict: &Verdict) -> Map<String, Value> {
+    serde_json::from_slice(&answer_json(verdict)).unwrap_or_default()
 }

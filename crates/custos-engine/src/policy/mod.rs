@@ -454,7 +454,7 @@ impl Engine {
         })
     }
 
-    fn authorize_with(
+    pub(crate) fn authorize_with(
         &self,
         unsealed: &Unsealed,
         caller: &Caller,
