@@ -85,12 +85,6 @@ enum Command {
     Audit(audit_cmd::AuditArgs),
 }
 
-/// mimalloc instead of the system allocator: a request allocates a few dozen small objects
-/// across threads, which glibc's malloc serves noticeably slower (its free lists are consolidated
-/// and trimmed under load); the verify benchmark in `docs/benchmarks.md` measures the difference.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse_from(vault_args::normalize(std::env::args_os().collect()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -81,7 +81,8 @@ async fn keys_are_created_verified_disabled_rerolled_listed_revoked_and_counted(
     assert_eq!(keyring["prefix"], "acme_live", "{keyring}");
     assert_eq!(
         keyring["roles"]["admin"],
-        json!(["docs.read", "billing.read"])
+        json!(["billing.read", "docs.read"]),
+        "permissions are stored sorted"
     );
     let keyrings = apikey_json(&server, &["keyring", "list"]);
     assert_eq!(keyrings, json!(["acme"]));
