@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::model::{
     self, Config, HashKind, HashPointer, KeyRecord, Keyring, decode, encode, invalid,
 };
-use super::state::{CODES, Code, Index};
+use super::state::{CODES, Code, Index, list_all};
 use super::usage::ring_prefix;
 use crate::EngineError;
 use crate::logical::{LogicalResponse, MountStorage};
@@ -194,24 +194,12 @@ pub(crate) async fn read_keyring_answer(
 }
 
 pub(crate) async fn list_keyrings(index: &Index) -> Result<LogicalResponse, EngineError> {
-    let mut names = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = index
-            .storage
-            .list(model::KEYRINGS, after.as_deref(), 1000)
-            .await?;
-        names.extend(
-            page.keys
-                .iter()
-                .filter_map(|key| key.strip_prefix(model::KEYRINGS))
-                .map(str::to_owned),
-        );
-        match page.next_after {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let names = list_all(&index.storage, model::KEYRINGS)
+        .await?
+        .iter()
+        .filter_map(|key| key.strip_prefix(model::KEYRINGS))
+        .map(str::to_owned)
+        .collect();
     Ok(LogicalResponse::list(names))
 }
 
@@ -261,20 +249,12 @@ async fn keys_in_storage(
     keep: impl Fn(&KeyRecord) -> bool,
 ) -> Result<Vec<KeyRecord>, EngineError> {
     let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = storage.list(model::KEYS, after.as_deref(), 1000).await?;
-        for key in &page.keys {
-            if let Some(plain) = storage.get(key).await? {
-                let record: KeyRecord = decode(&plain.value, "API key record")?;
-                if keep(&record) {
-                    out.push(record);
-                }
+    for key in list_all(storage, model::KEYS).await? {
+        if let Some(plain) = storage.get(&key).await? {
+            let record: KeyRecord = decode(&plain.value, "API key record")?;
+            if keep(&record) {
+                out.push(record);
             }
-        }
-        match page.next_after {
-            Some(next) => after = Some(next),
-            None => break,
         }
     }
     Ok(out)

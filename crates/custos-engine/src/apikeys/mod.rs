@@ -269,14 +269,7 @@ impl Engine {
         unsealed: &Unsealed,
         key: &str,
     ) -> Result<Option<String>, EngineError> {
-        let table = unsealed.mounts();
-        let mounts: Vec<crate::MountEntry> = table
-            .entries
-            .iter()
-            .filter(|entry| entry.kind == KIND)
-            .cloned()
-            .collect();
-        drop(table);
+        let mounts = apikeys_mounts(unsealed);
         for entry in mounts {
             let storage = MountStorage::new(unsealed.barrier.clone(), &entry.uuid);
             let mount = unsealed
@@ -310,14 +303,10 @@ impl Engine {
 }
 
 pub(crate) async fn flush_all(unsealed: &Unsealed, now: i64) -> Result<ApiKeysFlush, EngineError> {
-    let table = unsealed.mounts();
-    let live: Vec<String> = table
-        .entries
-        .iter()
-        .filter(|entry| entry.kind == KIND)
-        .map(|entry| entry.uuid.clone())
+    let live: Vec<String> = apikeys_mounts(unsealed)
+        .into_iter()
+        .map(|entry| entry.uuid)
         .collect();
-    drop(table);
     let mut total = ApiKeysFlush::default();
     let mut first_error = None;
     for (uuid, mount) in unsealed.mount_states.all::<ApiKeysMount>() {
@@ -354,6 +343,17 @@ pub(crate) async fn flush_all(unsealed: &Unsealed, now: i64) -> Result<ApiKeysFl
         Some(error) => Err(error),
         None => Ok(total),
     }
+}
+
+/// The mounts of this engine type, as the mount table has them now.
+fn apikeys_mounts(unsealed: &Unsealed) -> Vec<crate::MountEntry> {
+    unsealed
+        .mounts()
+        .entries
+        .iter()
+        .filter(|entry| entry.kind == KIND)
+        .cloned()
+        .collect()
 }
 
 /// Brings the indexes up to date with a message of the change feed.
@@ -408,14 +408,7 @@ impl ApiKeysMount {
 /// Builds the indexes of every `apikeys` mount, so the first verification after an unseal
 /// does not wait for it.
 pub(crate) async fn warm(unsealed: &Unsealed) {
-    let table = unsealed.mounts();
-    let mounts: Vec<crate::MountEntry> = table
-        .entries
-        .iter()
-        .filter(|entry| entry.kind == KIND)
-        .cloned()
-        .collect();
-    drop(table);
+    let mounts = apikeys_mounts(unsealed);
     for entry in mounts {
         let storage = MountStorage::new(unsealed.barrier.clone(), &entry.uuid);
         let built = match unsealed

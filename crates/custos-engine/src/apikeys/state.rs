@@ -640,7 +640,10 @@ fn apply_usage(live: &mut Live, usage: &UsageRecord) {
 }
 
 /// Every key under `prefix`, all pages.
-async fn list_all(storage: &MountStorage, prefix: &str) -> Result<Vec<String>, EngineError> {
+pub(crate) async fn list_all(
+    storage: &MountStorage,
+    prefix: &str,
+) -> Result<Vec<String>, EngineError> {
     let mut keys = Vec::new();
     let mut after: Option<String> = None;
     loop {

@@ -129,6 +129,39 @@ impl Env {
             .to_owned()
     }
 
+    /// A token made by root with these settings (`auth/token/create`).
+    async fn token(&self, settings: Value) -> String {
+        let request = Request::new(Operation::Update, "auth/token/create")
+            .token(ROOT)
+            .data(settings);
+        let created = self
+            .engine
+            .handle(request)
+            .await
+            .expect("token")
+            .expect("answer");
+        created.auth.expect("auth").client_token
+    }
+
+    /// The verify lane's answer (`Ok(None)`: not served by it).
+    async fn lane(
+        &self,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, EngineError> {
+        let answer = self
+            .engine
+            .verify_api_key(
+                path,
+                Some(token),
+                body.and_then(Value::as_object),
+                &crate::Connection::default(),
+            )
+            .await?;
+        Ok(answer.map(|bytes| serde_json::from_slice(&bytes).expect("JSON")))
+    }
+
     /// Another node on the same storage and clock, unsealed.
     async fn second_node(&self) -> Engine {
         let engine = Engine::new(self.storage.clone(), self.clock.clone());
@@ -989,16 +1022,7 @@ async fn policies_decide_who_verifies_and_who_manages() {
         json!({"policy": "path \"apikeys/verify\" { capabilities = [\"update\"] }"}),
     )
     .await;
-    let request = Request::new(Operation::Update, "auth/token/create")
-        .token(ROOT)
-        .data(json!({"policies": ["gateway"]}));
-    let created = env
-        .engine
-        .handle(request)
-        .await
-        .expect("token")
-        .expect("answer");
-    let gateway = created.auth.expect("auth").client_token;
+    let gateway = env.token(json!({"policies": ["gateway"]})).await;
     let answer = Env::call_as(
         &env.engine,
         &gateway,
@@ -1141,90 +1165,40 @@ async fn the_verify_lane_answers_as_the_pipeline_does() {
             json!({"roles": ["r"], "meta": {"tier": 2}, "ratelimits": [{"name": "x", "limit": 100, "duration": "60s"}]}),
         )
         .await;
-    let connection = crate::Connection::default();
     for body in [
         json!({"key": key, "permissions": "docs.read", "cost": 0}),
         json!({"key": key, "permissions": "admin", "cost": 0}),
         json!({"key": "acme_nothing"}),
     ] {
-        let lane = env
-            .engine
-            .verify_api_key("apikeys/verify", Some(ROOT), body.as_object(), &connection)
-            .await
-            .expect("lane")
-            .expect("served by the lane");
-        let lane: Value = serde_json::from_slice(&lane).expect("JSON");
-        let pipeline = env.verify(body.clone()).await;
-        assert_eq!(lane, pipeline, "{body}");
+        let lane = env.lane("apikeys/verify", ROOT, Some(&body)).await;
+        let lane = lane.expect("lane").expect("served by the lane");
+        assert_eq!(lane, env.verify(body.clone()).await, "{body}");
     }
     // Bad bodies and denied callers get the pipeline's errors.
     let error = env
-        .engine
-        .verify_api_key("apikeys/verify", Some(ROOT), None, &connection)
+        .lane("apikeys/verify", ROOT, None)
         .await
         .expect_err("no key");
     assert!(matches!(error, EngineError::InvalidRequest(_)));
-    let request = Request::new(Operation::Update, "auth/token/create")
-        .token(ROOT)
-        .data(json!({"policies": ["default"]}));
-    let created = env
-        .engine
-        .handle(request)
-        .await
-        .expect("token")
-        .expect("answer");
-    let plain = created.auth.expect("auth").client_token;
+    let plain = env.token(json!({"policies": ["default"]})).await;
+    let body = json!({"key": key});
     let error = env
-        .engine
-        .verify_api_key(
-            "apikeys/verify",
-            Some(&plain),
-            json!({"key": key}).as_object(),
-            &connection,
-        )
+        .lane("apikeys/verify", &plain, Some(&body))
         .await
         .expect_err("denied");
     assert!(matches!(error, EngineError::PermissionDenied), "{error}");
-    // What the lane does not serve goes to the pipeline: other paths, refused or limited tokens.
+    // What the lane does not serve goes to the pipeline: other paths, refused tokens, and
+    // tokens with limited uses (the pipeline spends the use).
+    let limited = env
+        .token(json!({"policies": ["root"], "num_uses": 3}))
+        .await;
     for (path, token) in [
         ("apikeys/keyrings/acme", ROOT),
         ("secret/verify", ROOT),
         ("apikeys/verify", "not-a-token"),
+        ("apikeys/verify", limited.as_str()),
     ] {
-        let served = env
-            .engine
-            .verify_api_key(
-                path,
-                Some(token),
-                json!({"key": key}).as_object(),
-                &connection,
-            )
-            .await
-            .expect("lane");
-        assert!(served.is_none(), "{path}");
+        let served = env.lane(path, token, Some(&body)).await.expect("lane");
+        assert!(served.is_none(), "{path} {token}");
     }
-    let request = Request::new(Operation::Update, "auth/token/create")
-        .token(ROOT)
-        .data(json!({"policies": ["root"], "num_uses": 3}));
-    let created = env
-        .engine
-        .handle(request)
-        .await
-        .expect("token")
-        .expect("answer");
-    let limited = created.auth.expect("auth").client_token;
-    let served = env
-        .engine
-        .verify_api_key(
-            "apikeys/verify",
-            Some(&limited),
-            json!({"key": key}).as_object(),
-            &connection,
-        )
-        .await
-        .expect("lane");
-    assert!(
-        served.is_none(),
-        "a limited token spends its use in the pipeline"
-    );
 }

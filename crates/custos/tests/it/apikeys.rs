@@ -13,12 +13,9 @@ use std::time::Duration;
 use custos_client::Client;
 use custos_client::http::Method;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::bao_cli::{bao, stdout};
 use crate::cluster::{Cluster, eventually};
-use crate::outage::{relay, upstream_of, via_relay};
 use crate::support::{self, TestDatabase, TestServer, call, http_client};
 
 /// Enables the engine at `apikeys/` over plain HTTP.
@@ -400,36 +397,13 @@ async fn keys_changed_on_one_node_are_applied_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_notifications_are_cut_reads_keys_from_storage() {
     // Node 2's LISTEN connection goes through a relay the test cuts; its queries go directly.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let relay_address = listener.local_addr().unwrap();
-    let (switch, up) = watch::channel(true);
-    let mut upstream = None;
-    let Some(cluster) = Cluster::start_with(
+    let Some((cluster, switch)) = Cluster::start_with_cuttable_feed(
         "a_node_whose_notifications_are_cut_reads_keys_from_storage",
-        2,
-        |i, storage| {
-            let url = storage
-                .lines()
-                .find_map(|line| line.strip_prefix("url = "))
-                .expect("the storage section holds the URL")
-                .trim_matches('"')
-                .to_owned();
-            upstream = Some(upstream_of(&url));
-            if i == 1 {
-                format!(
-                    "{storage}listen_url = {:?}\n",
-                    via_relay(&url, relay_address)
-                )
-            } else {
-                storage.to_owned()
-            }
-        },
     )
     .await
     else {
         return;
     };
-    tokio::spawn(relay(listener, upstream.unwrap(), up));
     let (one, two) = (cluster.root(0), cluster.root(1));
     enable(&one).await;
     keyring(&one, "acme", "acme_live").await;

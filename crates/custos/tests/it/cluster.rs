@@ -100,6 +100,38 @@ impl Cluster {
         })
     }
 
+    /// Two nodes whose second one's LISTEN connection goes through a relay the test cuts with
+    /// the switch it is given (`send_replace(false)`; `true` restores it); its queries go to
+    /// PostgreSQL directly.
+    pub(crate) async fn start_with_cuttable_feed(
+        test: &str,
+    ) -> Option<(Cluster, watch::Sender<bool>)> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_address = listener.local_addr().unwrap();
+        let (switch, up) = watch::channel(true);
+        let mut upstream = None;
+        let cluster = Cluster::start_with(test, 2, |i, storage| {
+            let url = storage
+                .lines()
+                .find_map(|line| line.strip_prefix("url = "))
+                .expect("the storage section holds the URL")
+                .trim_matches('"')
+                .to_owned();
+            upstream = Some(upstream_of(&url));
+            if i == 1 {
+                format!(
+                    "{storage}listen_url = {:?}\n",
+                    via_relay(&url, relay_address)
+                )
+            } else {
+                storage.to_owned()
+            }
+        })
+        .await?;
+        tokio::spawn(relay(listener, upstream.unwrap(), up));
+        Some((cluster, switch))
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -725,37 +757,13 @@ async fn a_node_killed_under_load_leaves_the_others_serving_and_catches_up_on_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_notifications_are_cut_never_serves_a_mount_disabled_elsewhere() {
-    // Node 1's LISTEN connection goes through a relay the test cuts; its queries go directly.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let relay_address = listener.local_addr().unwrap();
-    let (switch, up) = watch::channel(true);
-    let mut upstream = None;
-    let Some(cluster) = Cluster::start_with(
+    let Some((cluster, switch)) = Cluster::start_with_cuttable_feed(
         "a_node_whose_notifications_are_cut_never_serves_a_mount_disabled_elsewhere",
-        2,
-        |i, storage| {
-            let url = storage
-                .lines()
-                .find_map(|line| line.strip_prefix("url = "))
-                .expect("the storage section holds the URL")
-                .trim_matches('"')
-                .to_owned();
-            upstream = Some(upstream_of(&url));
-            if i == 1 {
-                format!(
-                    "{storage}listen_url = {:?}\n",
-                    via_relay(&url, relay_address)
-                )
-            } else {
-                storage.to_owned()
-            }
-        },
     )
     .await
     else {
         return;
     };
-    tokio::spawn(relay(listener, upstream.unwrap(), up));
     let (a, b) = (cluster.root(0), cluster.root(1));
     for mount in ["one", "two"] {
         enable_kv2(&a, mount).await;
