@@ -301,7 +301,7 @@ def approle_role_secret_id_and_login():
     # A wrapped secret id, unwrapped by the machine; the second login spends the first's last use.
     wrapped = approle.generate_secret_id(role_name="worker", mount_point="hvac-ar", wrap_ttl="60s")
     wrapping_token = wrapped["wrap_info"]["token"]
-    unwrapped = hvac.Client(url=ADDR).sys.unwrap(token=wrapping_token)["data"]
+    unwrapped = hvac.Client(url=ADDR, token=wrapping_token).sys.unwrap()["data"]
     hvac.Client(url=ADDR).auth.approle.login(role_id=role_id, secret_id=unwrapped["secret_id"],
                                              mount_point="hvac-ar")
     hvac.Client(url=ADDR).auth.approle.login(role_id=role_id, secret_id=secret_id, mount_point="hvac-ar")

@@ -14,13 +14,17 @@ fn hvac_suite_passes() {
         eprintln!("skipped hvac_suite_passes: CUSTOS_TEST_PYTHON not set");
         return;
     };
-    let (_dir, server) = support::dev_server();
+    let (dir, server) = support::dev_server();
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/hvac_suite.py");
     let output = Command::new(python)
         .arg(suite)
         .env("CUSTOS_ADDR", &server.address)
         .env("CUSTOS_TOKEN", "root")
         .env("PYTHONWARNINGS", "ignore::DeprecationWarning")
+        // hvac falls back to `~/.vault-token` and `VAULT_TOKEN` for clients made without a
+        // token: neither may leak in from the machine (a `bao server -dev` writes the file).
+        .env("HOME", dir.path())
+        .env_remove("VAULT_TOKEN")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
