@@ -68,6 +68,18 @@ impl ApiKey {
     /// # Errors
     /// [`ApiKeyError`] says which part of the format is violated.
     pub fn parse(input: &str) -> Result<Self, ApiKeyError> {
+        let prefix_len = Self::check(input)?;
+        Ok(Self {
+            key: input.to_owned(),
+            prefix_len,
+        })
+    }
+
+    /// Checks a key as [`ApiKey::parse`] does, without copying it: the length of its prefix.
+    ///
+    /// # Errors
+    /// [`ApiKeyError`] says which part of the format is violated.
+    pub fn check(input: &str) -> Result<usize, ApiKeyError> {
         let (prefix, body) = input.rsplit_once('_').ok_or(ApiKeyError::Malformed)?;
         if !body.bytes().all(is_base62) {
             return Err(ApiKeyError::Malformed);
@@ -82,10 +94,7 @@ impl ApiKey {
         if checksum.as_bytes() != expected {
             return Err(ApiKeyError::BadChecksum);
         }
-        Ok(Self {
-            key: input.to_owned(),
-            prefix_len: prefix.len(),
-        })
+        Ok(prefix.len())
     }
 
     /// Builds a key from a prefix and 30 bytes of randomness supplied by the caller.

@@ -190,7 +190,9 @@ impl MountTable {
     pub(crate) fn route(&self, path: &str) -> Option<&MountEntry> {
         self.entries
             .iter()
-            .filter(|entry| path.starts_with(&entry.path) || format!("{path}/") == entry.path)
+            .filter(|entry| {
+                path.starts_with(&entry.path) || entry.path.strip_suffix('/') == Some(path)
+            })
             .max_by_key(|entry| entry.path.len())
     }
 

@@ -31,7 +31,7 @@ impl Engine {
             return Ok(None);
         }
         self.refresh_tables(&unsealed).await?;
-        let (uuid, mount_path) = {
+        let uuid = {
             let table = unsealed.mounts();
             let Some(entry) = table.route(path) else {
                 return Ok(None);
@@ -39,7 +39,7 @@ impl Engine {
             if entry.kind != KIND || path.strip_prefix(entry.path.as_str()) != Some("verify") {
                 return Ok(None);
             }
-            (entry.uuid.clone(), entry.path.clone())
+            entry.uuid.clone()
         };
         let Ok((_, token_entry, _)) = self.check_token(&unsealed, token, connection).await? else {
             return Ok(None);
@@ -61,14 +61,18 @@ impl Engine {
             wrap_ttl: None,
         };
         self.authorize_with(&unsealed, &caller, path, Operation::Update, &facts)?;
-        let storage = MountStorage::new(unsealed.barrier.clone(), &uuid);
         let mount = unsealed
             .mount_states
             .get_or_insert_with(&uuid, ApiKeysMount::default)?;
-        let index = mount.index(&storage).await?;
+        let index = match mount.built() {
+            Some(index) => index,
+            None => {
+                let storage = MountStorage::new(unsealed.barrier.clone(), &uuid);
+                mount.index(&storage).await?
+            }
+        };
         let feed_lost = self.inner.follower.deaf() || crate::index::reading_fresh();
         let verdict = super::verify_with(&index, data, feed_lost, now.as_millisecond()).await?;
-        tracing::trace!(mount = %mount_path, code = verdict.code.as_str(), "verified");
         Ok(Some(verify::answer_json(&verdict)))
     }
 }

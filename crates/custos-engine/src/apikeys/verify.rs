@@ -174,7 +174,7 @@ pub(crate) fn classify(index: &Index, key: &str) -> Lookup {
     if key.len() > MAX_KEY_LEN {
         return Lookup::Nothing;
     }
-    match custos_core::ApiKey::parse(key) {
+    match custos_core::ApiKey::check(key) {
         Ok(_) => Lookup::Ours(index.hasher.sign(key.as_bytes())),
         // Our shape with a wrong checksum: a typo or a made-up key; no lookup at all.
         Err(ApiKeyError::BadChecksum) => Lookup::Nothing,
