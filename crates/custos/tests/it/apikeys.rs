@@ -19,7 +19,7 @@ use crate::cluster::{Cluster, eventually};
 use crate::support::{self, TestDatabase, TestServer, call, http_client};
 
 /// Enables the engine at `apikeys/` over plain HTTP.
-async fn enable(client: &Client) {
+pub(crate) async fn enable(client: &Client) {
     let (status, body) = call(
         client,
         Method::POST,
@@ -32,7 +32,7 @@ async fn enable(client: &Client) {
 }
 
 /// Creates the keyring `name` with `prefix`.
-async fn keyring(client: &Client, name: &str, prefix: &str) {
+pub(crate) async fn keyring(client: &Client, name: &str, prefix: &str) {
     let (status, body) = call(
         client,
         Method::POST,
@@ -46,7 +46,7 @@ async fn keyring(client: &Client, name: &str, prefix: &str) {
 }
 
 /// Creates a key in `ring`; answers (key, key_id).
-async fn create_key(client: &Client, ring: &str, request: Value) -> (String, String) {
+pub(crate) async fn create_key(client: &Client, ring: &str, request: Value) -> (String, String) {
     let (status, body) = call(
         client,
         Method::POST,
@@ -83,7 +83,7 @@ async fn verify(client: &Client, key: &str) -> Value {
 }
 
 /// The verification code of `key`, or `None` when the status is not 200.
-async fn code(client: &Client, key: &str) -> Option<String> {
+pub(crate) async fn code(client: &Client, key: &str) -> Option<String> {
     try_verify(client, key)
         .await
         .and_then(|data| data["code"].as_str().map(str::to_owned))

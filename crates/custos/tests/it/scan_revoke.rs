@@ -262,3 +262,35 @@ async fn a_leaked_root_token_is_reported_over_tls_but_not_revoked() {
         "untrusted fields are escaped in the log"
     );
 }
+
+#[tokio::test]
+async fn a_found_api_key_is_revoked_on_the_server() {
+    let (dir, server) = dev_server();
+    let client = root_client(&server.address, Some("root"));
+    crate::apikeys::enable(&client).await;
+    crate::apikeys::keyring(&client, "acme", "acme_live").await;
+    let (key, _) = crate::apikeys::create_key(&client, "acme", json!({"name": "ci"})).await;
+    assert_eq!(
+        crate::apikeys::code(&client, &key).await.as_deref(),
+        Some("VALID")
+    );
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    std::fs::write(repo.join("service.env"), format!("ACME_API_KEY={key}\n")).unwrap();
+
+    let output = scan(&repo, &["--revoke-with", &server.address, "."]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("at service.env:1: revoked (api_key)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&key),
+        "stderr must not show the key: {stderr}"
+    );
+    assert_eq!(
+        crate::apikeys::code(&client, &key).await.as_deref(),
+        Some("NOT_FOUND")
+    );
+}
