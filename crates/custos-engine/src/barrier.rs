@@ -87,6 +87,15 @@ struct Keys {
 }
 
 /// A decrypted value and the revision it was read at.
+/// What [`Barrier::get_if_changed`] found.
+#[derive(Debug)]
+pub enum Fresh {
+    /// Still at the revision the caller knew.
+    Unchanged(Revision),
+    /// Another value (or the first read): decrypted.
+    Changed(Plain),
+}
+
 pub struct Plain {
     pub value: Zeroizing<Vec<u8>>,
     pub revision: Revision,
@@ -371,6 +380,34 @@ impl Barrier {
             value,
             revision: entry.revision,
         }))
+    }
+
+    /// Reads one value, decrypting it only when its revision is not `known`: a caller that kept
+    /// what it decoded from the value at `known` may use it again. Revisions come from one
+    /// store-wide counter, so an unchanged revision means an unchanged value.
+    pub async fn get_if_changed(
+        &self,
+        path: &str,
+        known: Option<Revision>,
+    ) -> Result<Option<Fresh>, EngineError> {
+        check_path(path)?;
+        self.ensure_open()?;
+        let entry = if crate::index::reading_fresh() {
+            self.storage.get_uncached(path).await?
+        } else {
+            self.storage.get(path).await?
+        };
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        if known == Some(entry.revision) {
+            return Ok(Some(Fresh::Unchanged(entry.revision)));
+        }
+        let value = self.open_value(path, &entry.value).await?;
+        Ok(Some(Fresh::Changed(Plain {
+            value,
+            revision: entry.revision,
+        })))
     }
 
     /// Lists keys under `prefix` (never reaching reserved keys).

@@ -151,6 +151,8 @@ struct Unsealed {
     audit: audit::Broker,
     /// Node-local state of stateful secrets engines (the API-key indexes), by mount uuid.
     mount_states: Arc<logical::MountStates>,
+    /// Token entries as last decoded, by revision (`token::decoded`).
+    decoded_tokens: token::DecodedTokens,
 }
 
 impl Unsealed {
@@ -601,6 +603,7 @@ impl Engine {
             policies,
             audit,
             mount_states: Arc::default(),
+            decoded_tokens: token::DecodedTokens::default(),
         })
     }
 

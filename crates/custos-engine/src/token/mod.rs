@@ -18,8 +18,11 @@
 //! `store.rs` holds the storage operations and rules (issue, authenticate, renew, revoke),
 //! `endpoints.rs` the `auth/token/*` paths.
 
+mod decoded;
 mod endpoints;
 mod store;
+
+pub(crate) use decoded::DecodedTokens;
 #[cfg(test)]
 mod tests;
 

@@ -330,10 +330,37 @@ impl Engine {
         unsealed: &Unsealed,
         hash: &str,
     ) -> Result<Option<(TokenEntry, Revision)>, EngineError> {
-        let Some(plain) = unsealed.barrier.get(&token_path_for_hash(hash)).await? else {
-            return Ok(None);
-        };
-        Ok(Some((TokenEntry::decode(&plain.value)?, plain.revision)))
+        // Every authenticated request reads its token: what was decoded is kept by revision,
+        // so an unchanged entry is neither decrypted nor parsed again.
+        let known = unsealed.decoded_tokens.get(hash);
+        let read = unsealed
+            .barrier
+            .get_if_changed(
+                &token_path_for_hash(hash),
+                known.as_ref().map(|known| known.0),
+            )
+            .await?;
+        match (read, known) {
+            (None, _) => {
+                unsealed.decoded_tokens.remove(hash);
+                Ok(None)
+            }
+            (Some(crate::barrier::Fresh::Unchanged(revision)), Some((_, entry))) => {
+                Ok(Some((TokenEntry::clone(&entry), revision)))
+            }
+            (Some(crate::barrier::Fresh::Unchanged(_)), None) => Err(EngineError::Internal(
+                "token entry reported unchanged without a known revision".into(),
+            )),
+            (Some(crate::barrier::Fresh::Changed(plain)), _) => {
+                let entry = TokenEntry::decode(&plain.value)?;
+                unsealed.decoded_tokens.put(
+                    hash,
+                    plain.revision,
+                    std::sync::Arc::new(entry.clone()),
+                );
+                Ok(Some((entry, plain.revision)))
+            }
+        }
     }
 
     /// The entry of a live token (not expired, not being revoked), by the token itself.

@@ -45,6 +45,7 @@ struct Harness {
     clock: Arc<FakeClock>,
     storage: Arc<MemoryStorage>,
     alerts: Arc<Alerts>,
+    share: zeroize::Zeroizing<Vec<u8>>,
 }
 
 async fn harness_with(policies: Policies) -> Harness {
@@ -59,7 +60,7 @@ async fn harness_with(policies: Policies) -> Harness {
         Limits::default(),
         alerts.clone(),
     );
-    engine
+    let init = engine
         .dev_init(Some(zeroize::Zeroizing::new(ROOT.to_owned())))
         .await
         .expect("dev init");
@@ -80,6 +81,7 @@ async fn harness_with(policies: Policies) -> Harness {
         clock,
         storage,
         alerts,
+        share: init.shares[0].clone(),
     }
 }
 
@@ -1379,4 +1381,51 @@ proptest::proptest! {
             proptest::prop_assert!(life.ttl <= left as u64);
         }
     }
+}
+
+#[tokio::test]
+async fn a_token_changed_or_revoked_by_another_node_is_seen_at_once() {
+    let h = harness().await;
+    let token = h
+        .create(ROOT, json!({"policies": ["default"], "num_uses": 3}))
+        .await;
+    let lookup = |engine: &Engine, token: String| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .handle(Request::new(Operation::Read, "auth/token/lookup-self").token(token))
+                .await
+        }
+    };
+    // Read (and decoded) here first; then another node on the same storage spends a use and
+    // revokes it.
+    let answer = lookup(&h.engine, token.client_token.clone())
+        .await
+        .expect("lookup");
+    assert_eq!(answer.expect("answer").data.expect("data")["num_uses"], 2);
+    let other = Engine::new(h.storage.clone(), h.clock.clone());
+    other
+        .unseal(crate::UnsealInput::Key(h.share.clone()))
+        .await
+        .expect("unseal the other node");
+    let answer = lookup(&other, token.client_token.clone())
+        .await
+        .expect("lookup");
+    assert_eq!(answer.expect("answer").data.expect("data")["num_uses"], 1);
+    let answer = lookup(&h.engine, token.client_token.clone())
+        .await
+        .expect("lookup");
+    assert_eq!(
+        answer.expect("answer").data.expect("data")["num_uses"],
+        0,
+        "the use spent elsewhere counts here"
+    );
+    let error = lookup(&h.engine, token.client_token.clone())
+        .await
+        .expect_err("the last use revoked it");
+    assert!(matches!(error, EngineError::PermissionDenied), "{error}");
+    let error = lookup(&other, token.client_token.clone())
+        .await
+        .expect_err("revoked everywhere");
+    assert!(matches!(error, EngineError::PermissionDenied), "{error}");
 }
