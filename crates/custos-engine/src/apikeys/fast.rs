@@ -41,17 +41,20 @@ impl Engine {
             }
             entry.uuid.clone()
         };
-        let Ok((_, token_entry, _)) = self.check_token(&unsealed, token, connection).await? else {
+        let Some(decoded) = self
+            .check_token_shared(&unsealed, token, connection)
+            .await?
+        else {
             return Ok(None);
         };
-        if token_entry.num_uses > 0 {
+        if decoded.entry.num_uses > 0 {
             return Ok(None);
         }
         let now = self.now();
         self.inner
             .inventory
-            .record_token(&token_entry, connection, now.as_second());
-        let caller: crate::Caller = token_entry.into();
+            .record_token(&decoded.entry, connection, now.as_second());
+        let caller = &decoded.caller;
         crate::pipeline::validate_path(path)?;
         let facts = custos_policy::Facts {
             remote_addr: connection.remote_addr,
@@ -60,7 +63,7 @@ impl Engine {
             parameters: data,
             wrap_ttl: None,
         };
-        self.authorize_with(&unsealed, &caller, path, Operation::Update, &facts)?;
+        self.authorize_with(&unsealed, caller, path, Operation::Update, &facts)?;
         let mount = unsealed
             .mount_states
             .get_or_insert_with(&uuid, ApiKeysMount::default)?;

@@ -11,13 +11,32 @@ use std::sync::{Arc, Mutex};
 
 use custos_storage::Revision;
 
-use super::TokenEntry;
+use super::{Caller, TokenEntry};
 
 const SHARDS: usize = 16;
 /// Entries per shard before it is emptied (16,384 tokens in all).
 const PER_SHARD: usize = 1024;
 
-type Shard = HashMap<String, (Revision, Arc<TokenEntry>)>;
+/// One decoded token: its entry and the caller it makes, as read at a revision.
+#[derive(Clone)]
+pub(crate) struct Decoded {
+    pub(crate) revision: Revision,
+    pub(crate) entry: Arc<TokenEntry>,
+    pub(crate) caller: Arc<Caller>,
+}
+
+impl Decoded {
+    pub(crate) fn new(revision: Revision, entry: TokenEntry) -> Decoded {
+        let caller = Arc::new(Caller::from(entry.clone()));
+        Decoded {
+            revision,
+            entry: Arc::new(entry),
+            caller,
+        }
+    }
+}
+
+type Shard = HashMap<String, Decoded>;
 
 /// The decoded entries of one unsealing.
 pub(crate) struct DecodedTokens {
@@ -43,16 +62,16 @@ impl DecodedTokens {
     }
 
     /// What was decoded for this token hash, and at which revision.
-    pub(crate) fn get(&self, hash: &str) -> Option<(Revision, Arc<TokenEntry>)> {
+    pub(crate) fn get(&self, hash: &str) -> Option<Decoded> {
         self.shard(hash).get(hash).cloned()
     }
 
-    pub(crate) fn put(&self, hash: &str, revision: Revision, entry: Arc<TokenEntry>) {
+    pub(crate) fn put(&self, hash: &str, decoded: Decoded) {
         let mut shard = self.shard(hash);
         if shard.len() >= PER_SHARD && !shard.contains_key(hash) {
             shard.clear();
         }
-        shard.insert(hash.to_owned(), (revision, entry));
+        shard.insert(hash.to_owned(), decoded);
     }
 
     pub(crate) fn remove(&self, hash: &str) {

@@ -330,14 +330,26 @@ impl Engine {
         unsealed: &Unsealed,
         hash: &str,
     ) -> Result<Option<(TokenEntry, Revision)>, EngineError> {
-        // Every authenticated request reads its token: what was decoded is kept by revision,
-        // so an unchanged entry is neither decrypted nor parsed again.
+        Ok(self
+            .load_decoded(unsealed, hash)
+            .await?
+            .map(|decoded| (TokenEntry::clone(&decoded.entry), decoded.revision)))
+    }
+
+    /// The entry stored for a token hash, shared: every authenticated request reads its token,
+    /// so what was decoded is kept by revision (`token::decoded`), and an unchanged entry is
+    /// neither decrypted nor parsed again.
+    pub(crate) async fn load_decoded(
+        &self,
+        unsealed: &Unsealed,
+        hash: &str,
+    ) -> Result<Option<super::decoded::Decoded>, EngineError> {
         let known = unsealed.decoded_tokens.get(hash);
         let read = unsealed
             .barrier
             .get_if_changed(
                 &token_path_for_hash(hash),
-                known.as_ref().map(|known| known.0),
+                known.as_ref().map(|known| known.revision),
             )
             .await?;
         match (read, known) {
@@ -345,22 +357,43 @@ impl Engine {
                 unsealed.decoded_tokens.remove(hash);
                 Ok(None)
             }
-            (Some(crate::barrier::Fresh::Unchanged(revision)), Some((_, entry))) => {
-                Ok(Some((TokenEntry::clone(&entry), revision)))
-            }
+            (Some(crate::barrier::Fresh::Unchanged(_)), Some(known)) => Ok(Some(known)),
             (Some(crate::barrier::Fresh::Unchanged(_)), None) => Err(EngineError::Internal(
                 "token entry reported unchanged without a known revision".into(),
             )),
             (Some(crate::barrier::Fresh::Changed(plain)), _) => {
-                let entry = TokenEntry::decode(&plain.value)?;
-                unsealed.decoded_tokens.put(
-                    hash,
-                    plain.revision,
-                    std::sync::Arc::new(entry.clone()),
-                );
-                Ok(Some((entry, plain.revision)))
+                let decoded =
+                    super::decoded::Decoded::new(plain.revision, TokenEntry::decode(&plain.value)?);
+                unsealed.decoded_tokens.put(hash, decoded.clone());
+                Ok(Some(decoded))
             }
         }
+    }
+
+    /// [`Engine::check_token`] without copying the entry: the live token's decoded entry and
+    /// caller, shared with the cache (the verify lane's authentication). `None` for any
+    /// refusal; the pipeline then refuses the request again, and logs and audits why.
+    pub(crate) async fn check_token_shared(
+        &self,
+        unsealed: &Unsealed,
+        token: Option<&str>,
+        connection: &Connection,
+    ) -> Result<Option<super::decoded::Decoded>, EngineError> {
+        let Some(token) = token.filter(|token| !token.is_empty()) else {
+            return Ok(None);
+        };
+        let hash = unsealed.token_hasher.hash_hex(token.as_bytes());
+        let now = self.now().as_second();
+        let Some(decoded) = self.load_decoded(unsealed, &hash).await? else {
+            return Ok(None);
+        };
+        if decoded.entry.revoking.is_some()
+            || decoded.entry.is_expired(now)
+            || check_bindings(&decoded.entry, connection).is_err()
+        {
+            return Ok(None);
+        }
+        Ok(Some(decoded))
     }
 
     /// The entry of a live token (not expired, not being revoked), by the token itself.
