@@ -365,14 +365,7 @@ impl Barrier {
 
     /// Reads and decrypts one value.
     pub async fn get(&self, path: &str) -> Result<Option<Plain>, EngineError> {
-        check_path(path)?;
-        self.ensure_open()?;
-        let entry = if crate::index::reading_fresh() {
-            self.storage.get_uncached(path).await?
-        } else {
-            self.storage.get(path).await?
-        };
-        let Some(entry) = entry else {
+        let Some(entry) = self.read_sealed(path).await? else {
             return Ok(None);
         };
         let value = self.open_value(path, &entry.value).await?;
@@ -380,6 +373,17 @@ impl Barrier {
             value,
             revision: entry.revision,
         }))
+    }
+
+    /// Reads one value as stored (sealed), past the read cache for a read-your-writes request.
+    async fn read_sealed(&self, path: &str) -> Result<Option<custos_storage::Entry>, EngineError> {
+        check_path(path)?;
+        self.ensure_open()?;
+        Ok(if crate::index::reading_fresh() {
+            self.storage.get_uncached(path).await?
+        } else {
+            self.storage.get(path).await?
+        })
     }
 
     /// Reads one value, decrypting it only when its revision is not `known`: a caller that kept
@@ -390,14 +394,7 @@ impl Barrier {
         path: &str,
         known: Option<Revision>,
     ) -> Result<Option<Fresh>, EngineError> {
-        check_path(path)?;
-        self.ensure_open()?;
-        let entry = if crate::index::reading_fresh() {
-            self.storage.get_uncached(path).await?
-        } else {
-            self.storage.get(path).await?
-        };
-        let Some(entry) = entry else {
+        let Some(entry) = self.read_sealed(path).await? else {
             return Ok(None);
         };
         if known == Some(entry.revision) {

@@ -83,6 +83,39 @@ struct Leak {
     source: String,
 }
 
+impl Leak {
+    /// One item of a report (`{token, type, url, source}`); `name` says how to name a field of
+    /// it in an error (`leaks[3].token`, `item 3: token`).
+    fn from_item(
+        item: &Map<String, Value>,
+        name: impl Fn(&str) -> String,
+    ) -> Result<Leak, EngineError> {
+        let text = |field: &str| -> Result<String, EngineError> {
+            match item.get(field) {
+                None | Some(Value::Null) => Ok(String::new()),
+                Some(Value::String(text)) => Ok(text.clone()),
+                Some(_) => Err(EngineError::InvalidRequest(format!(
+                    "{} must be a string",
+                    name(field)
+                ))),
+            }
+        };
+        let token = text("token")?;
+        if token.is_empty() {
+            return Err(EngineError::InvalidRequest(format!(
+                "{} is missing",
+                name("token")
+            )));
+        }
+        Ok(Leak {
+            token,
+            kind: text("type")?,
+            url: text("url")?,
+            source: text("source")?,
+        })
+    }
+}
+
 fn parse_report(data: Option<&Map<String, Value>>) -> Result<Vec<Leak>, EngineError> {
     let invalid = |why: String| EngineError::InvalidRequest(why);
     let items = data
@@ -106,23 +139,7 @@ fn parse_report(data: Option<&Map<String, Value>>) -> Result<Vec<Leak>, EngineEr
             let item = item
                 .as_object()
                 .ok_or_else(|| invalid(format!("leaks[{index}] must be an object")))?;
-            let text = |field: &str| -> Result<String, EngineError> {
-                match item.get(field) {
-                    None | Some(Value::Null) => Ok(String::new()),
-                    Some(Value::String(text)) => Ok(text.clone()),
-                    Some(_) => Err(invalid(format!("leaks[{index}].{field} must be a string"))),
-                }
-            };
-            let token = text("token")?;
-            if token.is_empty() {
-                return Err(invalid(format!("leaks[{index}].token is missing")));
-            }
-            Ok(Leak {
-                token,
-                kind: text("type")?,
-                url: text("url")?,
-                source: text("source")?,
-            })
+            Leak::from_item(item, |field| format!("leaks[{index}].{field}"))
         })
         .collect()
 }

@@ -164,26 +164,10 @@ fn parse(body: &[u8]) -> Result<Vec<Leak>, EngineError> {
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
-            let Value::Object(mut item) = item else {
+            let Value::Object(item) = item else {
                 return Err(invalid(format!("item {index} must be an object")));
             };
-            let mut text = |field: &str| -> Result<String, EngineError> {
-                match item.remove(field) {
-                    None | Some(Value::Null) => Ok(String::new()),
-                    Some(Value::String(text)) => Ok(text),
-                    Some(_) => Err(invalid(format!("item {index}: {field} must be a string"))),
-                }
-            };
-            let token = text("token")?;
-            if token.is_empty() {
-                return Err(invalid(format!("item {index}: token is missing")));
-            }
-            Ok(Leak {
-                token,
-                kind: text("type")?,
-                url: text("url")?,
-                source: text("source")?,
-            })
+            Leak::from_item(&item, |field| format!("item {index}: {field}"))
         })
         .collect()
 }
