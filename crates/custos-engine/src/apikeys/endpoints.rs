@@ -599,46 +599,39 @@ pub(crate) async fn list_keys(
             .ok_or_else(|| invalid("limit must be between 1 and 1000"))?,
         None => 1000,
     };
-    let mut after = query
-        .get("after")
-        .filter(|after| !after.is_empty())
-        .map(|after| key_key(after));
-    let mut ids = Vec::new();
+    let after = query.get("after").filter(|after| !after.is_empty());
+    // From the index, which holds every key of the mount (a storage scan would read every
+    // key of every keyring for each page).
+    let mut records: Vec<std::sync::Arc<super::state::Compiled>> = index
+        .keys_of(ring)
+        .iter()
+        .map(|entry| entry.lock().compiled.clone())
+        .filter(|compiled| {
+            owner.is_none_or(|owner| *owner == compiled.record.owner_id)
+                && after.is_none_or(|after| compiled.record.id.as_str() > after.as_str())
+        })
+        .collect();
+    records.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+    let more = records.len() > limit;
+    records.truncate(limit);
+    let next_after = more
+        .then(|| records.last().map(|last| last.record.id.clone()))
+        .flatten();
+    let mut ids = Vec::with_capacity(records.len());
     let mut info = Map::new();
-    let mut next_after = None;
-    'pages: loop {
-        let page = index
-            .storage
-            .list(model::KEYS, after.as_deref(), 1000)
-            .await?;
-        for key in &page.keys {
-            let Some(plain) = index.storage.get(key).await? else {
-                continue;
-            };
-            let record: KeyRecord = decode(&plain.value, "API key record")?;
-            if record.keyring != ring || owner.is_some_and(|owner| *owner != record.owner_id) {
-                continue;
-            }
-            if ids.len() == limit {
-                next_after = ids.last().cloned();
-                break 'pages;
-            }
-            info.insert(
-                record.id.clone(),
-                serde_json::json!({
-                    "name": record.name,
-                    "owner_id": record.owner_id,
-                    "hint": record.hint,
-                    "enabled": record.enabled,
-                    "expires_at": record.expires_at.map_or(Value::Null, model::time_json),
-                }),
-            );
-            ids.push(record.id);
-        }
-        match page.next_after {
-            Some(next) => after = Some(next),
-            None => break,
-        }
+    for compiled in &records {
+        let record = &compiled.record;
+        info.insert(
+            record.id.clone(),
+            serde_json::json!({
+                "name": record.name,
+                "owner_id": record.owner_id,
+                "hint": record.hint,
+                "enabled": record.enabled,
+                "expires_at": record.expires_at.map_or(Value::Null, model::time_json),
+            }),
+        );
+        ids.push(record.id.clone());
     }
     let mut answer = LogicalResponse::list(ids);
     if let Some(data) = answer.data.as_mut() {

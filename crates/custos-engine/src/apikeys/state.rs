@@ -185,6 +185,8 @@ pub(crate) struct Index {
     pub(crate) dirty: Mutex<Vec<Arc<Entry>>>,
     /// Verification counts that belong to no key (`NOT_FOUND`), by keyring (`""`: none named).
     pub(crate) unattributed: Vec<Mutex<HashMap<String, Vec<HourCounts>>>>,
+    /// Hourly counts a flush could not write, for the next one.
+    pub(crate) unwritten_hours: Mutex<super::usage::RingHours>,
     /// Rerolled keys still in their grace period: (end of grace, key id).
     graced: Mutex<Vec<(i64, String)>>,
     /// When expired analytics were last looked for (unix seconds).
@@ -213,6 +215,7 @@ impl Index {
             config: RwLock::default(),
             dirty: Mutex::default(),
             unattributed: (0..16).map(|_| Mutex::default()).collect(),
+            unwritten_hours: Mutex::default(),
             graced: Mutex::default(),
             last_retention_sweep: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
@@ -226,21 +229,10 @@ impl Index {
         if let Some(config) = index.storage.get(model::CONFIG_KEY).await? {
             *write(&index.config) = decode(&config.value, "apikeys config")?;
         }
-        let mut after: Option<String> = None;
-        loop {
-            let page = index
-                .storage
-                .list(model::KEYRINGS, after.as_deref(), BUILD_PAGE)
-                .await?;
-            for key in &page.keys {
-                if let Some(plain) = index.storage.get(key).await? {
-                    let keyring: Keyring = decode(&plain.value, "keyring")?;
-                    write(&index.keyrings).insert(keyring.name.clone(), Arc::new(keyring));
-                }
-            }
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
+        for key in list_all(&index.storage, model::KEYRINGS).await? {
+            if let Some(plain) = index.storage.get(&key).await? {
+                let keyring: Keyring = decode(&plain.value, "keyring")?;
+                write(&index.keyrings).insert(keyring.name.clone(), Arc::new(keyring));
             }
         }
         let index = Arc::new(index);
@@ -416,13 +408,16 @@ impl Index {
 
     /// Counts a verification that found no key: under the keyring it named only when that
     /// keyring exists, so a caller cannot make a stored record for every name it sends.
-    pub(crate) fn count_unattributed(&self, keyring: &str, hash: &[u8; 32], now: i64) {
+    pub(crate) fn count_unattributed(&self, keyring: &str, key: &str, now: i64) {
         let keyring = if self.keyring(keyring).is_some() {
             keyring
         } else {
             ""
         };
-        let shard = usize::from(hash[1]) % self.unattributed.len();
+        // Any spread will do: the shards only keep concurrent misses off one lock.
+        let shard = key.bytes().rev().take(4).fold(0usize, |acc, byte| {
+            acc.wrapping_mul(31).wrapping_add(usize::from(byte))
+        }) % self.unattributed.len();
         let mut counts = lock(&self.unattributed[shard]);
         let list = counts.entry(keyring.to_owned()).or_default();
         count(list, hour_of(now), Code::NotFound);

@@ -162,6 +162,16 @@ impl Env {
         Ok(answer.map(|bytes| serde_json::from_slice(&bytes).expect("JSON")))
     }
 
+    /// Updates a key of the keyring `acme`.
+    async fn update_key(&self, id: &str, data: Value) -> Value {
+        self.ok(
+            Operation::Update,
+            &format!("apikeys/keyrings/acme/keys/{id}"),
+            data,
+        )
+        .await
+    }
+
     /// Another node on the same storage and clock, unsealed.
     async fn second_node(&self) -> Engine {
         let engine = Engine::new(self.storage.clone(), self.clock.clone());
@@ -341,28 +351,13 @@ async fn disabled_expired_and_revoked_keys_are_refused() {
     env.keyring("acme", json!({"prefix": "acme"})).await;
     let (key, id) = env.key("acme", json!({"ttl": "1h"})).await;
     assert_eq!(env.code(json!({"key": key})).await, "VALID");
-    env.ok(
-        Operation::Update,
-        &format!("apikeys/keyrings/acme/keys/{id}"),
-        json!({"enabled": false}),
-    )
-    .await;
+    env.update_key(&id, json!({"enabled": false})).await;
     assert_eq!(env.code(json!({"key": key})).await, "DISABLED");
-    env.ok(
-        Operation::Update,
-        &format!("apikeys/keyrings/acme/keys/{id}"),
-        json!({"enabled": true}),
-    )
-    .await;
+    env.update_key(&id, json!({"enabled": true})).await;
     assert_eq!(env.code(json!({"key": key})).await, "VALID");
     env.advance(3600);
     assert_eq!(env.code(json!({"key": key})).await, "EXPIRED");
-    env.ok(
-        Operation::Update,
-        &format!("apikeys/keyrings/acme/keys/{id}"),
-        json!({"expires_at": null}),
-    )
-    .await;
+    env.update_key(&id, json!({"expires_at": null})).await;
     assert_eq!(env.code(json!({"key": key})).await, "VALID");
 
     env.ok(
@@ -516,12 +511,7 @@ async fn remaining_uses_cost_and_refill() {
     // Cost 0 checks without spending.
     assert_eq!(env.code(json!({"key": key, "cost": 0})).await, "VALID");
     // Setting `remaining` again starts a new count.
-    env.ok(
-        Operation::Update,
-        &format!("apikeys/keyrings/acme/keys/{id}"),
-        json!({"remaining": 1}),
-    )
-    .await;
+    env.update_key(&id, json!({"remaining": 1})).await;
     assert_eq!(env.code(json!({"key": key})).await, "VALID");
     assert_eq!(env.code(json!({"key": key})).await, "USAGE_EXCEEDED");
 
@@ -722,12 +712,7 @@ async fn a_key_revoked_on_one_node_is_refused_by_another_at_its_next_notificatio
     let uuid = env.mount_uuid().await;
 
     // Disabled on the first node: the second applies the change it is told about.
-    env.ok(
-        Operation::Update,
-        &format!("apikeys/keyrings/acme/keys/{id}"),
-        json!({"enabled": false}),
-    )
-    .await;
+    env.update_key(&id, json!({"enabled": false})).await;
     assert_eq!(
         Env::verify_on(&other, json!({"key": key})).await["code"],
         "VALID",

@@ -17,6 +17,9 @@ use super::model::{self, HourRecord, UsageRecord, decode, encode};
 use super::state::{CODES, Code, Entry, HourCounts, Index, lock};
 use crate::EngineError;
 
+/// Verification counts by (keyring, hour), then key id (`""`: no key) and code.
+pub(crate) type RingHours = BTreeMap<(String, i64), BTreeMap<String, [u64; CODES]>>;
+
 /// How many times a compare-and-swap write is retried against other writers.
 const CAS_ATTEMPTS: usize = 8;
 
@@ -102,7 +105,9 @@ impl Index {
             }
         }
         // Counts by keyring and hour: one record each.
-        let mut hours: BTreeMap<(String, i64), BTreeMap<String, [u64; CODES]>> = BTreeMap::new();
+        // Counts by keyring and hour: one record each; what the last flush could not write
+        // first.
+        let mut hours: RingHours = std::mem::take(&mut *lock(&self.unwritten_hours));
         for snapshot in &snapshots {
             for (hour, codes) in &snapshot.counts {
                 add_codes(
@@ -134,14 +139,11 @@ impl Index {
             match self.merge_hour(&keyring, hour, &keys).await {
                 Ok(()) => flushed.analytics_records += 1,
                 Err(error) => {
-                    // Kept for the next flush, in the unattributed shards (by key id).
-                    let mut shard = lock(&self.unattributed[0]);
-                    let list = shard.entry(keyring.clone()).or_default();
-                    for codes in keys.values() {
-                        match list.iter_mut().find(|(at, _)| *at == hour) {
-                            Some((_, existing)) => add_codes(existing, codes),
-                            None => list.push((hour, *codes)),
-                        }
+                    // Kept, key by key, for the next flush.
+                    let mut unwritten = lock(&self.unwritten_hours);
+                    let stored = unwritten.entry((keyring, hour)).or_default();
+                    for (id, codes) in keys {
+                        add_codes(stored.entry(id).or_insert([0; CODES]), &codes);
                     }
                     first_error.get_or_insert(error);
                 }

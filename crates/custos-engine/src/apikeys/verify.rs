@@ -212,11 +212,7 @@ pub(crate) fn check(
 ) -> Verdict {
     let now = now_ms.div_euclid(1000);
     let Some(entry) = entry else {
-        index.count_unattributed(
-            request.keyring.as_deref().unwrap_or(""),
-            &sha256(&request.key),
-            now,
-        );
+        index.count_unattributed(request.keyring.as_deref().unwrap_or(""), &request.key, now);
         return Verdict::not_found();
     };
     let mut live = entry.lock();
@@ -228,11 +224,7 @@ pub(crate) fn check(
         .is_some_and(|ring| ring != record.keyring);
     if live.removed || wrong_ring {
         drop(live);
-        index.count_unattributed(
-            request.keyring.as_deref().unwrap_or(""),
-            &sha256(&request.key),
-            now,
-        );
+        index.count_unattributed(request.keyring.as_deref().unwrap_or(""), &request.key, now);
         return Verdict::not_found();
     }
     let mut ratelimit = None;
