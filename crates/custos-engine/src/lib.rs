@@ -280,11 +280,7 @@ impl Engine {
 
     /// An engine with its own limits (the defaults suit tests).
     pub fn with_limits(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>, limits: Limits) -> Engine {
-        let mut engine = Engine::with_audit(storage, clock, limits, Arc::new(NoAudit));
-        if let Some(inner) = Arc::get_mut(&mut engine.inner) {
-            inner.default_audit_sink = true;
-        }
-        engine
+        Engine::build(storage, clock, limits, Arc::new(NoAudit), true)
     }
 
     /// An engine with its own limits and audit sink.
@@ -293,6 +289,17 @@ impl Engine {
         clock: Arc<dyn Clock>,
         limits: Limits,
         audit: Arc<dyn AuditSink>,
+    ) -> Engine {
+        Engine::build(storage, clock, limits, audit, false)
+    }
+
+    /// `default_audit_sink`: `audit` records nothing (the verify lane may skip building records).
+    fn build(
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+        audit: Arc<dyn AuditSink>,
+        default_audit_sink: bool,
     ) -> Engine {
         Engine {
             inner: Arc::new(Inner {
@@ -307,7 +314,7 @@ impl Engine {
                 follower: mirror::Follower::default(),
                 lockout: auth::lockout::Lockout::default(),
                 inventory: inventory::Inventory::default(),
-                default_audit_sink: false,
+                default_audit_sink,
             }),
         }
     }
